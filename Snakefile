@@ -1,0 +1,24 @@
+# ctith: CT intratumoral heterogeneity -> distant metastasis of retroperitoneal sarcoma.
+# Thin on purpose: config, validation and helpers live in workflow/rules/common.smk,
+# one rule file per stage, all logic in the `ctith` package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/eligibility.smk"
+
+
+rule all:
+    input:
+        "results/cohort/qc.tsv",
+        "results/cohort/eligible.tsv",
+        "results/cohort/eligibility_flow.tsv",
+        "results/cohort/split.tsv",
+    default_target: True

@@ -1,0 +1,299 @@
+"""Ingestion: read a CT and its tumour mask, check them, write canonical NIfTI + QC.
+
+Reads DICOM series (a folder; the series picked by UID when it holds several), NIfTI,
+NRRD and MHA through SimpleITK. Both volumes are brought to one canonical orientation
+(LPS by default) by axis permutations and flips only, so a mask stored with another
+axis order or flipped axes lands on the image grid losslessly; a mask on a genuinely
+different grid is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from .errors import IngestError
+from .io import atomic_path, write_json
+
+HU_PERCENTILES = (0.5, 1, 5, 25, 50, 75, 95, 99, 99.5)
+LARGEST_SLICE_RULE = "axial slice with the most tumour voxels; ties go to the lowest index"
+
+
+@dataclass
+class IngestResult:
+    image: sitk.Image  # HU, canonical orientation
+    mask: sitk.Image  # uint8 0/1 on the image grid
+    qc: dict
+
+
+def _short(exc: Exception) -> str:
+    """The useful line of a SimpleITK/ITK exception, not its C++ stack."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("Description:"):
+            return ln.split(":", 1)[1].strip()
+    for ln in reversed(lines):
+        if "ERROR" in ln or "Exception" in ln or "Unable" in ln or "Could not" in ln:
+            return ln
+    return lines[-1] if lines else type(exc).__name__
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[str]:
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+
+
+def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | None = None,
+                patient: str | None = None) -> sitk.Image:
+    """Read a DICOM series folder or a NIfTI/NRRD/MHA file; errors name patient and file."""
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(f"{what} '{path}' does not exist", patient, str(path))
+    try:
+        if path.is_dir():
+            uids = list_dicom_series(path)
+            if not uids:
+                raise IngestError(f"{what} folder '{path}' holds no DICOM series", patient, str(path))
+            if series_uid:
+                if series_uid not in uids:
+                    raise IngestError(
+                        f"{what} folder '{path}' has no series {series_uid}; it holds {', '.join(uids)}",
+                        patient, str(path))
+                uid = series_uid
+            elif len(uids) > 1:
+                raise IngestError(
+                    f"{what} folder '{path}' holds {len(uids)} DICOM series ({', '.join(uids)}); "
+                    "name one in the sample sheet's series UID column", patient, str(path))
+            else:
+                uid = uids[0]
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid))
+            return reader.Execute()
+        return sitk.ReadImage(str(path))
+    except IngestError:
+        raise
+    except RuntimeError as exc:
+        raise IngestError(f"cannot read {what} '{path}': {_short(exc)}", patient, str(path)) from None
+
+
+def orientation_code(image: sitk.Image) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def reorient(image: sitk.Image, code: str) -> sitk.Image:
+    """Permute/flip axes to the orientation code (lossless: no resampling)."""
+    if orientation_code(image) == code:
+        return image
+    return sitk.DICOMOrient(image, code)
+
+
+def to_hu(image: sitk.Image) -> sitk.Image:
+    """Keep HU as int16 when the values are integers in range, else float32."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError("a CT must have one component per voxel")
+    arr = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(arr.dtype, np.integer):
+        ok = arr.min() >= -32768 and arr.max() <= 32767
+    else:
+        ok = bool(np.all(np.isfinite(arr))) and np.array_equal(arr, np.round(arr)) and \
+            arr.min() >= -32768 and arr.max() <= 32767
+    return sitk.Cast(image, sitk.sitkInt16 if ok else sitk.sitkFloat32)
+
+
+def binarize_mask(mask: sitk.Image, label: int | None = None, patient: str | None = None,
+                  path: str | None = None) -> tuple[sitk.Image, list[int]]:
+    """ITK-SNAP label image -> uint8 0/1. Several labels need ``label`` chosen."""
+    arr = sitk.GetArrayFromImage(mask)
+    if mask.GetNumberOfComponentsPerPixel() != 1:
+        raise IngestError(f"mask '{path}' has {mask.GetNumberOfComponentsPerPixel()} components per voxel; "
+                          "expected a label image", patient, path)
+    if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
+        raise IngestError(f"mask '{path}' holds non-integer values; expected a label image",
+                          patient, path)
+    labels = sorted(int(v) for v in np.unique(arr) if v != 0)
+    if not labels:
+        raise IngestError(f"mask '{path}' is empty (no non-zero voxel)", patient, path)
+    if label is None:
+        if len(labels) > 1:
+            raise IngestError(f"mask '{path}' holds {len(labels)} labels {labels}; "
+                              "choose one with --mask-label (sample sheet column mask_label)",
+                              patient, path)
+        label = labels[0]
+    elif label not in labels:
+        raise IngestError(f"mask '{path}' has no voxel with label {label}; it holds {labels}",
+                          patient, path)
+    out = sitk.GetImageFromArray((arr == label).astype(np.uint8))
+    out.CopyInformation(mask)
+    return out, labels
+
+
+def match_mask_to_image(mask: sitk.Image, image: sitk.Image, tolerance_mm: float = 0.01,
+                        direction_tolerance: float = 1e-4, patient: str | None = None,
+                        mask_path: str | None = None, image_path: str | None = None) -> tuple[sitk.Image, dict]:
+    """Bring a mask onto the image grid by axis permutations/flips, or fail naming what differs."""
+    info = {"mask_reoriented": False, "mask_geometry_snapped": False}
+    code = orientation_code(image)
+    if orientation_code(mask) != code:
+        mask = reorient(mask, code)
+        info["mask_reoriented"] = True
+
+    def fmt(v):
+        return "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
+
+    def differs(what, m, i, tol):
+        return (f"mask '{mask_path}' has {what} {fmt(m)} but image '{image_path}' has {fmt(i)}"
+                if np.max(np.abs(np.subtract(m, i))) > tol else None)
+
+    if mask.GetSize() != image.GetSize():
+        raise IngestError(f"mask '{mask_path}' has size {mask.GetSize()} but image '{image_path}' "
+                          f"has {image.GetSize()}", patient, mask_path)
+    spacing_tol = max(1e-6, min(tolerance_mm, 1e-3 * min(image.GetSpacing())))
+    for problem in (differs("spacing", mask.GetSpacing(), image.GetSpacing(), spacing_tol),
+                    differs("origin", mask.GetOrigin(), image.GetOrigin(), tolerance_mm),
+                    differs("direction", mask.GetDirection(), image.GetDirection(), direction_tolerance)):
+        if problem:
+            raise IngestError(problem, patient, mask_path)
+    exact = (mask.GetSpacing() == image.GetSpacing() and mask.GetOrigin() == image.GetOrigin()
+             and mask.GetDirection() == image.GetDirection())
+    if not exact:  # within tolerance (e.g. float32 rounding in a NIfTI header)
+        mask = sitk.Image(mask)
+        mask.CopyInformation(image)
+        info["mask_geometry_snapped"] = True
+    return mask, info
+
+
+def axial_axis(image: sitk.Image) -> int:
+    """The numpy axis (of the (z, y, x) array) that runs head-to-foot."""
+    d = np.asarray(image.GetDirection()).reshape(3, 3)
+    itk_axis = int(np.argmax(np.abs(d[2, :])))  # image axis most aligned with patient S-I
+    return 2 - itk_axis
+
+
+def largest_slice(mask_arr: np.ndarray, axis: int = 0) -> tuple[int, int]:
+    """(index, area in voxels) of the slice with the most tumour voxels; ties -> lowest index."""
+    other = tuple(a for a in range(mask_arr.ndim) if a != axis)
+    areas = mask_arr.astype(bool).sum(axis=other)
+    k = int(np.argmax(areas))  # argmax returns the first maximum
+    return k, int(areas[k])
+
+
+def qc_record(image: sitk.Image, mask: sitk.Image) -> dict:
+    """Numbers a reader checks before trusting a scan (pure: no file paths)."""
+    arr = sitk.GetArrayViewFromImage(image)
+    m = sitk.GetArrayViewFromImage(mask).astype(bool)
+    spacing = image.GetSpacing()
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    n = int(m.sum())
+    ax = axial_axis(image)
+    k, area = largest_slice(m, ax)
+    itk_ax = 2 - ax
+    pix_mm2 = float(np.prod([s for i, s in enumerate(spacing) if i != itk_ax]))
+    present = np.flatnonzero(m.sum(axis=tuple(a for a in range(3) if a != ax)))
+    cc = sitk.RelabelComponent(sitk.ConnectedComponent(mask, True), sortByObjectSize=True)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(cc)
+    sizes = [int(stats.GetNumberOfPixels(lbl)) for lbl in stats.GetLabels()]
+    tum = arr[m].astype(np.float64)
+    warnings = []
+    if float(arr.min()) > -500:
+        warnings.append(f"lowest value {float(arr.min()):.0f} shows no air: are values in HU?")
+    in_plane = [a for a in range(3) if a != ax]
+    for a in in_plane:
+        if m.take(0, axis=a).any() or m.take(m.shape[a] - 1, axis=a).any():
+            warnings.append("tumour touches the in-plane image border")
+            break
+    if present[0] < 2 or present[-1] > m.shape[ax] - 3:
+        warnings.append("tumour within 2 slices of the volume's end: neighbouring slices are clamped")
+    if len(sizes) > 1:
+        warnings.append(f"mask has {len(sizes)} connected components")
+    return {
+        "size": list(image.GetSize()),
+        "spacing": [round(float(s), 6) for s in spacing],
+        "origin": [float(o) for o in image.GetOrigin()],
+        "direction": [float(d) for d in image.GetDirection()],
+        "orientation": orientation_code(image),
+        "pixel_type": image.GetPixelIDTypeAsString(),
+        "hu": {"min": float(arr.min()), "max": float(arr.max()),
+               **{f"p{p:g}": float(v) for p, v in zip(HU_PERCENTILES, np.percentile(arr, HU_PERCENTILES))}},
+        "tumour_hu": {"mean": float(tum.mean()), "std": float(tum.std()),
+                      **{f"p{p:g}": float(v) for p, v in zip((5, 50, 95), np.percentile(tum, (5, 50, 95)))}},
+        "tumour_voxels": n,
+        "tumour_volume_ml": round(n * voxel_ml, 4),
+        "axial_axis": ax,
+        "largest_slice": {"index": k, "area_pixels": area, "area_mm2": round(area * pix_mm2, 4),
+                          "rule": LARGEST_SLICE_RULE},
+        "tumour_slices": {"first": int(present[0]), "last": int(present[-1]), "count": int(present.size)},
+        "connected_components": {"count": len(sizes), "connectivity": 26,
+                                 "largest_voxels": sizes[0] if sizes else 0,
+                                 "largest_fraction": round(sizes[0] / n, 6) if n else 0.0},
+        "warnings": warnings,
+    }
+
+
+def ingest(image_path: str | os.PathLike, mask_path: str | os.PathLike, patient_id: str | None = None,
+           series_uid: str | None = None, mask_label: int | None = None,
+           orientation: str | None = "LPS", tolerance_mm: float = 0.01,
+           direction_tolerance: float = 1e-4) -> IngestResult:
+    """Read, check and canonicalise one patient's CT and reader mask."""
+    image_path, mask_path = str(image_path), str(mask_path)
+    image = read_volume(image_path, "image", series_uid, patient_id)
+    mask = read_volume(mask_path, "mask", None, patient_id)
+    if image.GetDimension() != 3:
+        raise IngestError(f"image '{image_path}' is {image.GetDimension()}-D; expected a 3-D CT",
+                          patient_id, image_path)
+    if mask.GetDimension() != 3:
+        raise IngestError(f"mask '{mask_path}' is {mask.GetDimension()}-D; expected a 3-D label image",
+                          patient_id, mask_path)
+    try:
+        image = to_hu(image)
+    except ValueError as exc:
+        raise IngestError(f"image '{image_path}': {exc}", patient_id, image_path) from None
+    mask, labels = binarize_mask(mask, mask_label, patient_id, mask_path)
+    if orientation:
+        image = reorient(image, orientation)
+    mask, info = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance,
+                                     patient_id, mask_path, image_path)
+    qc = {"patient_id": patient_id, "image_source": image_path, "mask_source": mask_path,
+          "image_format": "dicom" if Path(image_path).is_dir() else Path(image_path).name.split(".", 1)[-1],
+          "series_uid": series_uid, "mask_labels_found": labels,
+          "mask_label_used": mask_label if mask_label is not None else labels[0], **info}
+    qc.update(qc_record(image, mask))
+    return IngestResult(image, mask, qc)
+
+
+def write_result(result: IngestResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write image.nii.gz, mask.nii.gz, qc.json; each appears only when complete."""
+    out_dir = Path(out_dir)
+    paths = {"image": out_dir / "image.nii.gz", "mask": out_dir / "mask.nii.gz", "qc": out_dir / "qc.json"}
+    with atomic_path(paths["image"]) as tmp:
+        sitk.WriteImage(result.image, str(tmp), useCompression=True)
+    with atomic_path(paths["mask"]) as tmp:
+        sitk.WriteImage(result.mask, str(tmp), useCompression=True)
+    write_json(result.qc, paths["qc"])
+    return paths
+
+
+QC_COLUMNS = {
+    "size": lambda q: "x".join(map(str, q["size"])),
+    "spacing_x": lambda q: q["spacing"][0], "spacing_y": lambda q: q["spacing"][1],
+    "spacing_z": lambda q: q["spacing"][2],
+    "hu_p1": lambda q: q["hu"]["p1"], "hu_p50": lambda q: q["hu"]["p50"], "hu_p99": lambda q: q["hu"]["p99"],
+    "tumour_hu_mean": lambda q: round(q["tumour_hu"]["mean"], 3),
+    "tumour_voxels": lambda q: q["tumour_voxels"], "tumour_volume_ml": lambda q: q["tumour_volume_ml"],
+    "largest_slice": lambda q: q["largest_slice"]["index"],
+    "largest_slice_area_mm2": lambda q: q["largest_slice"]["area_mm2"],
+    "tumour_slices": lambda q: q["tumour_slices"]["count"],
+    "components": lambda q: q["connected_components"]["count"],
+    "mask_reoriented": lambda q: q["mask_reoriented"],
+    "warnings": lambda q: "; ".join(q["warnings"]),
+}
+
+
+def qc_table(records: list[dict]) -> pd.DataFrame:
+    """Cohort QC table: one row per patient from the per-patient qc.json records."""
+    rows = [{"patient_id": q["patient_id"], **{c: f(q) for c, f in QC_COLUMNS.items()}} for q in records]
+    return pd.DataFrame(rows, columns=["patient_id", *QC_COLUMNS])

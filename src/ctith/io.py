@@ -1,0 +1,73 @@
+"""Atomic file writes: a finished output is never replaced by a partial one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the real suffix (e.g. ".nii.gz") so writers that choose a format by
+    # extension still see it.
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _jsonable(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def read_json(path: str | os.PathLike):
+    return json.loads(Path(path).read_text())
+
+
+def write_tsv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=index, lineterminator="\n")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a TSV or CSV sheet with every column as text (types are checked later)."""
+    path = Path(path)
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[])
+
+
+def write_markdown(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """A GitHub-flavoured Markdown table (no tabulate dependency needed)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,193 @@
+"""Input contracts: the sample sheet and the clinical table, checked all at once.
+
+The JSON schemas under ``workflow/schemas/`` say what each column holds; this module
+types the text cells the way the schema asks, runs the schema on every row, and adds
+what a schema cannot express (files exist, IDs unique, every patient has clinical
+data and an outcome). Every problem is collected and raised together as one
+``SheetError``, each line naming the patient, the column or the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .errors import SheetError
+from .io import read_table
+
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+PATH_COLUMNS = ("image", "mask", "mask_reader2", "plain_ct")
+OUTCOME_COLUMNS = ("dm_event", "dm_time_months")
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str, schema_dir: str | None = None) -> dict:
+    return yaml.safe_load((Path(schema_dir) if schema_dir else SCHEMA_DIR).joinpath(name).read_text())
+
+
+def _coerce(value: str, spec: dict):
+    """Type one text cell as the schema asks; leave it as text when it does not fit,
+    so that the schema reports it."""
+    types = spec.get("type", "string")
+    types = [types] if isinstance(types, str) else list(types)
+    text = value.strip()
+    if "integer" in types or "number" in types:
+        try:
+            x = float(text)
+        except ValueError:
+            return text
+        if not math.isfinite(x):
+            return text
+        if "integer" in types:
+            return int(x) if x.is_integer() else x
+        return x
+    return text
+
+
+def type_rows(df: pd.DataFrame, schema: dict) -> list[dict]:
+    """Rows as dicts, blank cells dropped, schema columns typed."""
+    props = schema.get("properties", {})
+    out = []
+    for rec in df.to_dict("records"):
+        row = {}
+        for col, val in rec.items():
+            if val is None or (isinstance(val, float) and math.isnan(val)) or str(val).strip() == "":
+                continue
+            row[col] = _coerce(str(val), props[col]) if col in props else str(val).strip()
+        out.append(row)
+    return out
+
+
+def _row_problems(rows: list[dict], schema: dict, where: str) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for i, row in enumerate(rows):
+        pid = row.get("patient_id", "?")
+        for err in sorted(validator.iter_errors(row), key=lambda e: list(e.path)):
+            col = err.path[0] if err.path else None
+            if col == "patient_id" and err.validator == "pattern":
+                problems.append(f"{where} row {i + 2}: patient ID {pid!r} is not a safe token "
+                                "(letters, digits, '_' and '-', starting with a letter or digit)")
+            elif col:
+                problems.append(f"{where} row {i + 2} (patient {pid}): column '{col}': {err.message}")
+            else:
+                problems.append(f"{where} row {i + 2} (patient {pid}): {err.message}")
+    return problems
+
+
+def _duplicates(ids: pd.Series, where: str) -> list[str]:
+    problems = []
+    for pid, rows in ids.groupby(ids).groups.items():
+        if len(rows) > 1 and str(pid).strip():
+            lines = ", ".join(str(r + 2) for r in rows)
+            problems.append(f"{where}: patient {pid} appears more than once (rows {lines})")
+    return problems
+
+
+def resolve_path(value: str, sheet: str | os.PathLike) -> str:
+    """A sheet's relative path is relative to the sheet's own folder."""
+    if not value:
+        return ""
+    if os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(os.path.dirname(str(sheet)), value))
+
+
+@dataclass
+class Inputs:
+    samples: pd.DataFrame  # one row per patient, typed, paths resolved
+    clinical: pd.DataFrame  # canonical column names, typed, indexed by patient_id
+
+
+def rename_clinical(clinical: pd.DataFrame, columns: dict) -> tuple[pd.DataFrame, list[str]]:
+    """Map the user's column names onto canonical ones (config ``clinical_columns``)."""
+    missing = [f"column '{theirs}' (config clinical_columns.{ours})"
+               for ours, theirs in columns.items() if theirs not in clinical.columns]
+    renamed = clinical.rename(columns={theirs: ours for ours, theirs in columns.items()
+                                       if theirs in clinical.columns and theirs != ours})
+    return renamed, missing
+
+
+def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
+                    samples_path: str, clinical_path: str, check_files: bool = True) -> Inputs:
+    """Check sheets against their schemas and each other; raise SheetError listing all problems."""
+    problems: list[str] = []
+    s_where, c_where = f"sample sheet '{samples_path}'", f"clinical table '{clinical_path}'"
+    s_schema, c_schema = load_schema("samples.schema.yaml"), load_schema("clinical.schema.yaml")
+
+    missing_cols = [c for c in s_schema["required"] if c not in samples.columns]
+    problems += [f"{s_where} has no column '{c}'" for c in missing_cols]
+    if "patient_id" not in samples.columns:
+        raise SheetError(problems)
+    s_rows = type_rows(samples, s_schema)
+    problems += _row_problems(s_rows, s_schema, s_where)
+    problems += _duplicates(samples["patient_id"].str.strip(), s_where)
+
+    if check_files:
+        for row in s_rows:
+            pid = row.get("patient_id", "?")
+            for col in PATH_COLUMNS:
+                if col in row:
+                    p = resolve_path(row[col], samples_path)
+                    if not os.path.exists(p):
+                        problems.append(f"patient {pid}: {col} '{p}' (sample sheet column '{col}') does not exist")
+
+    clinical, missing = rename_clinical(clinical, config.get("clinical_columns", {}))
+    problems += [f"{c_where} has no {m}" for m in missing]
+    if "patient_id" not in clinical.columns:
+        raise SheetError(problems)
+    c_rows = type_rows(clinical, c_schema)
+    problems += _row_problems(c_rows, c_schema, c_where)
+    problems += _duplicates(clinical["patient_id"].str.strip(), c_where)
+
+    by_id = {r.get("patient_id"): r for r in c_rows}
+    for row in s_rows:
+        pid = row.get("patient_id")
+        if pid is None:
+            continue
+        crow = by_id.get(pid)
+        if crow is None:
+            problems.append(f"patient {pid}: missing from {c_where}")
+            continue
+        if row.get("cohort") != "predict":  # new patients to predict have no outcome yet
+            for col in OUTCOME_COLUMNS:
+                if col in clinical.columns and col not in crow:
+                    problems.append(f"patient {pid}: '{col}' is blank in {c_where}")
+
+    for crit in config.get("eligibility", {}).get("criteria", []):
+        for col in crit.get("columns", [crit.get("column")]):
+            if col and col not in clinical.columns:
+                problems.append(f"{c_where} has no column '{col}' needed by eligibility criterion "
+                                f"'{crit['name']}'")
+    if problems:
+        raise SheetError(problems)
+
+    typed_samples = pd.DataFrame(s_rows).fillna("")
+    for col in s_schema["properties"]:
+        if col not in typed_samples.columns:
+            typed_samples[col] = ""
+    for col in PATH_COLUMNS:
+        typed_samples[col] = [resolve_path(v, samples_path) for v in typed_samples[col]]
+    typed_clinical = pd.DataFrame(c_rows, columns=list(clinical.columns)).set_index("patient_id", drop=False)
+    return Inputs(typed_samples.set_index("patient_id", drop=False), typed_clinical)
+
+
+def load_inputs(config: dict, check_files: bool = True) -> Inputs:
+    """Read both sheets named in the config and validate them together."""
+    problems = []
+    for key in ("samples", "clinical"):
+        if not os.path.isfile(config[key]):
+            problems.append(f"config '{key}': file '{config[key]}' does not exist")
+    if problems:
+        raise SheetError(problems)
+    return validate_inputs(read_table(config["samples"]), read_table(config["clinical"]), config,
+                           config["samples"], config["clinical"], check_files=check_files)

@@ -1,0 +1,80 @@
+# Sample-sheet helpers and input functions. Parse-time work stays cheap: every cluster
+# job re-parses the Snakefile, so nothing here reads images.
+import json
+import os
+import shlex
+import sys
+
+import pandas as pd
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from ctith.eligibility import eligible_ids
+from ctith.errors import SheetError
+from ctith.sheets import load_inputs
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    patient=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def _build_demo_if_needed():
+    """Default run: build the synthetic demo cohort once, when its sheet is missing."""
+    demo = config["demo"]
+    sheet = os.path.join(demo["out_dir"], "samples.tsv")
+    if demo["generate"] and os.path.normpath(config["samples"]) == os.path.normpath(sheet):
+        if not os.path.exists(sheet):
+            from ctith.demo import write_cohort
+
+            print(f"Building the demo cohort ({demo['preset']}) in {demo['out_dir']} ...", file=sys.stderr)
+            write_cohort(demo["out_dir"], demo["preset"], demo["seed"])
+
+
+_build_demo_if_needed()
+try:
+    INPUTS = load_inputs(config)
+except SheetError as exc:
+    raise WorkflowError(str(exc)) from None
+# The schema contract, in Snakemake's own terms (the checks above already passed).
+validate(INPUTS.samples.replace("", None), schema="../schemas/samples.schema.yaml")
+SAMPLES = INPUTS.samples
+ELIGIBLE = eligible_ids(INPUTS.clinical, SAMPLES["institution"], config["eligibility"]["criteria"])
+
+
+def sample(patient, column):
+    return SAMPLES.at[patient, column]
+
+
+def ingest_inputs(wildcards):
+    return {"image": sample(wildcards.patient, "image"), "mask": sample(wildcards.patient, "mask")}
+
+
+def ingest_options(wildcards):
+    """Per-patient options of `ctith ingest`, from the sheet and the config."""
+    opts = []
+    uid = sample(wildcards.patient, "image_series_uid")
+    if uid:
+        opts += ["--series-uid", str(uid)]
+    label = sample(wildcards.patient, "mask_label") or config["ingest"]["mask_label"]
+    if label:
+        opts += ["--mask-label", str(int(label))]
+    return " ".join(opts)
+
+
+def eligible_files(pattern):
+    return expand(pattern, patient=ELIGIBLE)
+
+
+def sheet_options():
+    """Sheets and how to read them, for cohort-level subcommands."""
+    return "--samples {} --clinical {} --clinical-columns {} --criteria {}".format(
+        *(shlex.quote(str(x)) for x in (
+            config["samples"],
+            config["clinical"],
+            json.dumps(config["clinical_columns"]),
+            json.dumps(config["eligibility"]["criteria"]),
+        ))
+    )

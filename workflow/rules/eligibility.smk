@@ -1,0 +1,58 @@
+rule eligibility:
+    input:
+        samples=config["samples"],
+        clinical=config["clinical"],
+    output:
+        eligible="results/cohort/eligible.tsv",
+        flow=report(
+            "results/cohort/eligibility_flow.tsv",
+            caption="../report/eligibility_flow.rst",
+            category="Cohort",
+        ),
+        flow_md="results/cohort/eligibility_flow.md",
+        excluded="results/cohort/excluded.tsv",
+    params:
+        sheets=sheet_options(),
+    log:
+        "results/logs/eligibility.log",
+    benchmark:
+        "results/benchmarks/eligibility.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith eligibility {params.sheets} --out-dir $(dirname {output.eligible}) > {log} 2>&1"
+
+
+rule split:
+    input:
+        samples=config["samples"],
+        clinical=config["clinical"],
+        eligible="results/cohort/eligible.tsv",
+    output:
+        report(
+            "results/cohort/split.tsv",
+            caption="../report/split.rst",
+            category="Cohort",
+        ),
+    params:
+        sheets=sheet_options(),
+        internal=config["split"]["internal_institutions"],
+        external=config["split"]["external_institutions"],
+        fraction=config["split"]["train_fraction"],
+        seed=config["seed"],
+    log:
+        "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith split {params.sheets} --eligible {input.eligible} --internal {params.internal}"
+        " --external {params.external} --train-fraction {params.fraction} --seed {params.seed}"
+        " --out {output} > {log} 2>&1"
+
+
+localrules:
+    eligibility,
+    split,
+    qc_table,
