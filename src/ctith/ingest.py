@@ -43,6 +43,48 @@ def _short(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _nifti_shortfall(path: Path) -> str | None:
+    """Why a NIfTI file is incomplete, or None.
+
+    ITK reads a truncated NIfTI (plain or gzipped) without complaint and fills the
+    missing voxels, so the header's promised size is checked against the data.
+    """
+    import gzip
+    import struct
+    import zlib
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(540)
+            total = len(head)
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"compressed stream is damaged ({exc})"
+    if len(head) < 348:
+        return "file is shorter than a NIfTI header"
+    for endian in "<>":
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348:  # NIfTI-1
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if size == 540:  # NIfTI-2
+            dims = struct.unpack(endian + "8q", head[16:80])
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            offset = int(struct.unpack(endian + "q", head[168:176])[0])
+            break
+    else:
+        return None  # not NIfTI after all: let the reader decide
+    n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(min(int(dims[0]), 7), 0)]], dtype=np.int64))
+    expected = max(offset, size) + n * bitpix // 8
+    if total < expected:
+        return f"file is truncated: {total} of {expected} bytes"
+    return None
+
+
 def list_dicom_series(folder: str | os.PathLike) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 
@@ -73,6 +115,10 @@ def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | 
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid))
             return reader.Execute()
+        if path.name.endswith((".nii", ".nii.gz")):
+            problem = _nifti_shortfall(path)
+            if problem:
+                raise IngestError(f"cannot read {what} '{path}': {problem}", patient, str(path))
         return sitk.ReadImage(str(path))
     except IngestError:
         raise

@@ -152,7 +152,7 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     by_id = {r.get("patient_id"): r for r in c_rows}
     for row in s_rows:
         pid = row.get("patient_id")
-        if pid is None:
+        if pid is None or not SAFE_ID.fullmatch(pid):  # already reported as unsafe
             continue
         crow = by_id.get(pid)
         if crow is None:

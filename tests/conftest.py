@@ -1,0 +1,45 @@
+"""Shared fixtures: the real abdominal CT and small generated demo cohorts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ctith import demo
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
+
+
+@dataclass
+class RealCT:
+    image: Path
+    masks: dict
+
+
+@pytest.fixture(scope="session")
+def real_ct() -> RealCT:
+    root = SHARED / "data" / "real_ct"
+    if not root.is_dir():
+        pytest.skip(f"real CT not found at {root} (set CTITH_SHARED)")
+    return RealCT(root / "abdomen_ct.nii.gz", {p.name.split(".")[0]: p for p in (root / "masks").glob("*.nii.gz")})
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort_dir(tmp_path_factory) -> Path:
+    """The `tiny` preset written once per session (read-only for tests: copy to change)."""
+    out = tmp_path_factory.mktemp("tiny") / "cohort"
+    demo.write_cohort(out, "tiny", seed=7)
+    return out
+
+
+@pytest.fixture
+def tiny_cohort(tiny_cohort_dir, tmp_path) -> Path:
+    """A private, writable copy of the tiny cohort."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort_dir, dst)
+    return dst

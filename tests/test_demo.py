@@ -1,0 +1,143 @@
+import dataclasses
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage, stats
+from sksurv.metrics import concordance_index_censored
+
+from ctith import demo
+
+
+def test_presets_exist_with_their_sizes():
+    assert set(demo.PRESETS) == {"tiny", "demo", "paper"}
+    specs, clin = demo.simulate_cohort("paper", seed=1)
+    assert len(specs) == 274 and {s.matrix for s in specs} == {512}
+    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    assert len(clin) >= 60 and clin["dm_event"].sum() >= 20
+    assert clin["dm_time_months"].max() <= 60.0 and clin["dm_time_months"].min() > 0
+    assert {s.institution for s in specs} == {"A", "B"}
+    assert any(s.image_format == "dicom" for s in specs)
+    assert any(s.has_reader2 for s in specs) and any(s.has_plain_ct for s in specs)
+    assert not all(s.has_plain_ct for s in specs)
+    assert len(demo.simulate_cohort("tiny", seed=1)[0]) < 20
+
+
+def _digests(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_byte_identical_files(tmp_path):
+    n = {"A": 3, "B": 2}
+    demo.write_cohort(tmp_path / "a", "tiny", seed=11, n_patients=n)
+    demo.write_cohort(tmp_path / "b", "tiny", seed=11, n_patients=n)
+    demo.write_cohort(tmp_path / "c", "tiny", seed=12, n_patients=n)
+    a, b, c = (_digests(tmp_path / k) for k in "abc")
+    assert a == b
+    assert any(p.endswith(".dcm") for p in a)  # the DICOM writer is deterministic too
+    assert a != c
+
+
+def test_hazard_rises_with_true_heterogeneity():
+    specs, clin = demo.simulate_cohort("paper", seed=5)
+    h = np.array([s.true_heterogeneity for s in specs])
+    cindex = concordance_index_censored(clin["dm_event"].astype(bool), clin["dm_time_months"], h)[0]
+    assert cindex > 0.6
+    # ... and with clinical risk: leiomyosarcoma metastasises more than liposarcoma.
+    rate = clin.groupby("histology")["dm_event"].mean()
+    assert rate["RLMS"] > rate["RLPS"]
+
+
+def test_semantic_ratings_and_eligibility_columns():
+    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    for col in demo.SEMANTIC_FEATURES:
+        assert set(clin[col].dropna()) <= set(demo.SEMANTIC_FEATURES[col])
+    r2 = clin["necrosis_r2"].notna()
+    assert 0 < r2.sum() < len(clin)
+    agree = (clin.loc[r2, "necrosis"] == clin.loc[r2, "necrosis_r2"]).mean()
+    assert 0.8 < agree < 1.0 or agree == 1.0
+    reasons = {s.ineligible_reason for s in specs} - {""}
+    assert reasons == set(demo.INELIGIBILITY_REASONS)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    specs, _ = demo.simulate_cohort("tiny", seed=2)
+    return [(s, demo.render_patient(s)) for s in specs]
+
+
+def test_tumour_size_spacing_and_slices(rendered):
+    for spec, im in rendered:
+        m = sitk.GetArrayFromImage(im.mask).astype(bool)
+        sx, sy, sz = im.venous.GetSpacing()
+        assert sz == 5.0
+        lo, hi = demo.SCANNERS[spec.institution].spacing_mm
+        assert lo <= sx <= hi and sx == sy
+        ys, xs = np.nonzero(m.any(axis=0))
+        extent = max((xs.max() - xs.min() + 1) * sx, (ys.max() - ys.min() + 1) * sy)
+        assert 45.0 <= extent <= 200.0, (spec.patient_id, extent)
+        z = np.flatnonzero(m.any(axis=(1, 2)))
+        assert z[0] >= 2 and z[-1] <= m.shape[0] - 3  # n-2 and n+2 exist
+
+
+def test_habitat_hu_ranges(rendered):
+    """Each habitat's mean HU lies in its tissue's range (institution A: no HU offset)."""
+    seen = set()
+    for spec, im in rendered:
+        if spec.institution != "A":
+            continue
+        v = sitk.GetArrayFromImage(im.venous).astype(float)
+        for k, tissue in enumerate(spec.habitats):
+            region = ndimage.binary_erosion(im.habitat_map == k + 1, iterations=1)
+            if tissue == "calcification" or region.sum() < 200:
+                continue
+            lo, hi = demo.TISSUES[tissue]["hu"]
+            assert lo - 8 <= v[region].mean() <= hi + 8, (spec.patient_id, tissue, v[region].mean())
+            seen.add(tissue)
+    assert {"solid", "necrotic"} <= seen or {"solid", "fat"} <= seen or {"solid", "myxoid"} <= seen
+
+
+def test_institution_b_has_a_batch_effect(rendered):
+    spec, _ = next((s, im) for s, im in rendered if s.institution == "A")
+    b_spec = dataclasses.replace(spec, institution="B", scanner=demo.SCANNERS["B"].scanners[1])
+    a = sitk.GetArrayFromImage(demo.render_patient(spec).venous).astype(float)
+    bim = demo.render_patient(b_spec)
+    b = sitk.GetArrayFromImage(bim.venous).astype(float)
+    tumour = bim.habitat_map == 1  # the enhancing solid habitat
+    assert b[tumour].mean() - a[tumour].mean() > 15.0
+    air = a < -950
+    assert b[air].std() > a[air].std() * 1.2 or b[tumour].std() > a[tumour].std()
+
+
+def test_fragmentation_rises_with_heterogeneity(rendered):
+    """More habitat regions on the largest slice where the true heterogeneity is higher."""
+    h, regions = [], []
+    for spec, im in rendered:
+        m = im.habitat_map
+        k = int(np.argmax((m > 0).sum(axis=(1, 2))))
+        n = sum(ndimage.label(m[k] == lab, structure=np.ones((3, 3)))[1] for lab in np.unique(m[k]) if lab)
+        h.append(spec.true_heterogeneity)
+        regions.append(n / max((m[k] > 0).sum(), 1))
+    assert stats.spearmanr(h, regions).statistic > 0.5
+
+
+def test_reader2_mask_is_a_perturbed_boundary(rendered):
+    pairs = [(sitk.GetArrayFromImage(im.mask), sitk.GetArrayFromImage(im.mask_reader2))
+             for s, im in rendered if im.mask_reader2 is not None]
+    assert pairs
+    for m1, m2 in pairs:
+        dice = 2 * (m1 & m2).sum() / (m1.sum() + m2.sum())
+        assert 0.85 < dice < 1.0
+
+
+def test_written_cohort_sheet(tiny_cohort_dir):
+    sheet = pd.read_csv(tiny_cohort_dir / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    clin = pd.read_csv(tiny_cohort_dir / "clinical.tsv", sep="\t")
+    assert list(sheet["patient_id"]) == list(clin["patient_id"])
+    assert (sheet["image"].str.endswith("dicom") == (sheet["image_series_uid"] != "")).all()
+    for col in ("image", "mask"):
+        assert all((tiny_cohort_dir / p).exists() for p in sheet[col])
+    assert (sheet["mask_reader2"] != "").any() and (sheet["plain_ct"] != "").any()

@@ -1,0 +1,86 @@
+import pandas as pd
+import pytest
+import yaml
+
+from ctith.eligibility import apply_criteria, eligible_ids, passes
+from ctith.errors import InputError
+from ctith.io import read_table
+from ctith.sheets import validate_inputs
+from ctith.split import assign_cohorts
+from conftest import REPO
+
+CRITERIA = yaml.safe_load((REPO / "config.yaml").read_text())["eligibility"]["criteria"]
+
+
+def frame(**cols):
+    return pd.DataFrame(cols, index=[f"P{i}" for i in range(len(next(iter(cols.values()))))])
+
+
+def test_tests_and_blank_values():
+    df = frame(h=["RLMS", "RLPS", "UPS", ""], d=["3", "20", "14", ""], f=[0, 1, "0.0", None])
+    assert list(passes(df, {"name": "h", "column": "h", "keep_if": {"in": ["RLMS", "RLPS"]}})) == [True, True, False, False]
+    assert list(passes(df, {"name": "d", "column": "d", "keep_if": {"lt": 15}})) == [True, False, True, False]
+    assert list(passes(df, {"name": "f", "column": "f", "keep_if": {"eq": 0}})) == [True, False, True, False]
+    assert list(passes(df, {"name": "c", "columns": ["h", "d"], "keep_if": {"complete": True}})) == [True, True, True, False]
+
+
+def test_flow_counts_each_patient_once():
+    df = frame(h=["RLMS", "UPS", "RLPS", "UPS", "RLPS"], m=["R0", "R0", "R1", "R1", "R0"])
+    inst = pd.Series(["A", "A", "B", "B", "B"], index=df.index)
+    crit = [{"name": "histology", "column": "h", "keep_if": {"in": ["RLMS", "RLPS"]}},
+            {"name": "R0", "column": "m", "keep_if": {"eq": "R0"}}]
+    res = apply_criteria(df, inst, crit)
+    assert list(res.eligible["patient_id"]) == ["P0", "P4"]
+    assert list(res.flow["n_removed"]) == [0, 2, 1]
+    assert list(res.flow["removed_B"]) == [0, 1, 1]
+    assert list(res.flow["n_after"]) == [5, 3, 2]
+    p3 = res.excluded.set_index("patient_id").loc["P3"]
+    assert p3["reason"] == "histology" and p3["all_failed"] == "histology; R0"
+    assert eligible_ids(df, inst, crit) == ["P0", "P4"]
+
+
+def test_demo_cohort_exclusions_match_the_truth(tiny_cohort_dir):
+    samples, clinical = read_table(tiny_cohort_dir / "samples.tsv"), read_table(tiny_cohort_dir / "clinical.tsv")
+    truth = read_table(tiny_cohort_dir / "truth.tsv").set_index("patient_id")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    inputs = validate_inputs(samples, clinical, config, str(tiny_cohort_dir / "samples.tsv"), "c.tsv")
+    res = apply_criteria(inputs.clinical, inputs.samples["institution"], CRITERIA)
+    planted = set(truth.index[truth["ineligible_reason"] != ""])
+    assert set(res.excluded["patient_id"]) == planted
+    assert res.flow["n_after"].iloc[-1] == len(samples) - len(planted)
+
+
+def patients(n_a=40, n_b=20, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = [f"A{i:03d}" for i in range(n_a)] + [f"B{i:03d}" for i in range(n_b)]
+    return pd.DataFrame({"patient_id": ids, "institution": ["A"] * n_a + ["B"] * n_b,
+                         "cohort": "", "event": (rng.random(n_a + n_b) < 0.3).astype(int)})
+
+
+def test_split_is_stratified_seeded_and_order_free():
+    df = patients()
+    out = assign_cohorts(df, ["A"], ["B"], 0.7, seed=1).set_index("patient_id")
+    assert (out.loc[out.institution == "B", "cohort"] == "external_validation").all()
+    a = out[out.institution == "A"]
+    assert (a["cohort"] == "train").sum() == 28 and (a["cohort"] == "internal_validation").sum() == 12
+    ev = df.set_index("patient_id")["event"]
+    rate = a.groupby("cohort").apply(lambda g: ev[g.index].mean())
+    assert abs(rate["train"] - rate["internal_validation"]) < 0.1
+    shuffled = assign_cohorts(df.sample(frac=1.0, random_state=3), ["A"], ["B"], 0.7, seed=1)
+    assert shuffled.set_index("patient_id")["cohort"].equals(out["cohort"])
+    other = assign_cohorts(df, ["A"], ["B"], 0.7, seed=2).set_index("patient_id")
+    assert not other["cohort"].equals(out["cohort"])
+
+
+def test_sheet_cohorts_are_kept_and_unknown_institutions_fail():
+    df = patients(10, 4)
+    df.loc[0, "cohort"] = "external_validation"
+    df.loc[1, "cohort"] = "predict"
+    out = assign_cohorts(df, ["A"], ["B"], 0.7, seed=0).set_index("patient_id")
+    assert out.loc["A000", "cohort"] == "external_validation" and out.loc["A000", "assigned_by"] == "sample sheet"
+    assert out.loc["A001", "cohort"] == "predict"
+    df.loc[5, "institution"] = "C"
+    with pytest.raises(InputError, match="patient A005: institution 'C' is in neither"):
+        assign_cohorts(df, ["A"], ["B"], 0.7, seed=0)

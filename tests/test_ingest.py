@@ -1,0 +1,236 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ctith import cli, demo, ingest
+from ctith.errors import IngestError
+
+
+def write(img, path):
+    sitk.WriteImage(img, str(path), useCompression=str(path).endswith(".gz"))
+    return path
+
+
+def test_kidney_volume_on_real_ct(real_ct):
+    qc = ingest.ingest(real_ct.image, real_ct.masks["kidney_left"], "REAL").qc
+    assert qc["tumour_voxels"] == 5144
+    assert qc["tumour_volume_ml"] == pytest.approx(138.9, abs=0.05)
+    assert qc["spacing"] == [3.0, 3.0, 3.0]
+    assert qc["largest_slice"]["area_pixels"] == 227
+    assert qc["connected_components"]["count"] == 1
+    assert qc["hu"]["min"] < -900 and -100 < qc["tumour_hu"]["mean"] < 300
+
+
+def test_real_ct_is_reoriented_losslessly(real_ct):
+    """The real CT is stored RAS; canonical LPS flips x and y without resampling."""
+    res = ingest.ingest(real_ct.image, real_ct.masks["spleen"], "REAL")
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct.image)))
+    assert ingest.orientation_code(res.image) == "LPS"
+    assert np.array_equal(sitk.GetArrayFromImage(res.image), raw[:, ::-1, ::-1])
+    assert int(sitk.GetArrayFromImage(res.mask).sum()) == 9677
+
+
+@pytest.mark.parametrize("storage", ["flip", "permute", "flip_permute"])
+def test_mask_stored_another_way_lands_on_image_grid(real_ct, tmp_path, storage):
+    mask = sitk.ReadImage(str(real_ct.masks["kidney_left"]))
+    if "flip" in storage:
+        mask = sitk.Flip(mask, [False, True, True])
+    if "permute" in storage:
+        mask = sitk.PermuteAxes(mask, [2, 0, 1])
+    path = write(mask, tmp_path / "mask.nii.gz")
+    ref = ingest.ingest(real_ct.image, real_ct.masks["kidney_left"], "REAL")
+    res = ingest.ingest(real_ct.image, path, "REAL")
+    assert res.qc["mask_reoriented"] is True
+    assert np.array_equal(sitk.GetArrayFromImage(res.mask), sitk.GetArrayFromImage(ref.mask))
+
+
+@pytest.fixture(scope="module")
+def patient():
+    specs, _ = demo.simulate_cohort("tiny", seed=3)
+    spec = specs[1]
+    spec.has_plain_ct = True
+    return spec, demo.render_patient(spec)
+
+
+def test_dicom_and_nifti_ingest_to_identical_voxels(patient, tmp_path):
+    spec, images = patient
+    row_d = demo.write_patient(spec, images, tmp_path / "d", "dicom")
+    row_n = demo.write_patient(spec, images, tmp_path / "n", "nifti")
+    a = ingest.ingest(tmp_path / "d" / row_d["image"], tmp_path / "d" / row_d["mask"], spec.patient_id,
+                      series_uid=row_d["image_series_uid"])
+    b = ingest.ingest(tmp_path / "n" / row_n["image"], tmp_path / "n" / row_n["mask"], spec.patient_id)
+    assert a.qc["image_format"] == "dicom"
+    assert np.array_equal(sitk.GetArrayFromImage(a.image), sitk.GetArrayFromImage(b.image))
+    assert np.array_equal(sitk.GetArrayFromImage(a.mask), sitk.GetArrayFromImage(b.mask))
+    assert a.image.GetSpacing() == pytest.approx(b.image.GetSpacing(), abs=1e-5)
+    assert a.qc["tumour_voxels"] == b.qc["tumour_voxels"]
+
+
+def test_dicom_folder_with_two_series_needs_a_uid(patient, tmp_path):
+    spec, images = patient
+    row = demo.write_patient(spec, images, tmp_path, "dicom")
+    folder = tmp_path / row["image"]
+    assert len(ingest.list_dicom_series(folder)) == 2
+    with pytest.raises(IngestError, match=rf"patient {spec.patient_id}: .*holds 2 DICOM series"):
+        ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id)
+    with pytest.raises(IngestError, match="has no series 1.2.3"):
+        ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid="1.2.3")
+    plain = ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid=row["plain_ct_series_uid"])
+    venous = ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid=row["image_series_uid"])
+    # The plain CT lacks contrast: the enhancing tumour is darker.
+    assert plain.qc["tumour_hu"]["mean"] < venous.qc["tumour_hu"]["mean"]
+
+
+@pytest.mark.parametrize("ext", [".nrrd", ".mha", ".nii"])
+def test_other_formats(patient, tmp_path, ext):
+    spec, images = patient
+    img = write(images.venous, tmp_path / f"ct{ext}")
+    msk = write(images.mask, tmp_path / "m.nii.gz")
+    res = ingest.ingest(img, msk, "P1")
+    assert np.array_equal(sitk.GetArrayFromImage(res.image), sitk.GetArrayFromImage(images.venous))
+
+
+# ------------------------------------------------------------------ bad inputs
+
+
+@pytest.fixture
+def good(patient, tmp_path):
+    spec, images = patient
+    return (write(images.venous, tmp_path / "ct.nii.gz"), write(images.mask, tmp_path / "seg.nii.gz"), images)
+
+
+def _expect(pattern, image, mask, **kw):
+    with pytest.raises(IngestError) as info:
+        ingest.ingest(image, mask, "P042", **kw)
+    msg = str(info.value)
+    assert msg.startswith("patient P042: "), msg
+    assert pytest.importorskip("re").search(pattern, msg), msg
+    return info.value
+
+
+def test_missing_file(good, tmp_path):
+    image, mask, _ = good
+    err = _expect(r"mask '.*nope\.nii\.gz' does not exist", image, tmp_path / "nope.nii.gz")
+    assert err.path.endswith("nope.nii.gz")
+    _expect(r"image '.*absent' does not exist", tmp_path / "absent", mask)
+
+
+def test_corrupt_file(good, tmp_path):
+    image, mask, _ = good
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08 this is not a NIfTI file")
+    err = _expect(r"cannot read image '.*broken\.nii\.gz'", bad, mask)
+    assert "\n" not in str(err)
+    truncated = tmp_path / "trunc.nii.gz"
+    truncated.write_bytes(Path(image).read_bytes()[:2000])
+    _expect(r"cannot read image '.*trunc\.nii\.gz'", truncated, mask)
+
+
+def test_empty_folder_is_not_a_dicom_series(good, tmp_path):
+    _, mask, _ = good
+    (tmp_path / "empty").mkdir()
+    _expect(r"image folder '.*empty' holds no DICOM series", tmp_path / "empty", mask)
+
+
+def test_mask_of_another_size(good, tmp_path):
+    image, _, images = good
+    small = write(images.mask[:-3, :, :], tmp_path / "small.nii.gz")
+    _expect(r"mask '.*small\.nii\.gz' has size \(125, 128, \d+\) but image '.*ct\.nii\.gz' has \(128, 128, \d+\)",
+            image, small)
+
+
+def test_mask_of_another_spacing(good, tmp_path):
+    image, _, images = good
+    m = sitk.Image(images.mask)
+    m.SetSpacing((1.0, 1.0, 5.0))
+    _expect(r"mask '.*' has spacing \(1, 1, 5\) but image '.*ct\.nii\.gz' has \(0\.\d+", image,
+            write(m, tmp_path / "sp.nii.gz"))
+
+
+def test_mask_of_another_origin(good, tmp_path):
+    image, _, images = good
+    m = sitk.Image(images.mask)
+    m.SetOrigin(tuple(o + (5.0 if i == 2 else 0.0) for i, o in enumerate(m.GetOrigin())))
+    _expect(r"mask '.*or\.nii\.gz' has origin .* but image '.*' has", image, write(m, tmp_path / "or.nii.gz"))
+
+
+def test_origin_within_tolerance_is_snapped(good, tmp_path):
+    image, _, images = good
+    m = sitk.Image(images.mask)
+    m.SetOrigin(tuple(o + 0.001 for o in m.GetOrigin()))
+    res = ingest.ingest(image, write(m, tmp_path / "near.nii.gz"), "P1")
+    assert res.qc["mask_geometry_snapped"] is True
+    assert res.mask.GetOrigin() == res.image.GetOrigin()
+
+
+def test_empty_mask(good, tmp_path):
+    image, _, images = good
+    empty = write(images.mask * 0, tmp_path / "empty.nii.gz")
+    _expect(r"mask '.*empty\.nii\.gz' is empty", image, empty)
+
+
+def test_multilabel_mask_needs_a_label(good, tmp_path):
+    image, _, images = good
+    arr = sitk.GetArrayFromImage(images.mask).astype(np.uint8)
+    z = int(np.flatnonzero(arr.sum(axis=(1, 2)))[0])
+    arr[z][arr[z] > 0] = 2  # a second structure labelled 2
+    m = sitk.GetImageFromArray(arr)
+    m.CopyInformation(images.mask)
+    path = write(m, tmp_path / "multi.nii.gz")
+    _expect(r"mask '.*multi\.nii\.gz' holds 2 labels \[1, 2\]; choose one with --mask-label", image, path)
+    res = ingest.ingest(image, path, "P1", mask_label=2)
+    assert res.qc["tumour_voxels"] == int((arr == 2).sum())
+    _expect(r"has no voxel with label 3; it holds \[1, 2\]", image, path, mask_label=3)
+
+
+def test_itksnap_label_value_is_binarised(good, tmp_path):
+    image, _, images = good
+    path = write(images.mask * 7, tmp_path / "seven.nii.gz")
+    res = ingest.ingest(image, path, "P1")
+    assert set(np.unique(sitk.GetArrayFromImage(res.mask))) == {0, 1}
+    assert res.qc["mask_labels_found"] == [7]
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_writes_three_files(good, tmp_path):
+    image, mask, images = good
+    out = tmp_path / "out" / "P9"
+    assert cli.main(["ingest", "--image", str(image), "--mask", str(mask), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["image.nii.gz", "mask.nii.gz", "qc.json"]
+    qc = json.loads((out / "qc.json").read_text())
+    assert qc["patient_id"] == "P9"
+    assert qc["tumour_voxels"] == int(sitk.GetArrayFromImage(images.mask).sum())
+
+
+def test_cli_error_is_one_line(good, tmp_path, capsys):
+    image, _, _ = good
+    out = tmp_path / "P9"
+    code = cli.main(["ingest", "--image", str(image), "--mask", str(tmp_path / "x.nii.gz"),
+                     "--out", str(out), "--patient-id", "P9"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("IngestError: patient P9: mask ") and "x.nii.gz" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_qc_table_has_one_row_per_record(real_ct):
+    recs = [ingest.ingest(real_ct.image, real_ct.masks[k], k).qc for k in ("kidney_left", "spleen")]
+    table = ingest.qc_table(recs)
+    assert list(table["patient_id"]) == ["kidney_left", "spleen"]
+    assert list(table["tumour_voxels"]) == [5144, 9677]
+
+
+@pytest.mark.parametrize("name", ["half.nii.gz", "half.nii"])
+def test_truncated_nifti_is_caught(good, tmp_path, name):
+    """ITK would read these silently, with the missing voxels filled in."""
+    _, mask, images = good
+    full = write(images.venous, tmp_path / ("full" + name[4:]))
+    data = full.read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    _expect(rf"cannot read image '.*{name}': .*(truncated|damaged)", tmp_path / name, mask)

@@ -1,0 +1,87 @@
+import pandas as pd
+import pytest
+import yaml
+
+from ctith import sheets
+from ctith.errors import SheetError
+from ctith.io import read_table
+from conftest import REPO
+
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def load(cohort):
+    return read_table(cohort / "samples.tsv"), read_table(cohort / "clinical.tsv")
+
+
+def validate(cohort, samples, clinical, config=CONFIG):
+    return sheets.validate_inputs(samples, clinical, config, str(cohort / "samples.tsv"),
+                                  str(cohort / "clinical.tsv"))
+
+
+def test_demo_sheets_pass_and_are_typed(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    inputs = validate(tiny_cohort_dir, samples, clinical)
+    assert list(inputs.samples.index) == list(samples["patient_id"])
+    assert inputs.clinical["dm_event"].isin([0, 1]).all()
+    first = inputs.samples.iloc[0]
+    assert first["image"].startswith(str(tiny_cohort_dir))  # resolved against the sheet's folder
+
+
+def test_every_problem_reported_at_once(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    ids = list(samples["patient_id"])
+    samples.loc[1, "patient_id"] = ids[0]  # duplicate
+    samples.loc[2, "patient_id"] = "../x"  # unsafe
+    samples.loc[3, "patient_id"] = "has space"  # unsafe
+    samples.loc[4, "mask"] = "nowhere/seg.nii.gz"  # missing file
+    samples.loc[5, "patient_id"] = "NEW01"  # not in the clinical table
+    clinical.loc[clinical.patient_id == ids[6], "dm_time_months"] = "soon"
+    clinical.loc[clinical.patient_id == ids[7], "dm_time_months"] = "-3"
+    clinical.loc[clinical.patient_id == ids[8], "dm_event"] = "2"
+    clinical.loc[clinical.patient_id == ids[9], "dm_event"] = ""
+    with pytest.raises(SheetError) as info:
+        validate(tiny_cohort_dir, samples, clinical)
+    text = "\n".join(info.value.problems)
+    assert len(info.value.problems) == 9, text
+    assert f"patient {ids[0]} appears more than once (rows 2, 3)" in text
+    assert "patient ID '../x' is not a safe token" in text
+    assert "patient ID 'has space' is not a safe token" in text
+    assert f"patient {ids[4]}: mask '" in text and "nowhere/seg.nii.gz' (sample sheet column 'mask') does not exist" in text
+    assert "patient NEW01: missing from clinical table" in text
+    assert f"(patient {ids[6]}): column 'dm_time_months': 'soon' is not of type 'number'" in text
+    assert f"(patient {ids[7]}): column 'dm_time_months': -3.0 is less than the minimum of 0" in text
+    assert f"(patient {ids[8]}): column 'dm_event': 2 is not one of [0, 1]" in text
+    assert f"patient {ids[9]}: 'dm_event' is blank in clinical table" in text
+
+
+def test_predict_patients_need_no_outcome(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    samples.loc[0, "cohort"] = "predict"
+    clinical.loc[0, ["dm_event", "dm_time_months"]] = ""
+    assert validate(tiny_cohort_dir, samples, clinical).samples.iloc[0]["cohort"] == "predict"
+
+
+def test_clinical_columns_are_mapped(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    clinical = clinical.rename(columns={"dm_event": "DM", "dm_time_months": "DMFS"})
+    config = {**CONFIG, "clinical_columns": {**CONFIG["clinical_columns"], "dm_event": "DM",
+                                             "dm_time_months": "DMFS"}}
+    inputs = validate(tiny_cohort_dir, samples, clinical, config)
+    assert "dm_event" in inputs.clinical.columns
+    with pytest.raises(SheetError, match=r"has no column 'DM' \(config clinical_columns.dm_event\)"):
+        validate(tiny_cohort_dir, samples, clinical.drop(columns="DM"), config)
+
+
+def test_missing_required_column_and_criterion_column(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    with pytest.raises(SheetError) as info:
+        validate(tiny_cohort_dir, samples.drop(columns="mask"), clinical.drop(columns="resection_margin"))
+    text = str(info.value)
+    assert "has no column 'mask'" in text
+    assert "no column 'resection_margin' needed by eligibility criterion 'Inclusion 2: R0 resection'" in text
+
+
+def test_config_sheet_missing(tmp_path):
+    with pytest.raises(SheetError, match="config 'samples': file '.*nope.tsv' does not exist"):
+        sheets.load_inputs({**CONFIG, "samples": str(tmp_path / "nope.tsv")})

@@ -1,0 +1,182 @@
+"""End-to-end runs of the Snakemake workflow on the tiny demo cohort."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def make_workdir(cohort: Path, root: Path) -> Path:
+    work = root / "work"
+    work.mkdir()
+    shutil.move(str(cohort), work / "cohort")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
+    config["demo"]["generate"] = False
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return work
+
+
+def smk(work: Path, *args, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"), *args],
+                          capture_output=True, text=True, env=env, cwd=work)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned(proc) -> dict:
+    """rule -> list of patient wildcards planned by a dry run."""
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule )", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            w = re.search(r"wildcards: patient=(\S+)", block)
+            jobs.setdefault(m.group(1), []).append(w.group(1) if w else None)
+    return jobs
+
+
+def eligible(work):
+    return list(pd.read_csv(work / "results/cohort/eligible.tsv", sep="\t")["patient_id"])
+
+
+@pytest.fixture
+def work(tiny_cohort, tmp_path):
+    return make_workdir(tiny_cohort, tmp_path)
+
+
+def test_full_run_then_incremental_patient(work):
+    truth = pd.read_csv(work / "cohort/truth.tsv", sep="\t", keep_default_na=False)
+    n_eligible = int((truth["ineligible_reason"] == "").sum())
+    dry = planned(smk(work, "-n", "--cores", "1"))
+    assert len(dry["ingest"]) == n_eligible == len(set(dry["ingest"]))
+    smk(work, "--cores", "2")
+    ids = eligible(work)
+    assert sorted(ids) == sorted(dry["ingest"])
+    for pid in ids:
+        assert sorted(p.name for p in (work / "results/patients" / pid).iterdir()) == \
+            ["image.nii.gz", "mask.nii.gz", "qc.json"]
+    qc = pd.read_csv(work / "results/cohort/qc.tsv", sep="\t")
+    assert sorted(qc["patient_id"]) == sorted(ids) and (qc["tumour_voxels"] > 0).all()
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
+    assert set(split["cohort"]) == {"train", "internal_validation", "external_validation"}
+    flow = pd.read_csv(work / "results/cohort/eligibility_flow.tsv", sep="\t")
+    assert flow["n_after"].iloc[-1] == n_eligible
+    assert "Nothing to be done" in smk(work, "-n", "--cores", "1").stdout + smk(work, "-n", "--cores", "1").stderr
+
+    # A new scan arrives: one row in each sheet; only its jobs and the cohort steps run.
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
+    donor = samples[samples["patient_id"] == ids[0]].iloc[0].copy()
+    donor["patient_id"] = "NEW01"
+    samples = pd.concat([samples, donor.to_frame().T])
+    crow = clinical[clinical["patient_id"] == ids[0]].copy()
+    crow["patient_id"] = "NEW01"
+    clinical = pd.concat([clinical, crow])
+    samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
+    clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
+    jobs = planned(smk(work, "-n", "--cores", "1"))
+    assert jobs.pop("ingest") == ["NEW01"]
+    assert set(jobs) <= {"qc_table", "eligibility", "split", "all"}
+
+
+def test_bad_patient_inputs_fail_alone(work):
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    truth = pd.read_csv(work / "cohort/truth.tsv", sep="\t", keep_default_na=False).set_index("patient_id")
+    ok = [p for p in samples["patient_id"] if truth.loc[p, "ineligible_reason"] == ""]
+    nifti = [p for p in ok if samples.set_index("patient_id").loc[p, "image"].endswith(".nii.gz")]
+    corrupt, small, empty, multi = nifti[:4]
+    row = samples.set_index("patient_id")
+    (work / "cohort" / row.loc[corrupt, "image"]).write_bytes(b"not a CT at all")
+    m = sitk.ReadImage(str(work / "cohort" / row.loc[small, "mask"]))
+    sitk.WriteImage(m[:-2, :, :], str(work / "cohort" / row.loc[small, "mask"]))
+    sitk.WriteImage(m * 0, str(work / "cohort" / row.loc[empty, "mask"]))
+    mm = sitk.ReadImage(str(work / "cohort" / row.loc[multi, "mask"]))
+    arr = sitk.GetArrayFromImage(mm)
+    arr[arr.shape[0] // 2][arr[arr.shape[0] // 2] > 0] = 2
+    mm2 = sitk.GetImageFromArray(arr)
+    mm2.CopyInformation(mm)
+    sitk.WriteImage(mm2, str(work / "cohort" / row.loc[multi, "mask"]))
+
+    proc = smk(work, "--cores", "2", "--keep-going", check=False)
+    assert proc.returncode != 0
+    bad = {corrupt: r"cannot read image '.*venous\.nii\.gz'", small: r"mask '.*seg_reader1\.nii\.gz' has size",
+           empty: r"mask '.*seg_reader1\.nii\.gz' is empty", multi: r"mask '.*seg_reader1\.nii\.gz' holds 2 labels"}
+    for pid, pattern in bad.items():
+        log = (work / f"results/logs/ingest/{pid}.log").read_text().strip()
+        assert log.startswith(f"IngestError: patient {pid}: ") and re.search(pattern, log), log
+        assert len(log.splitlines()) == 1, log
+        assert not (work / "results/patients" / pid).exists() or not any((work / "results/patients" / pid).iterdir())
+    for pid in set(ok) - set(bad):
+        files = sorted(p.name for p in (work / "results/patients" / pid).iterdir())
+        assert files == ["image.nii.gz", "mask.nii.gz", "qc.json"], pid
+        img = sitk.ReadImage(str(work / "results/patients" / pid / "image.nii.gz"))
+        assert img.GetSize()[0] == 128
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("duplicate", r"patient (\w+) appears more than once"),
+    ("unsafe_dots", r"patient ID '\.\./x' is not a safe token"),
+    ("unsafe_space", r"patient ID 'A 1' is not a safe token"),
+    ("missing_clinical", r"patient (\w+): missing from clinical table"),
+    ("missing_file", r"patient (\w+): image '.*gone\.nii\.gz' \(sample sheet column 'image'\) does not exist"),
+    ("time_text", r"\(patient (\w+)\): column 'dm_time_months': 'n/a' is not of type 'number'"),
+    ("time_negative", r"\(patient (\w+)\): column 'dm_time_months': -1\.0 is less than the minimum of 0"),
+    ("event", r"\(patient (\w+)\): column 'dm_event': 3 is not one of \[0, 1\]"),
+])
+def test_sheet_errors_stop_before_anything_runs(tiny_cohort_dir, tmp_path, breakage, message):
+    cohort = tmp_path / "c"
+    shutil.copytree(tiny_cohort_dir, cohort)
+    work = make_workdir(cohort, tmp_path)
+    smk(work, "--cores", "2", "--until", "ingest")
+    before = _snapshot(work / "results")
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
+    if breakage == "duplicate":
+        samples.loc[1, "patient_id"] = samples.loc[0, "patient_id"]
+    elif breakage == "unsafe_dots":
+        samples.loc[1, "patient_id"] = "../x"
+    elif breakage == "unsafe_space":
+        samples.loc[1, "patient_id"] = "A 1"
+    elif breakage == "missing_clinical":
+        clinical = clinical.iloc[1:]
+    elif breakage == "missing_file":
+        samples.loc[2, "image"] = "A003/gone.nii.gz"
+    elif breakage == "time_text":
+        clinical.loc[2, "dm_time_months"] = "n/a"
+    elif breakage == "time_negative":
+        clinical.loc[2, "dm_time_months"] = "-1"
+    elif breakage == "event":
+        clinical.loc[2, "dm_event"] = "3"
+    samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
+    clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
+    proc = smk(work, "--cores", "2", "--keep-going", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert re.search(message, out), out[-3000:]
+    assert "1 problem(s) in the input sheets" in out
+    assert _snapshot(work / "results") == before  # nothing lost, nothing rewritten
+
+
+def test_lint_is_clean(work):
+    proc = smk(work, "--lint", check=False)
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.returncode == 0
