@@ -85,3 +85,13 @@ def test_missing_required_column_and_criterion_column(tiny_cohort_dir):
 def test_config_sheet_missing(tmp_path):
     with pytest.raises(SheetError, match="config 'samples': file '.*nope.tsv' does not exist"):
         sheets.load_inputs({**CONFIG, "samples": str(tmp_path / "nope.tsv")})
+
+
+def test_sheet_without_patient_id_column_still_reports_the_rest(tiny_cohort_dir):
+    samples, clinical = load(tiny_cohort_dir)
+    clinical.loc[0, "dm_event"] = "5"
+    with pytest.raises(SheetError) as info:
+        validate(tiny_cohort_dir, samples.drop(columns="patient_id"), clinical)
+    text = str(info.value)
+    assert "sample sheet" in text and "has no column 'patient_id'" in text
+    assert "column 'dm_event': 5 is not one of [0, 1]" in text

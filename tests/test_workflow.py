@@ -99,8 +99,16 @@ def test_bad_patient_inputs_fail_alone(work):
     truth = pd.read_csv(work / "cohort/truth.tsv", sep="\t", keep_default_na=False).set_index("patient_id")
     ok = [p for p in samples["patient_id"] if truth.loc[p, "ineligible_reason"] == ""]
     nifti = [p for p in ok if samples.set_index("patient_id").loc[p, "image"].endswith(".nii.gz")]
-    corrupt, small, empty, multi = nifti[:4]
+    corrupt, small, empty, multi, spacing, origin = nifti[:6]
     row = samples.set_index("patient_id")
+    for pid, change in ((spacing, "spacing"), (origin, "origin")):
+        path = str(work / "cohort" / row.loc[pid, "mask"])
+        m = sitk.ReadImage(path)
+        if change == "spacing":
+            m.SetSpacing((1.0, 1.0, 5.0))
+        else:
+            m.SetOrigin(tuple(np.add(m.GetOrigin(), (0.0, 0.0, 5.0))))
+        sitk.WriteImage(m, path)
     (work / "cohort" / row.loc[corrupt, "image"]).write_bytes(b"not a CT at all")
     m = sitk.ReadImage(str(work / "cohort" / row.loc[small, "mask"]))
     sitk.WriteImage(m[:-2, :, :], str(work / "cohort" / row.loc[small, "mask"]))
@@ -115,7 +123,9 @@ def test_bad_patient_inputs_fail_alone(work):
     proc = smk(work, "--cores", "2", "--keep-going", check=False)
     assert proc.returncode != 0
     bad = {corrupt: r"cannot read image '.*venous\.nii\.gz'", small: r"mask '.*seg_reader1\.nii\.gz' has size",
-           empty: r"mask '.*seg_reader1\.nii\.gz' is empty", multi: r"mask '.*seg_reader1\.nii\.gz' holds 2 labels"}
+           empty: r"mask '.*seg_reader1\.nii\.gz' is empty", multi: r"mask '.*seg_reader1\.nii\.gz' holds 2 labels",
+           spacing: r"mask '.*seg_reader1\.nii\.gz' has spacing \(1, 1, 5\) but image '.*'",
+           origin: r"mask '.*seg_reader1\.nii\.gz' has origin .* but image '.*'"}
     for pid, pattern in bad.items():
         log = (work / f"results/logs/ingest/{pid}.log").read_text().strip()
         assert log.startswith(f"IngestError: patient {pid}: ") and re.search(pattern, log), log

@@ -93,6 +93,17 @@ def _duplicates(ids: pd.Series, where: str) -> list[str]:
     return problems
 
 
+def _check_sheet(df: pd.DataFrame, schema: dict, where: str) -> tuple[list[dict] | None, list[str]]:
+    """Typed rows of one sheet and its own problems (columns, cells, duplicate IDs)."""
+    problems = [f"{where} has no column '{c}'" for c in schema["required"] if c not in df.columns]
+    if "patient_id" not in df.columns:
+        return None, problems
+    rows = type_rows(df, schema)
+    problems += _row_problems(rows, schema, where)
+    problems += _duplicates(df["patient_id"].str.strip(), where)
+    return rows, problems
+
+
 def resolve_path(value: str, sheet: str | os.PathLike) -> str:
     """A sheet's relative path is relative to the sheet's own folder."""
     if not value:
@@ -124,16 +135,11 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     s_where, c_where = f"sample sheet '{samples_path}'", f"clinical table '{clinical_path}'"
     s_schema, c_schema = load_schema("samples.schema.yaml"), load_schema("clinical.schema.yaml")
 
-    missing_cols = [c for c in s_schema["required"] if c not in samples.columns]
-    problems += [f"{s_where} has no column '{c}'" for c in missing_cols]
-    if "patient_id" not in samples.columns:
-        raise SheetError(problems)
-    s_rows = type_rows(samples, s_schema)
-    problems += _row_problems(s_rows, s_schema, s_where)
-    problems += _duplicates(samples["patient_id"].str.strip(), s_where)
+    s_rows, found = _check_sheet(samples, s_schema, s_where)
+    problems += found
 
     if check_files:
-        for row in s_rows:
+        for row in s_rows or []:
             pid = row.get("patient_id", "?")
             for col in PATH_COLUMNS:
                 if col in row:
@@ -143,11 +149,10 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
 
     clinical, missing = rename_clinical(clinical, config.get("clinical_columns", {}))
     problems += [f"{c_where} has no {m}" for m in missing]
-    if "patient_id" not in clinical.columns:
+    c_rows, found = _check_sheet(clinical, c_schema, c_where)
+    problems += found
+    if s_rows is None or c_rows is None:  # no patient_id column: nothing more to match
         raise SheetError(problems)
-    c_rows = type_rows(clinical, c_schema)
-    problems += _row_problems(c_rows, c_schema, c_where)
-    problems += _duplicates(clinical["patient_id"].str.strip(), c_where)
 
     by_id = {r.get("patient_id"): r for r in c_rows}
     for row in s_rows:
