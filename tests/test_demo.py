@@ -141,3 +141,11 @@ def test_written_cohort_sheet(tiny_cohort_dir):
     for col in ("image", "mask"):
         assert all((tiny_cohort_dir / p).exists() for p in sheet[col])
     assert (sheet["mask_reader2"] != "").any() and (sheet["plain_ct"] != "").any()
+
+
+def test_clinical_table_writes_integer_ratings(tiny_cohort_dir):
+    text = (tiny_cohort_dir / "clinical.tsv").read_text().splitlines()
+    header = text[0].split("\t")
+    col = header.index("necrosis_r2")
+    values = {line.split("\t")[col] for line in text[1:]}
+    assert values <= {"", "0", "1"} and values & {"0", "1"}

@@ -325,6 +325,9 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
                   + 0.3 * (tstages.index(t_stage) - 1) + 0.7 * (n_stage == "N1")
                   + 0.01 * (age - 56))
     clinical = pd.DataFrame(rows)
+    for name in SEMANTIC_FEATURES:  # reader-2 ratings exist for a subset: integers with blanks
+        if f"{name}_r2" in clinical:
+            clinical[f"{name}_r2"] = clinical[f"{name}_r2"].astype("Int64")
     # Proportional hazards, Weibull baseline; censoring by loss to follow-up and at 60 months.
     r = np.random.default_rng(seed ^ 0xD15EA5E)
     lp = np.asarray(lp)
