@@ -76,7 +76,8 @@ def test_full_run_then_incremental_patient(work):
     assert set(split["cohort"]) == {"train", "internal_validation", "external_validation"}
     flow = pd.read_csv(work / "results/cohort/eligibility_flow.tsv", sep="\t")
     assert flow["n_after"].iloc[-1] == n_eligible
-    assert "Nothing to be done" in smk(work, "-n", "--cores", "1").stdout + smk(work, "-n", "--cores", "1").stderr
+    again = smk(work, "-n", "--cores", "1")
+    assert "Nothing to be done" in again.stdout + again.stderr
 
     # A new scan arrives: one row in each sheet; only its jobs and the cohort steps run.
     samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)

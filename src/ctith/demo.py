@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -395,15 +395,14 @@ def render_patient(spec: PatientSpec) -> PatientImages:
     # ---- anatomy, slice-invariant in-plane layout with organs spanning z ranges
     venous = np.full((nz, n, n), -1000.0, dtype=np.float32)
     plain = np.full((nz, n, n), -1000.0, dtype=np.float32)
-    tissue = {}  # name -> (venous HU, plain HU, texture SD)
+    sd_map = np.zeros((nz, n, n), dtype=np.float32)  # organ texture SD (HU) per voxel
 
     def paint(mask2d, zsel, v_hu, p_hu, sd=0.0):
         m = np.zeros((nz, n, n), dtype=bool)
         m[zsel] = mask2d
         venous[m] = v_hu
         plain[m] = p_hu
-        tissue.setdefault("sd", np.zeros((nz, n, n), dtype=np.float32))[m] = sd
-        return m
+        sd_map[m] = sd
 
     allz = slice(0, nz)
     subq = rng.uniform(12.0, 30.0)
@@ -472,7 +471,6 @@ def render_patient(spec: PatientSpec) -> PatientImages:
     hab = np.zeros((nz, n, n), dtype=np.int16)
     hab[box] = np.where(tum_box, lab_box + 1, 0)
 
-    sd_map = tissue["sd"]
     for k, t in enumerate(spec.habitats):
         m = hab == k + 1
         if not m.any():
@@ -658,13 +656,12 @@ def truth_table(specs: list[PatientSpec]) -> pd.DataFrame:
     """Ground truth for tests and sanity checks; no pipeline stage reads it."""
     rows = []
     for s in specs:
-        d = asdict(s)
         rows.append({
             "patient_id": s.patient_id, "true_heterogeneity": round(s.true_heterogeneity, 6),
             "n_habitats": len(s.habitats), "habitats": ",".join(s.habitats),
             "fragment_scale_mm": round(s.fragment_scale_mm, 4),
             "tumour_diameter_mm": round(s.tumour_diameter_mm, 3),
-            "enhancement_hu": round(s.enhancement_hu, 3), "spacing_xy": d["spacing_xy"],
+            "enhancement_hu": round(s.enhancement_hu, 3), "spacing_xy": s.spacing_xy,
             "image_format": s.image_format, "mask_storage": s.mask_storage,
             "ineligible_reason": s.ineligible_reason,
             "linear_predictor": round(s.extra["linear_predictor"], 6),
