@@ -13,6 +13,7 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/eligibility.smk"
+include: "workflow/rules/ith.smk"
 
 
 rule all:
@@ -21,4 +22,6 @@ rule all:
         "results/cohort/eligible.tsv",
         "results/cohort/eligibility_flow.tsv",
         "results/cohort/split.tsv",
+        "results/cohort/ith_scores.tsv",
+        "results/figures/figure_s6_ith_comparison.png",
     default_target: True

@@ -69,7 +69,14 @@ def test_full_run_then_incremental_patient(work):
     assert sorted(ids) == sorted(dry["ingest"])
     for pid in ids:
         assert sorted(p.name for p in (work / "results/patients" / pid).iterdir()) == \
-            ["image.nii.gz", "mask.nii.gz", "qc.json"]
+            ["image.nii.gz", "ith", "mask.nii.gz", "qc.json"]
+        assert sorted(p.name for p in (work / "results/patients" / pid / "ith").iterdir()) == \
+            ["habitats.png", "label_maps.npz", "scores.json"]
+    ith = pd.read_csv(work / "results/cohort/ith_scores.tsv", sep="\t")
+    assert sorted(ith["patient_id"]) == sorted(ids)
+    k_cols = [f"ith_k{k}" for k in range(2, 9)]
+    assert ith[k_cols].notna().all().all() and ith[k_cols].ge(0).all().all() and ith[k_cols].le(1).all().all()
+    assert (work / "results/figures/figure_s6_ith_comparison.png").stat().st_size > 10_000
     qc = pd.read_csv(work / "results/cohort/qc.tsv", sep="\t")
     assert sorted(qc["patient_id"]) == sorted(ids) and (qc["tumour_voxels"] > 0).all()
     split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
@@ -92,7 +99,8 @@ def test_full_run_then_incremental_patient(work):
     clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
     jobs = planned(smk(work, "-n", "--cores", "1"))
     assert jobs.pop("ingest") == ["NEW01"]
-    assert set(jobs) <= {"qc_table", "eligibility", "split", "all"}
+    assert jobs.pop("ith") == ["NEW01"]
+    assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "all"}
 
 
 def test_bad_patient_inputs_fail_alone(work):
@@ -134,7 +142,7 @@ def test_bad_patient_inputs_fail_alone(work):
         assert not (work / "results/patients" / pid).exists() or not any((work / "results/patients" / pid).iterdir())
     for pid in set(ok) - set(bad):
         files = sorted(p.name for p in (work / "results/patients" / pid).iterdir())
-        assert files == ["image.nii.gz", "mask.nii.gz", "qc.json"], pid
+        assert files == ["image.nii.gz", "ith", "mask.nii.gz", "qc.json"], pid
         img = sitk.ReadImage(str(work / "results/patients" / pid / "image.nii.gz"))
         assert img.GetSize()[0] == 128
 

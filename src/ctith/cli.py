@@ -123,6 +123,93 @@ def cmd_split(args) -> None:
     print(f"cohorts: {counts} -> {args.out}")
 
 
+# --------------------------------------------------------------------------- ith
+
+
+def _ith_params(args):
+    from .ith import ITHParams
+
+    return ITHParams(window=args.window, padding=args.padding, border=args.border, bin_width=args.bin_width,
+                     feature_classes=tuple(args.feature_classes), clusters=tuple(args.clusters),
+                     n_init=args.n_init, min_region_pixels=args.min_region_pixels,
+                     connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed)
+
+
+def save_figure(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def cmd_ith(args) -> None:
+    import warnings
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from . import ith
+    from .ingest import axial_axis
+    from .io import atomic_path, write_json
+
+    params = _ith_params(args)
+    patient = args.patient_id or Path(args.out_dir).parent.name
+    image = sitk.ReadImage(str(args.image))
+    mask = sitk.ReadImage(str(args.mask))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        result = ith.run_ith(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), axial_axis(image),
+                             params, patient, str(args.mask))
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    record = ith.summary(result, params, patient)
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    out = Path(args.out_dir)
+    arrays = {f"k{k}": m for k, m in result.maps.items()}
+    with atomic_path(out / "label_maps.npz") as tmp:
+        np.savez_compressed(tmp, image=result.image.astype(np.float32), mask=result.mask,
+                            crop_origin=np.array(result.info["crop_origin"]),
+                            slice_index=np.array(result.info["slice_index"]), **arrays)
+    write_json(record, out / "scores.json")
+    fig = ith.habitat_figure(result, params.clusters, f"{patient}: habitats on the largest tumour slice")
+    save_figure(fig, out / "habitats.png")
+    scores = ", ".join(f"K{k} {v:.3f}" for k, v in result.scores.items())
+    print(f"{patient}: slice {result.info['slice_index']}, {result.info['tumour_pixels']} px, "
+          f"{record['seconds']} s; ITH {scores}")
+
+
+def cmd_ith_cohort(args) -> None:
+    import numpy as np
+
+    from . import ith
+    from .io import read_json, read_table, write_tsv
+
+    records = [read_json(p) for p in args.scores]
+    table = ith.scores_table(records, args.clusters)
+    write_tsv(table, args.out_table)
+    events = None
+    if args.clinical:
+        clinical = read_table(args.clinical).set_index(args.id_column)
+        events = pd.to_numeric(clinical[args.event_column], errors="coerce")
+    low, high = ith.pick_comparison(table, events, args.figure_clusters)
+    by_id = {r["patient_id"]: p for r, p in zip(records, args.scores)}
+    rows = []
+    for pid, what in ((low, "low ITH"), (high, "high ITH")):
+        data = np.load(Path(by_id[pid]).with_name("label_maps.npz"))
+        rec = next(r for r in records if r["patient_id"] == pid)
+        maps = {k: data[f"k{k}"] for k in args.clusters if f"k{k}" in data}
+        scores = {k: rec["k"][str(k)]["ith_score"] for k in args.clusters if str(k) in rec["k"]}
+        status = "" if events is None else (" DM" if events.get(pid) == 1 else " no DM")
+        rows.append({"image": data["image"], "mask": data["mask"], "maps": maps, "scores": scores,
+                     "label": f"{what}: {pid}{status}"})
+    save_figure(ith.comparison_figure(rows, args.clusters), args.out_figure)
+    print(f"ITH scores of {len(table)} patients -> {args.out_table}; Figure S6: {low} vs {high}")
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -180,6 +267,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_split)
+
+    def ith_args(sp):
+        from .local_radiomics import FEATURE_CLASSES
+
+        sp.add_argument("--window", type=int, default=2, help="w: features of the (2w+1)^2 window")
+        sp.add_argument("--padding", type=int, default=2, help="pixels around the tumour's bounding box")
+        sp.add_argument("--border", default="edge", choices=["edge", "reflect", "symmetric"],
+                        help="how image values continue past the image border")
+        sp.add_argument("--bin-width", type=float, default=25.0)
+        sp.add_argument("--feature-classes", nargs="+", default=list(FEATURE_CLASSES), choices=FEATURE_CLASSES)
+        sp.add_argument("--n-init", type=int, default=10, help="k-means restarts")
+        sp.add_argument("--min-region-pixels", type=int, default=1,
+                        help="regions of at most this many pixels are ignored by the score")
+        sp.add_argument("--connectivity", type=int, default=8, choices=[4, 8])
+        sp.add_argument("--on-small-tumour", default="error", choices=["error", "nan"])
+        sp.add_argument("--seed", type=int, default=42)
+
+    t = sub.add_parser("ith", help="habitats and ITH scores of one patient's largest tumour slice")
+    t.add_argument("--image", required=True, help="ingested image.nii.gz")
+    t.add_argument("--mask", required=True, help="ingested mask.nii.gz")
+    t.add_argument("--out-dir", required=True, help="folder for label_maps.npz, scores.json, habitats.png")
+    t.add_argument("--patient-id", help="patient ID (default: the parent folder of --out-dir)")
+    t.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    ith_args(t)
+    t.set_defaults(func=cmd_ith)
+
+    tc = sub.add_parser("ith-cohort", help="cohort ITH table and the Figure S6 comparison")
+    tc.add_argument("--scores", nargs="+", required=True, help="per-patient scores.json files")
+    tc.add_argument("--clinical", help="clinical table (DM events pick the Figure S6 patients)")
+    tc.add_argument("--id-column", default="patient_id")
+    tc.add_argument("--event-column", default="dm_event")
+    tc.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    tc.add_argument("--figure-clusters", type=int, nargs="+", default=[2, 3, 4, 5],
+                    help="K whose mean ITH ranks patients for Figure S6")
+    tc.add_argument("--out-table", required=True)
+    tc.add_argument("--out-figure", required=True)
+    tc.set_defaults(func=cmd_ith_cohort)
     return p
 
 

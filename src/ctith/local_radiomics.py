@@ -26,9 +26,9 @@ from numba import njit
 FEATURE_CLASSES = ("firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm")
 EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
-# Enabled (non-deprecated) features of pyradiomics 3.x for each class, sorted as
-# pyradiomics orders them. A test checks this list against the installed pyradiomics.
-FEATURE_NAMES = {
+# Enabled (non-deprecated) features of pyradiomics 3.x for each class, in the order the
+# compiled kernel writes them. A test checks them against the installed pyradiomics.
+_KERNEL_ORDER = {
     "firstorder": ["10Percentile", "90Percentile", "Energy", "Entropy", "InterquartileRange", "Kurtosis",
                    "Maximum", "Mean", "MeanAbsoluteDeviation", "Median", "Minimum", "Range",
                    "RobustMeanAbsoluteDeviation", "RootMeanSquared", "Skewness", "TotalEnergy",
@@ -54,6 +54,10 @@ FEATURE_NAMES = {
               "SmallAreaLowGrayLevelEmphasis", "ZoneEntropy", "ZonePercentage", "ZoneVariance"],
     "ngtdm": ["Busyness", "Coarseness", "Complexity", "Contrast", "Strength"],
 }
+
+
+# pyradiomics' own order: its feature methods ``get<Name>FeatureValue`` sorted by name.
+FEATURE_NAMES = {c: sorted(names, key=lambda f: f"get{f}FeatureValue") for c, names in _KERNEL_ORDER.items()}
 
 
 def feature_columns(classes=FEATURE_CLASSES) -> list[str]:
@@ -144,7 +148,7 @@ def _eig_sym(A, m, work):
         for p in range(m):
             for q in range(p + 1, m):
                 off += A[p, q] * A[p, q]
-        if off < 1e-36:
+        if off < 1e-24:
             break
         for p in range(m):
             for q in range(p + 1, m):
@@ -180,27 +184,46 @@ def _eig2(a, b, d):
 def _second_eigen_magnitude(A, m, v, work):
     """Second largest |eigenvalue| of the symmetric m x m block of A (overwritten).
 
-    ``v`` = sqrt(px): when no entry is 0 it is the unit eigenvector of eigenvalue 1, so
-    for m = 3 a Householder reflection H (H v = e1) leaves the other two eigenvalues in
-    the lower 2 x 2 block of H A H. Jacobi rotations otherwise.
+    ``v`` = sqrt(px): when no entry is 0 it is the unit eigenvector of eigenvalue 1 (the
+    largest), so a Householder reflection H (H v = -e1) leaves the other eigenvalues in
+    the lower (m-1) x (m-1) block of H A H: closed form for 2 x 2, Jacobi above.
     """
     if m == 2:
         l1, l2 = _eig2(A[0, 0], A[0, 1], A[1, 1])
         return min(abs(l1), abs(l2))
-    if m == 3 and v[0] > 0 and v[1] > 0 and v[2] > 0:
-        alpha = -1.0  # v[0] > 0
-        w0, w1, w2 = v[0] - alpha, v[1], v[2]
-        beta = 2.0 / (w0 * w0 + w1 * w1 + w2 * w2)
-        # B = H A H with H = I - beta w w^T; only the lower 2 x 2 block is needed.
-        aw0 = A[0, 0] * w0 + A[0, 1] * w1 + A[0, 2] * w2
-        aw1 = A[1, 0] * w0 + A[1, 1] * w1 + A[1, 2] * w2
-        aw2 = A[2, 0] * w0 + A[2, 1] * w1 + A[2, 2] * w2
-        waw = w0 * aw0 + w1 * aw1 + w2 * aw2
-        b11 = A[1, 1] - 2.0 * beta * w1 * aw1 + beta * beta * w1 * w1 * waw
-        b22 = A[2, 2] - 2.0 * beta * w2 * aw2 + beta * beta * w2 * w2 * waw
-        b12 = A[1, 2] - beta * (w1 * aw2 + w2 * aw1) + beta * beta * w1 * w2 * waw
-        l1, l2 = _eig2(b11, b12, b22)
-        return max(abs(l1), abs(l2))
+    deflate = True
+    for i in range(m):
+        if v[i] <= 0:
+            deflate = False
+    if deflate:
+        # w = v + e1 (v[0] > 0), beta = 2 / w.w; B = A - beta (w u^T + u w^T) + beta^2 (w.u) w w^T, u = A w
+        w = work[:m]
+        for i in range(m):
+            w[i] = v[i]
+        w[0] += 1.0
+        ww = 0.0
+        for i in range(m):
+            ww += w[i] * w[i]
+        beta = 2.0 / ww
+        u = work[m:2 * m]
+        wu = 0.0
+        for i in range(m):
+            acc = 0.0
+            for j in range(m):
+                acc += A[i, j] * w[j]
+            u[i] = acc
+            wu += w[i] * acc
+        for i in range(1, m):
+            for j in range(1, m):
+                A[i - 1, j - 1] = A[i, j] - beta * (w[i] * u[j] + u[i] * w[j]) + beta * beta * wu * w[i] * w[j]
+        if m == 3:
+            l1, l2 = _eig2(A[0, 0], A[0, 1], A[1, 1])
+            return max(abs(l1), abs(l2))
+        lam = _eig_sym(A, m - 1, work)
+        best = 0.0
+        for k in range(m - 1):
+            best = max(best, abs(lam[k]))
+        return best
     lam = _eig_sym(A, m, work)
     first = second = -1.0
     for k in range(m):
@@ -275,7 +298,7 @@ def _window_kernel(values, bin_width, side, pair_from, pair_to, pair_dir, run_or
     px = np.empty(S)
     py = np.empty(S)
     A = np.empty((S, S))
-    work = np.empty(S)
+    work = np.empty(2 * S)
     Pr = np.empty((S, side))
     Pz = np.empty((S, S))
     Pd = np.empty((S, n_nb + 1))
@@ -697,7 +720,7 @@ def window_features(values: np.ndarray, window: int = 2, bin_width: float = 25.0
     full = np.empty((values.shape[0], N_FEATURES))
     _window_kernel(values, float(bin_width), geo.side, geo.pair_from, geo.pair_to, geo.pair_dir,
                    geo.run_order, geo.run_start, geo.run_bounds, geo.nb_ptr, geo.nb_list, geo.max_neighbours, full)
-    cols = [_OFFSETS[c] + k for c in classes for k in range(len(FEATURE_NAMES[c]))]
+    cols = [_OFFSETS[c] + _KERNEL_ORDER[c].index(f) for c in classes for f in FEATURE_NAMES[c]]
     return full[:, cols]
 
 def local_features(slice_hu: np.ndarray, slice_mask: np.ndarray, window: int = 2, bin_width: float = 25.0,

@@ -78,3 +78,15 @@ def sheet_options():
             json.dumps(config["eligibility"]["criteria"]),
         ))
     )
+
+
+def ith_options():
+    """`ctith ith` options from the config's ith section (clusters are passed apart)."""
+    c = config["ith"]
+    return (
+        f"--window {c['window']} --padding {c['padding']} --border {c['border']}"
+        f" --bin-width {c['bin_width']} --feature-classes {' '.join(c['feature_classes'])}"
+        f" --n-init {c['n_init']} --min-region-pixels {c['min_region_pixels']}"
+        f" --connectivity {c['connectivity']} --on-small-tumour {c['on_small_tumour']}"
+        f" --seed {config['seed']}"
+    )

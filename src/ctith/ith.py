@@ -1,0 +1,333 @@
+"""Intratumoral heterogeneity (ITH): habitats on the largest tumour slice and the ITH score.
+
+The method of Li et al. (ITHscore, Eur Radiol 2022) as Appendix 6 uses it:
+
+1. the axial slice with the largest tumour area (ties: lowest index), cropped to the
+   tumour's bounding box plus ``padding`` pixels (image values continue past the
+   image border instead of indexing out of range);
+2. pyradiomics features of the (2w+1)^2 window around every tumour pixel
+   (:func:`local_features`, computed by :mod:`ctith.local_radiomics`);
+3. every feature min-max scaled over the tumour's pixels, then k-means for each
+   cluster number K: the label map holds cluster + 1 inside the tumour, 0 outside;
+4. ITH score per K (:func:`ith_score`).
+
+Pure functions: arrays in, arrays or dicts out. File handling is in :mod:`ctith.cli`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from .errors import InputError
+from .ingest import LARGEST_SLICE_RULE, largest_slice
+from .local_radiomics import FEATURE_CLASSES, local_features
+
+__all__ = ["tumour_slice", "local_features", "scale_features", "cluster_habitats", "label_map",
+           "ith_score", "cluster_regions", "run_ith", "ITHParams", "ITHResult", "TooSmallError"]
+
+_STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
+
+
+class TooSmallError(InputError):
+    """The tumour slice cannot carry K habitats or a full window."""
+
+
+@dataclass(frozen=True)
+class ITHParams:
+    window: int = 2
+    padding: int = 2
+    border: str = "edge"
+    bin_width: float = 25.0
+    feature_classes: tuple = FEATURE_CLASSES
+    clusters: tuple = (2, 3, 4, 5, 6, 7, 8)
+    n_init: int = 10
+    min_region_pixels: int = 1
+    connectivity: int = 8
+    on_small_tumour: str = "error"  # error | nan
+    seed: int = 42
+
+
+@dataclass
+class ITHResult:
+    image: np.ndarray  # cropped slice, HU
+    mask: np.ndarray  # cropped tumour mask (bool)
+    maps: dict  # K -> label map (int8, 0 outside the tumour); absent K could not be clustered
+    scores: dict  # K -> ITH score (NaN where the tumour was too small for K)
+    info: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- slice
+
+
+def tumour_slice(image: np.ndarray, mask: np.ndarray, axis: int = 0, index: int | None = None,
+                 padding: int = 2, border: str = "edge") -> tuple[np.ndarray, np.ndarray, dict]:
+    """The tumour's largest slice, cropped to its bounding box plus ``padding`` pixels.
+
+    ``image`` and ``mask`` are (z, y, x) arrays; ``axis`` is the axial axis. Where the
+    padded box passes the image border, values continue as ``border`` (a numpy pad mode)
+    says. Returns (slice_hu, slice_mask, info).
+    """
+    mask = np.asarray(mask).astype(bool)
+    if index is None:
+        index, _ = largest_slice(mask, axis)
+    img2d = np.take(np.asarray(image), index, axis=axis).astype(np.float64)
+    msk2d = np.take(mask, index, axis=axis)
+    rows, cols = np.nonzero(msk2d)
+    if rows.size == 0:
+        raise ValueError(f"slice {index} holds no tumour")
+    r0, r1 = rows.min() - padding, rows.max() + padding + 1
+    c0, c1 = cols.min() - padding, cols.max() + padding + 1
+    outside = max(0, -r0, -c0, r1 - img2d.shape[0], c1 - img2d.shape[1])
+    if outside:
+        img2d = np.pad(img2d, outside, mode=border)
+        msk2d = np.pad(msk2d, outside, mode="constant")
+    crop = (slice(r0 + outside, r1 + outside), slice(c0 + outside, c1 + outside))
+    info = {"slice_index": int(index), "slice_rule": LARGEST_SLICE_RULE, "axial_axis": int(axis),
+            "tumour_pixels": int(rows.size), "bbox_rows": [int(rows.min()), int(rows.max())],
+            "bbox_cols": [int(cols.min()), int(cols.max())], "padding": int(padding),
+            "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
+            "touches_border": bool(outside)}
+    return img2d[crop], msk2d[crop], info
+
+
+# --------------------------------------------------------------------------- habitats
+
+
+def scale_features(features: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """Min-max scale each feature over the tumour's pixels (a constant feature becomes 0)."""
+    from sklearn.preprocessing import MinMaxScaler
+
+    return MinMaxScaler().fit_transform(np.asarray(features, dtype=np.float64))
+
+
+def cluster_habitats(scaled: np.ndarray, k: int, seed: int = 42, n_init: int = 10,
+                     order_by: np.ndarray | None = None) -> np.ndarray:
+    """k-means labels 0..k-1 of the tumour's pixels (seeded; same seed, same labels).
+
+    Clusters are renumbered by ascending mean of ``order_by`` (e.g. HU) so that maps of
+    different K and patients read alike; the ITH score does not depend on the numbering.
+    """
+    from sklearn.cluster import KMeans
+
+    labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(scaled)
+    if order_by is not None:
+        means = np.array([order_by[labels == c].mean() if np.any(labels == c) else np.inf for c in range(k)])
+        rank = np.empty(k, dtype=int)
+        rank[np.argsort(means, kind="stable")] = np.arange(k)
+        labels = rank[labels]
+    return labels
+
+
+def label_map(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """2D map: cluster + 1 on the tumour's pixels (row-major order), 0 outside."""
+    out = np.zeros(mask.shape, dtype=np.int8)
+    out[np.asarray(mask, dtype=bool)] = np.asarray(labels) + 1
+    return out
+
+
+def cluster_regions(label_map: np.ndarray, connectivity: int = 8) -> dict[int, np.ndarray]:
+    """Sizes of the connected regions of each cluster (label > 0), largest first."""
+    out = {}
+    for c in np.unique(label_map[label_map > 0]):
+        regions, n = ndimage.label(label_map == c, structure=_STRUCTURE[connectivity])
+        out[int(c)] = np.sort(np.bincount(regions.ravel())[1:])[::-1]
+    return out
+
+
+def ith_score(label_map: np.ndarray, min_region_pixels: int = 1, connectivity: int = 8) -> float:
+    """ITH score of a 2D label map (0 = background): 1 - sum_c (S_c,max / n_c) / S.
+
+    For each cluster c, S_c,max is its largest connected region and n_c its number of
+    regions, counting only regions larger than ``min_region_pixels``; a cluster with no
+    such region adds nothing. S is the tumour's area in pixels. 0 = every cluster one
+    region; towards 1 = clusters scattered in many small regions.
+    """
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2:
+        raise ValueError(f"need a 2D label map, got {label_map.ndim}D")
+    area = int(np.count_nonzero(label_map))
+    if area == 0:
+        raise ValueError("label map holds no tumour pixels")
+    total = 0.0
+    for sizes in cluster_regions(label_map, connectivity).values():
+        kept = sizes[sizes > min_region_pixels]
+        if kept.size:
+            total += kept[0] / kept.size
+    return 1.0 - total / area
+
+
+# --------------------------------------------------------------------------- patient
+
+
+def _too_small(message: str, params: ITHParams, patient: str | None, path: str | None):
+    if params.on_small_tumour == "nan":
+        warnings.warn(f"patient {patient}: {message}; ITH score set to NaN", stacklevel=3)
+        return
+    raise TooSmallError(message, patient, path)
+
+
+def run_ith(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParams = ITHParams(),
+            patient: str | None = None, path: str | None = None) -> ITHResult:
+    """The whole ITH stage for one patient: slice, local features, habitats, scores."""
+    img, msk, info = tumour_slice(image, mask, axis, padding=params.padding, border=params.border)
+    side = 2 * params.window + 1
+    n_pix = int(msk.sum())
+    h = info["bbox_rows"][1] - info["bbox_rows"][0] + 1
+    w = info["bbox_cols"][1] - info["bbox_cols"][0] + 1
+    scores = {k: float("nan") for k in params.clusters}
+    maps: dict = {}
+    if h < side or w < side:
+        _too_small(f"the largest tumour slice ({info['slice_index']}) spans {h} x {w} pixels, "
+                   f"smaller than the {side} x {side} feature window", params, patient, path)
+        return ITHResult(img, msk, maps, scores, info)
+    features = local_features(img, msk, params.window, params.bin_width, params.feature_classes, params.border)
+    values = features.to_numpy()
+    bad = ~np.isfinite(values).all(0)
+    if bad.any():
+        raise InputError(f"local features {list(features.columns[bad])} are not finite on the tumour slice",
+                         patient, path)
+    scaled = scale_features(values)
+    distinct = len(np.unique(scaled, axis=0))
+    hu = img[msk]
+    for k in params.clusters:
+        if distinct < k:
+            _too_small(f"the largest tumour slice ({info['slice_index']}) has {n_pix} pixels with "
+                       f"{distinct} distinct feature vectors, fewer than K = {k} clusters", params, patient, path)
+            continue
+        labels = cluster_habitats(scaled, k, params.seed, params.n_init, order_by=hu)
+        maps[k] = label_map(msk, labels)
+        scores[k] = ith_score(maps[k], params.min_region_pixels, params.connectivity)
+    info["n_features"] = values.shape[1]
+    return ITHResult(img, msk, maps, scores, info)
+
+
+def summary(result: ITHResult, params: ITHParams, patient: str) -> dict:
+    """JSON-ready record of one patient's ITH stage."""
+    per_k = {}
+    for k in params.clusters:
+        entry = {"ith_score": result.scores[k]}
+        if k in result.maps:
+            regions = cluster_regions(result.maps[k], params.connectivity)
+            entry["cluster_sizes"] = [int(np.sum(result.maps[k] == c)) for c in range(1, k + 1)]
+            entry["regions"] = {str(c): {"count": int((s > params.min_region_pixels).sum()),
+                                         "largest": int(s[0]), "ignored": int((s <= params.min_region_pixels).sum())}
+                                for c, s in regions.items()}
+        per_k[str(k)] = entry
+    return {"patient_id": patient, **result.info,
+            "params": {**params.__dict__, "feature_classes": list(params.feature_classes),
+                       "clusters": list(params.clusters)},
+            "k": per_k}
+
+
+def scores_table(records: list[dict], clusters) -> pd.DataFrame:
+    """Cohort table: one row per patient, ``ith_k<K>`` columns, slice and size."""
+    rows = []
+    for rec in records:
+        row = {"patient_id": rec["patient_id"], "slice_index": rec["slice_index"],
+               "tumour_pixels": rec["tumour_pixels"]}
+        for k in clusters:
+            row[f"ith_k{k}"] = rec["k"].get(str(k), {}).get("ith_score", float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("patient_id").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- figures
+
+CT_WINDOW = (40.0, 400.0)  # abdominal level / width for display
+
+
+def _show_ct(ax, image, mask=None):
+    level, width = CT_WINDOW
+    ax.imshow(image, cmap="gray", vmin=level - width / 2, vmax=level + width / 2, interpolation="nearest")
+    if mask is not None:
+        ax.contour(mask.astype(float), levels=[0.5], colors="yellow", linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _show_map(ax, image, label_map, k, score):
+    import matplotlib.pyplot as plt
+
+    _show_ct(ax, image)
+    shown = np.ma.masked_equal(label_map, 0)
+    ax.imshow(shown, cmap=plt.get_cmap("tab10", 10), vmin=0.5, vmax=10.5, interpolation="nearest", alpha=0.85)
+    ax.set_title(f"K = {k}\nITH = {score:.3f}" if np.isfinite(score) else f"K = {k}\nITH = n/a", fontsize=8)
+
+
+def habitat_figure(result: ITHResult, clusters, title: str = ""):
+    """Figure S2: the tumour slice, its mask and the habitat maps for each K with scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = 2 + len(clusters)
+    cols = min(n, 5)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.7 * rows), squeeze=False)
+    axes = axes.ravel()
+    _show_ct(axes[0], result.image)
+    axes[0].set_title(f"CT, slice {result.info.get('slice_index')}", fontsize=8)
+    _show_ct(axes[1], result.image, result.mask)
+    axes[1].set_title(f"tumour ({int(result.mask.sum())} px)", fontsize=8)
+    for ax, k in zip(axes[2:], clusters):
+        if k in result.maps:
+            _show_map(ax, result.image, result.maps[k], k, result.scores[k])
+        else:
+            _show_ct(ax, result.image, result.mask)
+            ax.set_title(f"K = {k}\ntoo few pixels", fontsize=8)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(patients: list[dict], clusters):
+    """Figure S6: a low- and a high-ITH patient, tumour and habitat maps for each K.
+
+    ``patients``: dicts with ``image``, ``mask``, ``maps`` (K -> map), ``scores`` and a
+    ``label`` for the row.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 1 + len(clusters)
+    fig, axes = plt.subplots(len(patients), cols, figsize=(1.9 * cols, 2.3 * len(patients)), squeeze=False)
+    for row, p in zip(axes, patients):
+        _show_ct(row[0], p["image"], p["mask"])
+        row[0].set_title(p["label"], fontsize=8)
+        for ax, k in zip(row[1:], clusters):
+            if k in p["maps"]:
+                _show_map(ax, p["image"], p["maps"][k], k, p["scores"].get(k, float("nan")))
+            else:
+                _show_ct(ax, p["image"], p["mask"])
+                ax.set_title(f"K = {k}\nn/a", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pick_comparison(table: pd.DataFrame, events: pd.Series | None, clusters) -> tuple[str, str]:
+    """Low- and high-ITH patients for Figure S6, by mean ITH over ``clusters``.
+
+    With outcomes: the lowest-ITH patient without DM and the highest-ITH patient with DM
+    (as the paper shows), falling back to the cohort's extremes.
+    """
+    cols = [f"ith_k{k}" for k in clusters if f"ith_k{k}" in table]
+    mean = table.set_index("patient_id")[cols].mean(axis=1).dropna()
+    if len(mean) < 2:
+        raise ValueError("Figure S6 needs at least two patients with ITH scores")
+    low, high = mean.idxmin(), mean.idxmax()
+    if events is not None:
+        ev = events.reindex(mean.index)
+        no_dm, dm = mean[ev == 0], mean[ev == 1]
+        if len(no_dm) and len(dm):
+            low, high = no_dm.idxmin(), dm.idxmax()
+    return str(low), str(high)

@@ -1,0 +1,229 @@
+"""ITH stage: the fast local-feature engine against pyradiomics, the score, habitats, CLI."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from ctith import ingest, ith, local_radiomics as lr
+from ctith.cli import main
+from ctith.io import read_table
+
+TOL = dict(rtol=1e-6, atol=1e-9)
+
+
+def _ingested(image, mask, pid="P"):
+    res = ingest.ingest(image, mask, pid)
+    return sitk.GetArrayFromImage(res.image), sitk.GetArrayFromImage(res.mask), res.qc["axial_axis"]
+
+
+def assert_matches_reference(slice_hu, slice_mask):
+    fast = ith.local_features(slice_hu, slice_mask)
+    ref = lr.reference_local_features(slice_hu, slice_mask)
+    assert list(fast.columns) == list(ref.columns) and fast.index.equals(ref.index)
+    ok = np.isclose(fast.to_numpy(), ref.to_numpy(), **TOL)
+    bad = [f"{c}: {int((~ok[:, i]).sum())} px" for i, c in enumerate(fast.columns) if not ok[:, i].all()]
+    assert not bad, bad
+    return fast
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def test_feature_names_are_pyradiomics_own():
+    ext = lr.reference_extractor()
+    image = sitk.GetImageFromArray(np.arange(25, dtype=float).reshape(1, 5, 5) * 10)
+    mask = sitk.GetImageFromArray(np.ones((1, 5, 5), np.uint8))
+    assert list(ext.execute(image, mask)) == lr.feature_columns()
+    assert len(lr.feature_columns()) == 93
+
+
+@pytest.mark.parametrize("organ, pixels", [("kidney_left", 227), ("spleen", 487)])
+def test_fast_engine_equals_pyradiomics_on_real_ct(real_ct, organ, pixels):
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks[organ], organ)
+    crop, crop_mask, info = ith.tumour_slice(img, msk, axis)
+    assert info["tumour_pixels"] == pixels
+    fast = assert_matches_reference(crop, crop_mask)
+    # Row-major order of the slice's tumour pixels, one row each.
+    rows, cols = np.nonzero(crop_mask)
+    assert np.array_equal(fast.index.get_level_values("row"), rows)
+    assert np.array_equal(fast.index.get_level_values("col"), cols)
+
+
+def test_fast_engine_equals_pyradiomics_on_demo_tumours(tiny_cohort_dir):
+    samples = read_table(tiny_cohort_dir / "samples.tsv")
+    truth = read_table(tiny_cohort_dir / "truth.tsv").set_index("patient_id")
+    # three tumours with one, two and the most habitats
+    rows = samples[samples["image"].str.endswith(".nii.gz")].copy()
+    rows["n_habitats"] = [len(truth.loc[p, "habitats"].split(",")) for p in rows["patient_id"]]
+    rows = rows.sort_values(["n_habitats", "patient_id"])
+    picked = [rows.iloc[0], rows.iloc[len(rows) // 2], rows.iloc[-1]]
+    for row in picked:
+        img, msk, axis = _ingested(tiny_cohort_dir / row["image"], tiny_cohort_dir / row["mask"], row["patient_id"])
+        crop, crop_mask, _ = ith.tumour_slice(img, msk, axis)
+        assert_matches_reference(crop, crop_mask)
+
+
+def test_fast_engine_equals_pyradiomics_on_hard_windows():
+    rng = np.random.default_rng(3)
+    windows = np.concatenate([
+        np.full((2, 25), 40.0),                                    # flat
+        rng.choice([-50.0, -25.0, 0.0, 25.0, 50.0], (20, 25)),     # values on bin edges
+        rng.normal(0, 400, (20, 25)).round(),                      # air, fat, bone: many levels
+        rng.normal(30, 10, (20, 25)),                              # non-integer HU
+        np.tile([0.0, 30.0], 13)[None, :25].repeat(2, 0),          # checkerboard of two levels
+        np.where(np.arange(25) == 12, 100.0, 0.0)[None],           # one level in one pixel
+        np.where(np.arange(25) == 4, 100.0, 0.0)[None],            # ... in a corner (absent along a diagonal)
+    ])
+    fast = lr.window_features(windows)
+    ref = lr.reference_window_features(windows)
+    ok = np.isclose(fast, ref, **TOL)
+    names = lr.feature_columns()
+    assert ok.all(), [names[i] for i in np.flatnonzero(~ok.all(0))]
+
+
+def test_feature_class_subset_and_bad_input():
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 50, (10, 25))
+    sub = lr.window_features(w, classes=("ngtdm", "firstorder"))
+    full = pd.DataFrame(lr.window_features(w), columns=lr.feature_columns())
+    assert np.array_equal(sub, full[lr.feature_columns(("ngtdm", "firstorder"))].to_numpy())
+    with pytest.raises(ValueError, match="unknown feature classes"):
+        lr.window_features(w, classes=("shape",))
+    with pytest.raises(ValueError, match="NaN"):
+        lr.window_features(np.full((1, 25), np.nan))
+
+
+# --------------------------------------------------------------------------- score
+
+
+def bordered(core: np.ndarray, pad: int = 2) -> np.ndarray:
+    """A label map with a background border, as the pipeline's cropped maps have."""
+    return np.pad(core, pad)
+
+
+def test_one_region_per_cluster_scores_zero():
+    core = np.ones((6, 6), dtype=int)
+    core[:, 3:] = 2
+    assert ith.ith_score(bordered(core)) == 0.0
+    assert ith.ith_score(bordered(np.ones((4, 4), dtype=int))) == 0.0
+
+
+def test_checkerboard_is_one_region_per_colour():
+    core = (np.indices((8, 8)).sum(0) % 2) + 1
+    assert ith.ith_score(bordered(core)) == 0.0
+    # with 4-connectivity every pixel is its own region: all ignored, score 1
+    assert ith.ith_score(bordered(core), connectivity=4) == 1.0
+
+
+@pytest.mark.parametrize("n", [2, 4, 6, 10])
+def test_alternating_columns(n):
+    core = (np.arange(n)[None, :].repeat(n, 0) % 2) + 1
+    assert ith.ith_score(bordered(core)) == pytest.approx(1 - 4 / n ** 2, abs=1e-15)
+
+
+def test_single_pixel_regions_are_ignored():
+    core = np.ones((6, 6), dtype=int)
+    core[0, 0] = core[5, 5] = 2  # two isolated pixels of cluster 2
+    # cluster 1: one region of 34 px; cluster 2: nothing kept -> 1 - 34/36
+    assert ith.ith_score(bordered(core)) == pytest.approx(1 - 34 / 36)
+    assert ith.ith_score(bordered(core), min_region_pixels=0) == pytest.approx(1 - (34 + 1 / 2) / 36)
+    with pytest.raises(ValueError, match="no tumour"):
+        ith.ith_score(np.zeros((4, 4), dtype=int))
+
+
+# --------------------------------------------------------------------------- patient
+
+
+def test_habitats_are_reproducible_on_real_ct(real_ct):
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks["kidney_left"])
+    params = ith.ITHParams(seed=11)
+    a = ith.run_ith(img, msk, axis, params, "kidney")
+    b = ith.run_ith(img, msk, axis, params, "kidney")
+    assert sorted(a.maps) == list(range(2, 9))
+    for k in a.maps:
+        assert np.array_equal(a.maps[k], b.maps[k]) and a.scores[k] == b.scores[k]
+        assert set(np.unique(a.maps[k])) == set(range(k + 1))  # 0 outside, 1..K inside
+        assert np.array_equal(a.maps[k] > 0, a.mask)
+        assert 0.0 <= a.scores[k] <= 1.0
+    assert a.info["slice_index"] == 92 and a.info["tumour_pixels"] == 227
+
+
+def test_tumour_at_image_border_uses_image_values():
+    img = np.arange(400, dtype=float).reshape(1, 20, 20)
+    msk = np.zeros_like(img, dtype=bool)
+    msk[0, 0:6, 0:7] = True
+    crop, crop_mask, info = ith.tumour_slice(img, msk, 0, padding=2)
+    assert crop.shape == (10, 11) and info["touches_border"]
+    assert crop[0, 0] == img[0, 0, 0] and crop[2, 2] == img[0, 0, 0] and crop[3, 2] == img[0, 1, 0]
+    assert crop_mask.sum() == 42
+
+
+def small_tumour(pixels_side):
+    rng = np.random.default_rng(0)
+    img = rng.normal(40, 30, (3, 30, 30)).round()
+    msk = np.zeros(img.shape, dtype=bool)
+    msk[1, 10:10 + pixels_side, 10:10 + pixels_side] = True
+    return img, msk
+
+
+def test_too_small_tumour_names_the_patient():
+    img, msk = small_tumour(2)  # 2 x 2: smaller than the 5 x 5 window
+    with pytest.raises(ith.TooSmallError, match=r"patient P9: .*2 x 2 pixels, smaller than the 5 x 5"):
+        ith.run_ith(img, msk, 0, ith.ITHParams(), "P9", "p9_mask.nii.gz")
+    img, msk = small_tumour(5)  # 25 pixels, fine for K <= 8; ask for K = 30
+    with pytest.raises(ith.TooSmallError, match=r"patient P9: .*fewer than K = 30"):
+        ith.run_ith(img, msk, 0, ith.ITHParams(clusters=(2, 30)), "P9")
+
+
+def test_too_small_tumour_can_give_nan():
+    img, msk = small_tumour(5)
+    params = ith.ITHParams(clusters=(2, 30), on_small_tumour="nan")
+    with pytest.warns(UserWarning, match="patient P9: .*K = 30"):
+        res = ith.run_ith(img, msk, 0, params, "P9")
+    assert np.isfinite(res.scores[2]) and np.isnan(res.scores[30]) and 30 not in res.maps
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_ith_and_cohort(real_ct, tmp_path, capsys):
+    records = []
+    for organ in ("kidney_left", "spleen"):
+        d = tmp_path / organ
+        assert main(["ingest", "--image", str(real_ct.image), "--mask", str(real_ct.masks[organ]),
+                     "--out", str(d)]) == 0
+        assert main(["ith", "--image", str(d / "image.nii.gz"), "--mask", str(d / "mask.nii.gz"),
+                     "--out-dir", str(d / "ith"), "--seed", "5"]) == 0
+        rec = json.loads((d / "ith" / "scores.json").read_text())
+        assert rec["patient_id"] == organ and rec["slice_rule"].startswith("axial slice with the most")
+        assert set(rec["k"]) == {str(k) for k in range(2, 9)}
+        k3 = rec["k"]["3"]
+        assert sum(k3["cluster_sizes"]) == rec["tumour_pixels"]
+        maps = np.load(d / "ith" / "label_maps.npz")
+        assert np.array_equal(maps["k3"] > 0, maps["mask"])
+        assert (d / "ith" / "habitats.png").stat().st_size > 10_000
+        records.append(d / "ith" / "scores.json")
+    clinical = tmp_path / "clinical.tsv"
+    clinical.write_text("pid\tdm\nkidney_left\t0\nspleen\t1\n")
+    assert main(["ith-cohort", "--scores", *map(str, records), "--clinical", str(clinical),
+                 "--id-column", "pid", "--event-column", "dm",
+                 "--out-table", str(tmp_path / "ith_scores.tsv"), "--out-figure", str(tmp_path / "s6.png")]) == 0
+    table = pd.read_csv(tmp_path / "ith_scores.tsv", sep="\t")
+    assert list(table["patient_id"]) == ["kidney_left", "spleen"]
+    assert [c for c in table.columns if c.startswith("ith_k")] == [f"ith_k{k}" for k in range(2, 9)]
+    assert "Figure S6: kidney_left vs spleen" in capsys.readouterr().out
+
+
+def test_cli_small_tumour_is_one_line(tmp_path, capsys):
+    img, msk = small_tumour(2)
+    for name, arr in (("image", img.astype(np.int16)), ("mask", msk.astype(np.uint8))):
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / f"{name}.nii.gz"))
+    rc = main(["ith", "--image", str(tmp_path / "image.nii.gz"), "--mask", str(tmp_path / "mask.nii.gz"),
+               "--out-dir", str(tmp_path / "P3" / "ith")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.startswith("TooSmallError: patient P3: ") and len(err.splitlines()) == 1
+    assert not (tmp_path / "P3" / "ith").exists() or not any((tmp_path / "P3" / "ith").iterdir())

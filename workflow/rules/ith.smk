@@ -1,0 +1,59 @@
+rule ith:
+    input:
+        image="results/patients/{patient}/image.nii.gz",
+        mask="results/patients/{patient}/mask.nii.gz",
+    output:
+        scores="results/patients/{patient}/ith/scores.json",
+        maps="results/patients/{patient}/ith/label_maps.npz",
+        figure=report(
+            "results/patients/{patient}/ith/habitats.png",
+            caption="../report/habitats.rst",
+            category="ITH habitats",
+            subcategory="{patient}",
+        ),
+    params:
+        options=ith_options(),
+        clusters=config["ith"]["clusters"],
+    log:
+        "results/logs/ith/{patient}.log",
+    benchmark:
+        "results/benchmarks/ith/{patient}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith ith --image {input.image:q} --mask {input.mask:q} --out-dir $(dirname {output.scores:q})"
+        " --patient-id {wildcards.patient} --clusters {params.clusters} {params.options} > {log} 2>&1"
+
+
+rule ith_cohort:
+    input:
+        scores=eligible_files("results/patients/{patient}/ith/scores.json"),
+        maps=eligible_files("results/patients/{patient}/ith/label_maps.npz"),
+        clinical=config["clinical"],
+    output:
+        table=report(
+            "results/cohort/ith_scores.tsv",
+            caption="../report/ith_scores.rst",
+            category="ITH habitats",
+        ),
+        figure=report(
+            "results/figures/figure_s6_ith_comparison.png",
+            caption="../report/figure_s6.rst",
+            category="ITH habitats",
+        ),
+    params:
+        clusters=config["ith"]["clusters"],
+        figure_clusters=config["ith"]["figure_clusters"],
+        id_column=config["clinical_columns"]["patient_id"],
+        event_column=config["clinical_columns"]["dm_event"],
+    log:
+        "results/logs/ith_cohort.log",
+    benchmark:
+        "results/benchmarks/ith_cohort.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith ith-cohort --scores {input.scores} --clinical {input.clinical:q} --id-column {params.id_column}"
+        " --event-column {params.event_column} --clusters {params.clusters}"
+        " --figure-clusters {params.figure_clusters} --out-table {output.table}"
+        " --out-figure {output.figure} > {log} 2>&1"
