@@ -1,7 +1,6 @@
 """ITH stage: the fast local-feature engine against pyradiomics, the score, habitats, CLI."""
 
 import json
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -134,7 +134,7 @@ def cluster_regions(label_map: np.ndarray, connectivity: int = 8) -> dict[int, n
     """Sizes of the connected regions of each cluster (label > 0), largest first."""
     out = {}
     for c in np.unique(label_map[label_map > 0]):
-        regions, n = ndimage.label(label_map == c, structure=_STRUCTURE[connectivity])
+        regions, _ = ndimage.label(label_map == c, structure=_STRUCTURE[connectivity])
         out[int(c)] = np.sort(np.bincount(regions.ravel())[1:])[::-1]
     return out
 

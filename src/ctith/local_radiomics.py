@@ -8,11 +8,10 @@ in-plane neighbours only (4 GLCM/GLRLM directions, 8-connected zones and neighbo
 
 Calling pyradiomics once per window (:func:`reference_local_features`, kept as the
 reference) costs milliseconds per pixel. :func:`local_features` computes the same 93
-features for all windows together: windows are grouped by their number of distinct grey
-levels ``m`` so that every texture matrix of a group has the same shape, the matrices
-are filled with one ``bincount`` each, and the feature formulas are pyradiomics' own,
-written over a leading window axis with per-window grey-level vectors. Equality with the
-reference, feature by feature and pixel by pixel, is a test.
+features for all windows in one compiled (numba) pass: each window's matrices are a few
+grey levels wide, so pyradiomics' formulas are evaluated as small loops over the levels
+present in the window. Equality with the reference, feature by feature and pixel by
+pixel, is a test.
 """
 
 from __future__ import annotations
