@@ -14,6 +14,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/eligibility.smk"
 include: "workflow/rules/ith.smk"
+include: "workflow/rules/radiomics.smk"
+include: "workflow/rules/semantic.smk"
+include: "workflow/rules/reproducibility.smk"
+include: "workflow/rules/harmonize.smk"
 
 
 rule all:
@@ -24,4 +28,7 @@ rule all:
         "results/cohort/split.tsv",
         "results/cohort/ith_scores.tsv",
         "results/figures/figure_s6_ith_comparison.png",
+        "results/cohort/semantic_features.tsv",
+        "results/tables/table_s3.tsv",
+        "results/cohort/radscore.tsv",
     default_target: True

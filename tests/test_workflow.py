@@ -1,5 +1,6 @@
 """End-to-end runs of the Snakemake workflow on the tiny demo cohort."""
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
+PATIENT_FILES = ["image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
+
+
 def make_workdir(cohort: Path, root: Path) -> Path:
     work = root / "work"
     work.mkdir()
@@ -26,6 +30,11 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
     config["demo"]["generate"] = False
+    # The tiny cohort has 6 training patients (2 with DM, 4 re-segmented): let the ICC use
+    # every cohort's re-segmentations and the LASSO path 2 folds.
+    config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
+                                     min_patients=3)
+    config["selection"]["cv_folds"] = 2
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return work
 
@@ -68,8 +77,7 @@ def test_full_run_then_incremental_patient(work):
     ids = eligible(work)
     assert sorted(ids) == sorted(dry["ingest"])
     for pid in ids:
-        assert sorted(p.name for p in (work / "results/patients" / pid).iterdir()) == \
-            ["image.nii.gz", "ith", "mask.nii.gz", "qc.json"]
+        assert sorted(p.name for p in (work / "results/patients" / pid).iterdir()) == PATIENT_FILES
         assert sorted(p.name for p in (work / "results/patients" / pid / "ith").iterdir()) == \
             ["habitats.png", "label_maps.npz", "scores.json"]
     ith = pd.read_csv(work / "results/cohort/ith_scores.tsv", sep="\t")
@@ -83,6 +91,7 @@ def test_full_run_then_incremental_patient(work):
     assert set(split["cohort"]) == {"train", "internal_validation", "external_validation"}
     flow = pd.read_csv(work / "results/cohort/eligibility_flow.tsv", sep="\t")
     assert flow["n_after"].iloc[-1] == n_eligible
+    check_radiomics_outputs(work, ids)
     again = smk(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -100,7 +109,41 @@ def test_full_run_then_incremental_patient(work):
     jobs = planned(smk(work, "-n", "--cores", "1"))
     assert jobs.pop("ingest") == ["NEW01"]
     assert jobs.pop("ith") == ["NEW01"]
-    assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "all"}
+    assert jobs.pop("radiomics") == ["NEW01"]
+    assert jobs.pop("semantic") == ["NEW01"]
+    if samples.set_index("patient_id").loc["NEW01", "mask_reader2"]:
+        assert jobs.pop("radiomics_reader2") == ["NEW01"]
+    assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
+                         "reproducibility", "harmonize", "select", "all"}
+
+
+def check_radiomics_outputs(work, ids):
+    """C-radiomics branch: every eligible patient in each table, Table S3 in the paper's form."""
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    reader2 = sorted(set(samples.loc[samples["mask_reader2"] != "", "patient_id"]) & set(ids))
+    features = pd.read_csv(work / "results/cohort/radiomics_features.tsv", sep="\t", index_col=0)
+    assert sorted(features.index) == sorted(ids) and features.shape[1] == 14 + 93 * 12
+    second = pd.read_csv(work / "results/cohort/radiomics_features_reader2.tsv", sep="\t", index_col=0)
+    assert sorted(second.index) == reader2
+    icc = pd.read_csv(work / "results/cohort/radiomics_icc.tsv", sep="\t")
+    assert len(icc) == features.shape[1] and (icc["n"] == len(reader2)).all()
+    assert icc.loc[icc["feature"] == "original_shape_VoxelVolume", "icc"].iloc[0] > 0.9
+    s3 = pd.read_csv(work / "results/tables/table_s3.tsv", sep="\t", keep_default_na=False)
+    assert list(s3.columns)[:3] == ["CECT semantic feature", "ICC", "95% CI"] and len(s3) == 10
+    assert (work / "results/tables/table_s3.md").read_text().startswith("| CECT semantic feature | ICC |")
+    report = json.loads((work / "results/cohort/harmonization.json").read_text())
+    assert report["mode"] == "transductive" and report["batch_column"] == "institution"
+    # 9 vs 4 patients: empirical Bayes shrinks the batch estimates a lot; the demo cohort's
+    # figure (>= 80%) is checked in test_harmonize.
+    assert report["smd_reduction"] >= 0.5, report
+    assert report["features_in"] == int(icc["reproducible"].sum())
+    scores = pd.read_csv(work / "results/cohort/radscore.tsv", sep="\t")
+    assert sorted(scores["patient_id"]) == sorted(ids) and scores["rad_score"].notna().all()
+    assert set(scores["combat_mode"]) == {"transductive"}
+    signature = pd.read_csv(work / "results/cohort/radiomics_signature.tsv", sep="\t")
+    assert len(signature) >= 1 and (signature["coefficient"] != 0).all()
+    semantic = pd.read_csv(work / "results/cohort/semantic_features.tsv", sep="\t")
+    assert sorted(semantic["patient_id"]) == sorted(ids)
 
 
 def test_bad_patient_inputs_fail_alone(work):
@@ -142,7 +185,7 @@ def test_bad_patient_inputs_fail_alone(work):
         assert not (work / "results/patients" / pid).exists() or not any((work / "results/patients" / pid).iterdir())
     for pid in set(ok) - set(bad):
         files = sorted(p.name for p in (work / "results/patients" / pid).iterdir())
-        assert files == ["image.nii.gz", "ith", "mask.nii.gz", "qc.json"], pid
+        assert files == PATIENT_FILES, pid
         img = sitk.ReadImage(str(work / "results/patients" / pid / "image.nii.gz"))
         assert img.GetSize()[0] == 128
 

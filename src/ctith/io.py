@@ -63,6 +63,12 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[])
 
 
+def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A feature table (patient_id, then one column per feature) as floats."""
+    df = pd.read_csv(path, sep="\t", dtype={"patient_id": str}).set_index("patient_id")
+    return df.astype(float)
+
+
 def write_markdown(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """A GitHub-flavoured Markdown table (no tabulate dependency needed)."""
     cols = [str(c) for c in df.columns]

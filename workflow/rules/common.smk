@@ -90,3 +90,61 @@ def ith_options():
         f" --connectivity {c['connectivity']} --on-small-tumour {c['on_small_tumour']}"
         f" --seed {config['seed']}"
     )
+
+
+def reader2_files(pattern):
+    """Per-patient files of the eligible patients the sheet gives a reader-2 mask for."""
+    return expand(pattern, patient=[p for p in ELIGIBLE if sample(p, "mask_reader2")])
+
+
+def reader2_mask(wildcards):
+    return sample(wildcards.patient, "mask_reader2")
+
+
+def radiomics_params_file():
+    """The pyradiomics parameter file: as given, or else beside the Snakefile (the default
+    ships with the workflow; a run in another --directory still finds it)."""
+    path = config["radiomics"]["params"]
+    if not os.path.isabs(path) and not os.path.exists(path):
+        shipped = os.path.join(workflow.basedir, path)
+        if os.path.exists(shipped):
+            return shipped
+    return path
+
+
+def radiomics_options():
+    c = config["radiomics"]
+    opts = f"--params {shlex.quote(radiomics_params_file())} --bin-width {c['bin_width']}"
+    if c["resampled_spacing"]:
+        opts += " --resampled-spacing " + " ".join(str(s) for s in c["resampled_spacing"])
+    return opts
+
+
+def reader2_options(wildcards):
+    label = sample(wildcards.patient, "mask_label") or config["ingest"]["mask_label"]
+    return f"--mask-label {int(label)}" if label else ""
+
+
+def semantic_inputs(wildcards):
+    files = {"image": f"results/patients/{wildcards.patient}/image.nii.gz",
+             "mask": f"results/patients/{wildcards.patient}/mask.nii.gz"}
+    plain = sample(wildcards.patient, "plain_ct")
+    if plain:
+        files["plain_ct"] = plain
+    return files
+
+
+def semantic_options(wildcards):
+    opts = ["--params", shlex.quote(json.dumps(config["semantic"]))]
+    plain = sample(wildcards.patient, "plain_ct")
+    if plain:
+        opts += ["--plain-ct", shlex.quote(plain)]
+        uid = sample(wildcards.patient, "plain_ct_series_uid")
+        if uid:
+            opts += ["--plain-series-uid", str(uid)]
+    return " ".join(opts)
+
+
+def clinical_options():
+    return "--clinical {} --clinical-columns {}".format(
+        shlex.quote(config["clinical"]), shlex.quote(json.dumps(config["clinical_columns"])))

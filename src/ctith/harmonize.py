@@ -1,0 +1,224 @@
+"""ComBat harmonisation of radiomic features (Appendix 5) with neuroCombat.
+
+``ComBat`` is an estimator: ``fit`` runs neuroCombat on the patients it is given and
+keeps its estimates; ``transform`` applies them to any patients of the fitted batches,
+each with their own covariates (neuroCombat's own ``neuroCombatFromTraining`` uses the
+training cohort's mean covariate effect instead, and fails on NumPy 2). On the fitted
+patients ``transform`` reproduces neuroCombat's output; a test checks it.
+
+Two modes (``harmonize``):
+- ``train``: fit on the training cohort, apply to every cohort. A batch absent from
+  training cannot be harmonised this way and is an error.
+- ``transductive``: fit on every patient's features (never labels). The only way to
+  harmonise an institution that appears only in validation; whatever depends on it
+  says so.
+
+Features constant within a batch have no within-batch variance to scale (neuroCombat
+divides by it); they are dropped, or with ``constant_in_batch="keep"`` passed through
+unharmonised. Either way they are listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import CtithError
+
+MODES = ("train", "transductive")
+OUTCOME_NAMES = ("dm_event", "dm_time_months")
+
+
+class HarmonizeError(CtithError):
+    pass
+
+
+def constant_in_batch(X: pd.DataFrame, batch: pd.Series, rtol: float = 1e-12) -> pd.Index:
+    """Features whose values do not vary within at least one batch."""
+    const = pd.Series(False, index=X.columns)
+    for _, rows in X.groupby(batch.to_numpy()):
+        spread = rows.max() - rows.min()
+        scale = rows.abs().max().clip(lower=1.0)
+        const |= spread <= rtol * scale
+    return X.columns[const.to_numpy()]
+
+
+def standardized_difference(X: pd.DataFrame, batch: pd.Series) -> pd.Series:
+    """Per feature: mean |Cohen's d| between batches (pooled SD), over every pair of batches."""
+    levels = sorted(pd.unique(batch))
+    out = []
+    for i, a in enumerate(levels):
+        for b in levels[i + 1:]:
+            xa, xb = X[(batch == a).to_numpy()], X[(batch == b).to_numpy()]
+            sd = np.sqrt((xa.var(ddof=1) + xb.var(ddof=1)) / 2.0)
+            d = (xa.mean() - xb.mean()).abs() / sd.where(sd > 0)
+            out.append(d)
+    if not out:
+        return pd.Series(np.nan, index=X.columns)
+    return pd.concat(out, axis=1).mean(axis=1)
+
+
+@dataclass
+class ComBat:
+    """neuroCombat as a fit/transform estimator on a patients x features frame."""
+
+    categorical: list[str] = field(default_factory=list)
+    continuous: list[str] = field(default_factory=list)
+    eb: bool = True
+    parametric: bool = True
+    constant_in_batch: str = "drop"  # drop | keep
+
+    def _design_covariates(self, covariates: pd.DataFrame | None, index: pd.Index) -> np.ndarray:
+        # neuroCombat's design: one-hot of each categorical covariate without its first
+        # (sorted) level, then each continuous covariate as float32.
+        cols = []
+        for name in self.categorical:
+            values = covariates.loc[index, name].astype(str).to_numpy()
+            unknown = sorted(set(values) - set(self.levels_[name]))
+            if unknown:
+                pid = index[np.isin(values, unknown)][0]
+                raise HarmonizeError(f"patient {pid}: covariate '{name}' = {unknown[0]!r} was not seen when "
+                                     f"ComBat was fitted (levels {self.levels_[name]})")
+            for level in self.levels_[name][1:]:
+                cols.append((values == level).astype(float))
+        for name in self.continuous:
+            cols.append(pd.to_numeric(covariates.loc[index, name]).to_numpy(dtype="float32").astype(float))
+        return np.column_stack(cols) if cols else np.zeros((len(index), 0))
+
+    def _check_covariates(self, covariates: pd.DataFrame | None, index: pd.Index) -> None:
+        names = [*self.categorical, *self.continuous]
+        if not names:
+            return
+        bad = [n for n in names if n in OUTCOME_NAMES]
+        if bad:
+            raise HarmonizeError(f"ComBat covariate '{bad[0]}' is the outcome; preserving it would leak "
+                                 "labels into the features")
+        if covariates is None:
+            raise HarmonizeError(f"ComBat covariates {names} need a covariate table")
+        for n in names:
+            if n not in covariates.columns:
+                raise HarmonizeError(f"ComBat covariate '{n}' is not a clinical column")
+            col = covariates[n].reindex(index)
+            blank = col.isna() | (col.astype(str).str.strip() == "")
+            if blank.any():
+                raise HarmonizeError(f"patient {index[blank.to_numpy()][0]}: ComBat covariate '{n}' is blank")
+            if n in self.continuous:
+                num = pd.to_numeric(col, errors="coerce")
+                if num.isna().any():
+                    pid = index[num.isna().to_numpy()][0]
+                    raise HarmonizeError(f"patient {pid}: ComBat covariate '{n}' = {col[pid]!r} is not a number")
+
+    def fit(self, X: pd.DataFrame, batch: pd.Series, covariates: pd.DataFrame | None = None) -> "ComBat":
+        from neuroCombat import neuroCombat
+
+        batch = batch.reindex(X.index).astype(str)
+        counts = batch.value_counts()
+        if len(counts) < 2:
+            raise HarmonizeError(f"ComBat needs at least 2 batches among the patients it is fitted on; "
+                                 f"found {list(counts.index)}")
+        small = counts[counts < 2]
+        if len(small):
+            raise HarmonizeError(f"batch '{small.index[0]}' has {small.iloc[0]} patient among those ComBat "
+                                 "is fitted on; each batch needs at least 2")
+        if X.isna().to_numpy().any():
+            pid = X.index[X.isna().any(axis=1).to_numpy()][0]
+            raise HarmonizeError(f"patient {pid}: missing feature values; ComBat needs complete features")
+        self._check_covariates(covariates, X.index)
+        self.features_in_ = X.columns
+        self.constant_ = constant_in_batch(X, batch)
+        self.features_ = X.columns.difference(self.constant_, sort=False)
+        self.levels_ = {n: sorted(covariates.loc[X.index, n].astype(str).unique()) for n in self.categorical}
+
+        covars = pd.DataFrame({"batch": batch.to_numpy()}, index=X.index)
+        for n in self.categorical:
+            covars[n] = covariates.loc[X.index, n].astype(str).to_numpy()
+        for n in self.continuous:
+            covars[n] = pd.to_numeric(covariates.loc[X.index, n]).to_numpy()
+        dat = X[self.features_].to_numpy(dtype=float).T  # neuroCombat: features x samples
+        design = np.column_stack([pd.get_dummies(batch).to_numpy(float), self._design_covariates(covariates, X.index)])
+        if np.linalg.matrix_rank(design) < design.shape[1]:
+            raise HarmonizeError("ComBat covariates are confounded with the batch (or with each other): "
+                                 f"{[*self.categorical, *self.continuous]} by batch cannot be separated")
+        with contextlib.redirect_stdout(io.StringIO()):  # neuroCombat prints progress
+            out = neuroCombat(dat, covars, "batch", categorical_cols=list(self.categorical) or None,
+                              continuous_cols=list(self.continuous) or None, eb=self.eb,
+                              parametric=self.parametric)
+        est = out["estimates"]
+        self.batches_ = [str(b) for b in est["batches"]]
+        self.grand_mean_ = np.asarray(est["stand.mean"])[:, 0]
+        self.var_pooled_ = np.asarray(est["var.pooled"]).ravel()
+        self.gamma_star_ = np.asarray(est["gamma.star"])
+        self.delta_star_ = np.asarray(est["delta.star"])
+        # Covariate effects (neuroCombat keeps only their fitted values): the same least squares.
+        d = out["info"]["design"].astype(float)
+        b_hat = np.linalg.solve(d.T @ d, d.T @ dat.T)
+        self.beta_ = b_hat[len(self.batches_):, :]
+        self.fitted_ = pd.DataFrame(np.asarray(out["data"]).T, index=X.index, columns=self.features_)
+        return self
+
+    def transform(self, X: pd.DataFrame, batch: pd.Series, covariates: pd.DataFrame | None = None) -> pd.DataFrame:
+        batch = batch.reindex(X.index).astype(str)
+        unknown = sorted(set(batch) - set(self.batches_))
+        if unknown:
+            who = list(X.index[batch.isin(unknown).to_numpy()][:3])
+            raise HarmonizeError(f"batch '{unknown[0]}' (patients {', '.join(who)}) was not in the data ComBat "
+                                 f"was fitted on (batches {self.batches_}); use mode 'transductive' or a batch "
+                                 "column whose values all occur in training")
+        self._check_covariates(covariates, X.index)
+        x = X[self.features_].to_numpy(dtype=float)
+        effect = self._design_covariates(covariates, X.index) @ self.beta_
+        sd = np.sqrt(self.var_pooled_)
+        z = (x - self.grand_mean_ - effect) / sd
+        b = np.array([self.batches_.index(v) for v in batch])
+        z = (z - self.gamma_star_[b]) / np.sqrt(self.delta_star_[b])
+        out = pd.DataFrame(z * sd + self.grand_mean_ + effect, index=X.index, columns=self.features_)
+        if self.constant_in_batch == "keep" and len(self.constant_):
+            out = pd.concat([out, X[self.constant_]], axis=1)[self.features_in_]
+        return out
+
+
+@dataclass
+class HarmonizeResult:
+    features: pd.DataFrame  # every patient, harmonised
+    model: ComBat
+    fitted_on: list[str]  # patients ComBat was fitted on
+    smd: pd.DataFrame  # per feature: standardized difference between batches, before and after
+    summary: dict
+
+
+def harmonize(X: pd.DataFrame, batch: pd.Series, cohort: pd.Series, mode: str = "transductive",
+              covariates: pd.DataFrame | None = None, categorical=(), continuous=(),
+              constant: str = "drop", train_label: str = "train") -> HarmonizeResult:
+    """ComBat in ``train`` or ``transductive`` mode; labels are never an input."""
+    if mode not in MODES:
+        raise HarmonizeError(f"ComBat mode must be one of {MODES}, not {mode!r}")
+    batch = batch.reindex(X.index).astype(str)
+    fit_rows = X.index if mode == "transductive" else X.index[(cohort.reindex(X.index) == train_label).to_numpy()]
+    if len(fit_rows) == 0:
+        raise HarmonizeError(f"no {train_label} patients to fit ComBat on")
+    model = ComBat(list(categorical), list(continuous), constant_in_batch=constant)
+    model.fit(X.loc[fit_rows], batch.loc[fit_rows], covariates)
+    out = model.transform(X, batch, covariates)
+    before = standardized_difference(X[out.columns], batch)
+    after = standardized_difference(out, batch)
+    smd = pd.DataFrame({"feature": out.columns, "smd_before": before.to_numpy(), "smd_after": after.to_numpy()})
+    mb, ma = float(np.nanmean(before)), float(np.nanmean(after))
+    summary = {
+        "mode": mode,
+        "fitted_on": "every patient's features (no labels): transductive" if mode == "transductive"
+        else f"{train_label} cohort only",
+        "n_fitted": int(len(fit_rows)),
+        "batches": {b: int(n) for b, n in batch.value_counts().sort_index().items()},
+        "covariates": {"categorical": list(categorical), "continuous": list(continuous)},
+        "features_in": int(X.shape[1]),
+        "features_out": int(out.shape[1]),
+        "constant_in_batch": {"action": constant, "features": list(model.constant_)},
+        "mean_abs_smd_before": mb,
+        "mean_abs_smd_after": ma,
+        "smd_reduction": 1.0 - ma / mb if mb > 0 else np.nan,
+    }
+    return HarmonizeResult(out, model, list(fit_rows), smd, summary)

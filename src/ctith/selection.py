@@ -1,0 +1,186 @@
+"""Feature selection and the Rad-score, fitted on the training cohort only.
+
+Steps, each seeing training patients only:
+1. variance filter: features min-max scaled to [0, 1] on training, variance <= threshold out;
+2. Spearman |rho| > cutoff pruning: of each correlated pair, the feature with the larger
+   mean |rho| to all others goes (caret's ``findCorrelation``; label-free, deterministic);
+3. LASSO-Cox: scikit-survival's Coxnet (l1_ratio 1) on standardised features, alpha by
+   stratified k-fold cross-validation of Harrell's C on the training cohort.
+
+The Rad-score is the LASSO-Cox linear predictor, sum_j coef_j * (x_j - mean_j) / sd_j,
+with the training means and SDs; it is computed for every patient of every cohort.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import CtithError
+
+ALPHA_RULES = ("max", "1se")
+
+
+class SelectionError(CtithError):
+    pass
+
+
+def survival_target(event, time) -> np.ndarray:
+    from sksurv.util import Surv
+
+    return Surv.from_arrays(event=np.asarray(event).astype(bool), time=np.asarray(time, dtype=float))
+
+
+def variance_filter(X: pd.DataFrame, threshold: float = 1e-3) -> pd.Index:
+    """Features whose variance after min-max scaling to [0, 1] exceeds ``threshold``."""
+    span = X.max() - X.min()
+    scaled = (X - X.min()) / span.where(span > 0)
+    var = scaled.var(ddof=0).fillna(0.0)
+    return X.columns[(var > threshold).to_numpy()]
+
+
+def correlation_prune(X: pd.DataFrame, cutoff: float = 0.9) -> pd.Index:
+    """Drop one feature of each pair with Spearman |rho| > cutoff (caret's findCorrelation)."""
+    if X.shape[1] < 2:
+        return X.columns
+    rho = np.abs(X.rank().corr(method="pearson").to_numpy())  # Spearman = Pearson on ranks
+    np.fill_diagonal(rho, 0.0)
+    rho = np.nan_to_num(rho)
+    order = np.argsort(-rho.mean(axis=0), kind="stable")
+    drop = np.zeros(X.shape[1], dtype=bool)
+    for a_pos, i in enumerate(order):
+        if drop[i]:
+            continue
+        for j in order[a_pos + 1:]:
+            if drop[j] or rho[i, j] <= cutoff:
+                continue
+            # i comes first in the order: its mean |rho| is the larger one.
+            mean_i = rho[i, ~drop].mean()
+            mean_j = rho[j, ~drop].mean()
+            if mean_i >= mean_j:
+                drop[i] = True
+                break
+            drop[j] = True
+    return X.columns[~drop]
+
+
+@dataclass
+class RadScore:
+    """Variance filter -> correlation pruning -> LASSO-Cox -> Rad-score (fit on training data)."""
+
+    variance_threshold: float = 1e-3
+    correlation_cutoff: float = 0.9
+    n_folds: int = 5
+    n_alphas: int = 50
+    alpha_min_ratio: float = 0.05
+    alpha_rule: str = "max"
+    seed: int = 0
+
+    def fit(self, X: pd.DataFrame, event, time) -> "RadScore":
+        from sklearn.model_selection import StratifiedKFold
+        from sksurv.exceptions import NoComparablePairException
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from sksurv.metrics import concordance_index_censored
+
+        if self.alpha_rule not in ALPHA_RULES:
+            raise SelectionError(f"alpha rule must be one of {ALPHA_RULES}, not {self.alpha_rule!r}")
+        event = np.asarray(event).astype(bool)
+        time = np.asarray(time, dtype=float)
+        if X.isna().to_numpy().any():
+            pid = X.index[X.isna().any(axis=1).to_numpy()][0]
+            raise SelectionError(f"patient {pid}: missing feature values in the training cohort")
+        n_events = int(event.sum())
+        if n_events < self.n_folds:
+            raise SelectionError(f"the training cohort has {n_events} DM events; LASSO-Cox with {self.n_folds}-fold "
+                                 "cross-validation needs at least one per fold")
+        self.n_features_in_ = X.shape[1]
+        self.variance_kept_ = variance_filter(X, self.variance_threshold)
+        self.correlation_kept_ = correlation_prune(X[self.variance_kept_], self.correlation_cutoff)
+        Xs = X[self.correlation_kept_]
+        self.mean_ = Xs.mean()
+        self.scale_ = Xs.std(ddof=0).replace(0.0, 1.0)
+        Z = ((Xs - self.mean_) / self.scale_).to_numpy()
+        y = survival_target(event, time)
+
+        def coxnet(alphas=None):
+            return CoxnetSurvivalAnalysis(l1_ratio=1.0, n_alphas=self.n_alphas, alphas=alphas,
+                                          alpha_min_ratio=self.alpha_min_ratio, max_iter=100000)
+
+        path = self._fit_quietly(coxnet(), Z, y)
+        alphas = path.alphas_
+        folds = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed)
+        scores = np.full((self.n_folds, len(alphas)), np.nan)
+        for f, (tr, te) in enumerate(folds.split(Z, event)):
+            # Standardise on the fold's training part only.
+            mu, sd = Z[tr].mean(axis=0), Z[tr].std(axis=0)
+            sd[sd == 0] = 1.0
+            model = self._fit_quietly(coxnet(alphas), (Z[tr] - mu) / sd, y[tr])
+            for k, a in enumerate(alphas):
+                risk = model.predict((Z[te] - mu) / sd, alpha=a)
+                try:
+                    scores[f, k] = concordance_index_censored(event[te], time[te], risk)[0]
+                except NoComparablePairException:  # a small fold: its C-index is undefined
+                    pass
+        if np.isnan(scores).all():
+            raise SelectionError("no cross-validation fold has a comparable pair of patients; "
+                                 "use fewer folds")
+        mean = np.nanmean(scores, axis=0)
+        se = np.nanstd(scores, axis=0, ddof=1) / np.sqrt(np.sum(np.isfinite(scores), axis=0))
+        n_nonzero = (np.abs(path.coef_) > 0).sum(axis=0)
+        candidates = np.flatnonzero(n_nonzero > 0)  # a Rad-score needs at least one feature
+        if len(candidates) == 0:
+            raise SelectionError("LASSO-Cox kept no feature at any alpha of the path")
+        best = candidates[np.argmax(mean[candidates])]
+        if self.alpha_rule == "1se":  # the sparsest model within one SE of the best
+            ok = candidates[mean[candidates] >= mean[best] - se[best]]
+            best = ok[np.argmax(alphas[ok])]
+        self.alpha_ = float(alphas[best])
+        self.cv_results_ = pd.DataFrame({"alpha": alphas, "cv_cindex_mean": mean, "cv_cindex_se": se,
+                                         "n_features": n_nonzero})
+        coef = path.coef_[:, best]
+        keep = np.flatnonzero(coef != 0)
+        self.coef_ = pd.Series(coef[keep], index=Xs.columns[keep], name="coefficient")
+        return self
+
+    @staticmethod
+    def _fit_quietly(model, Z, y):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence chatter at the smallest alphas
+                return model.fit(Z, y)
+        except ArithmeticError as exc:
+            raise SelectionError(f"LASSO-Cox failed ({exc}); raise alpha_min_ratio in the config") from None
+
+    def signature(self) -> pd.DataFrame:
+        """Selected features with coefficient and the training mean / SD that standardise them."""
+        names = self.coef_.index
+        return pd.DataFrame({"feature": names, "coefficient": self.coef_.to_numpy(),
+                             "train_mean": self.mean_[names].to_numpy(), "train_sd": self.scale_[names].to_numpy()})
+
+    def predict(self, X: pd.DataFrame) -> pd.Series:
+        """The Rad-score of every row of X (any cohort)."""
+        names = self.coef_.index
+        missing = names.difference(X.columns)
+        if len(missing):
+            raise SelectionError(f"the Rad-score needs feature '{missing[0]}', absent from the table")
+        z = (X[names] - self.mean_[names]) / self.scale_[names]
+        return pd.Series(z.to_numpy() @ self.coef_.to_numpy(), index=X.index, name="rad_score")
+
+    def report(self) -> dict:
+        return {
+            "features_in": int(self.n_features_in_),
+            "after_variance_filter": int(len(self.variance_kept_)),
+            "after_correlation_pruning": int(len(self.correlation_kept_)),
+            "selected": int(len(self.coef_)),
+            "alpha": self.alpha_,
+            "alpha_rule": self.alpha_rule,
+            "cv_folds": self.n_folds,
+            "cv_cindex_at_alpha": float(self.cv_results_.loc[self.cv_results_["alpha"] == self.alpha_,
+                                                             "cv_cindex_mean"].iloc[0]),
+            "settings": {"variance_threshold": self.variance_threshold,
+                         "correlation_cutoff": self.correlation_cutoff, "n_alphas": self.n_alphas,
+                         "alpha_min_ratio": self.alpha_min_ratio, "seed": self.seed},
+        }

@@ -1,0 +1,61 @@
+rule radiomics:
+    input:
+        image="results/patients/{patient}/image.nii.gz",
+        mask="results/patients/{patient}/mask.nii.gz",
+        params=radiomics_params_file(),
+    output:
+        features="results/patients/{patient}/radiomics/features.tsv",
+        diagnostics="results/patients/{patient}/radiomics/diagnostics.json",
+    params:
+        options=radiomics_options(),
+    log:
+        "results/logs/radiomics/{patient}.log",
+    benchmark:
+        "results/benchmarks/radiomics/{patient}.tsv"
+    conda:
+        "../../envs/radiomics.yaml"
+    shell:
+        "ctith radiomics --image {input.image:q} --mask {input.mask:q} --reader 1 {params.options}"
+        " --patient-id {wildcards.patient} --out {output.features:q}"
+        " --diagnostics {output.diagnostics:q} > {log} 2>&1"
+
+
+rule radiomics_reader2:
+    input:
+        image="results/patients/{patient}/image.nii.gz",
+        mask=reader2_mask,
+        params=radiomics_params_file(),
+    output:
+        features="results/patients/{patient}/radiomics/features_reader2.tsv",
+        diagnostics="results/patients/{patient}/radiomics/diagnostics_reader2.json",
+    params:
+        options=radiomics_options(),
+        label=reader2_options,
+    log:
+        "results/logs/radiomics_reader2/{patient}.log",
+    benchmark:
+        "results/benchmarks/radiomics_reader2/{patient}.tsv"
+    conda:
+        "../../envs/radiomics.yaml"
+    shell:
+        "ctith radiomics --image {input.image:q} --mask {input.mask:q} --reader 2 {params.label}"
+        " {params.options} --patient-id {wildcards.patient} --out {output.features:q}"
+        " --diagnostics {output.diagnostics:q} > {log} 2>&1"
+
+
+rule radiomics_table:
+    input:
+        reader1=eligible_files("results/patients/{patient}/radiomics/features.tsv"),
+        reader2=reader2_files("results/patients/{patient}/radiomics/features_reader2.tsv"),
+    output:
+        reader1="results/cohort/radiomics_features.tsv",
+        reader2="results/cohort/radiomics_features_reader2.tsv",
+    log:
+        "results/logs/radiomics_table.log",
+    benchmark:
+        "results/benchmarks/radiomics_table.tsv"
+    conda:
+        "../../envs/radiomics.yaml"
+    shell:
+        "(ctith radiomics-table --features {input.reader1} --out {output.reader1}"
+        " && ctith radiomics-table --features {input.reader2} --out {output.reader2}) > {log} 2>&1"

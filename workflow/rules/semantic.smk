@@ -1,0 +1,44 @@
+rule semantic:
+    input:
+        unpack(semantic_inputs),
+    output:
+        "results/patients/{patient}/semantic.json",
+    params:
+        options=semantic_options,
+    log:
+        "results/logs/semantic/{patient}.log",
+    benchmark:
+        "results/benchmarks/semantic/{patient}.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith semantic --image {input.image:q} --mask {input.mask:q} {params.options}"
+        " --patient-id {wildcards.patient} --out {output:q} > {log} 2>&1"
+
+
+rule semantic_table:
+    input:
+        records=eligible_files("results/patients/{patient}/semantic.json"),
+        clinical=config["clinical"],
+    output:
+        table=report(
+            "results/cohort/semantic_features.tsv",
+            caption="../report/semantic_features.rst",
+            category="Semantic features",
+        ),
+        agreement=report(
+            "results/cohort/semantic_agreement.tsv",
+            caption="../report/semantic_agreement.rst",
+            category="Semantic features",
+        ),
+    params:
+        clinical=clinical_options(),
+    log:
+        "results/logs/semantic_table.log",
+    benchmark:
+        "results/benchmarks/semantic_table.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith semantic-table --records {input.records} {params.clinical}"
+        " --out-table {output.table} --out-agreement {output.agreement} > {log} 2>&1"
