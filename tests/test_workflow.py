@@ -242,3 +242,31 @@ def test_lint_is_clean(work):
     proc = smk(work, "--lint", check=False)
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert proc.returncode == 0
+
+
+def test_real_ct_through_the_per_patient_rules(work, real_ct):
+    """The real abdominal CT as one more patient (left kidney as the tumour, an eroded copy
+    as reader 2's mask): ingest, radiomics for both readers and semantic features run in
+    the workflow on real HU, spacing and anatomy."""
+    cohort = work / "cohort"
+    mask = sitk.ReadImage(str(real_ct.masks["kidney_left"]))
+    sitk.WriteImage(sitk.BinaryErode(sitk.Cast(mask, sitk.sitkUInt8), [1, 1, 0]), str(cohort / "real_kidney_r2.nii.gz"))
+    samples = pd.read_csv(cohort / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    clinical = pd.read_csv(cohort / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = {c: "" for c in samples.columns}
+    row.update(patient_id="REAL01", institution="A", image=str(real_ct.image), mask=str(real_ct.masks["kidney_left"]),
+               mask_reader2="real_kidney_r2.nii.gz")
+    crow = clinical.iloc[0].copy()
+    crow["patient_id"] = "REAL01"
+    pd.concat([samples, pd.DataFrame([row])]).to_csv(cohort / "samples.tsv", sep="\t", index=False)
+    pd.concat([clinical, crow.to_frame().T]).to_csv(cohort / "clinical.tsv", sep="\t", index=False)
+    out = work / "results/patients/REAL01"
+    targets = [out / "radiomics/features.tsv", out / "radiomics/features_reader2.tsv", out / "semantic.json"]
+    smk(work, "--cores", "2", *(str(t.relative_to(work)) for t in targets))
+    r1 = pd.read_csv(targets[0], sep="\t", index_col=0)
+    r2 = pd.read_csv(targets[1], sep="\t", index_col=0)
+    assert r1.shape == r2.shape == (1, 14 + 93 * 12)
+    assert r1.at["REAL01", "original_shape_VoxelVolume"] == pytest.approx(5144 * 27.0)
+    assert r2.at["REAL01", "original_shape_VoxelVolume"] < r1.at["REAL01", "original_shape_VoxelVolume"]
+    semantic = json.loads(targets[2].read_text())
+    assert semantic["tumour_voxels"] == 5144 and semantic["enhancement_degree"] is None
