@@ -18,6 +18,7 @@ include: "workflow/rules/radiomics.smk"
 include: "workflow/rules/semantic.smk"
 include: "workflow/rules/reproducibility.smk"
 include: "workflow/rules/harmonize.smk"
+include: "workflow/rules/dl.smk"
 
 
 rule all:
@@ -31,4 +32,8 @@ rule all:
         "results/cohort/semantic_features.tsv",
         "results/tables/table_s3.tsv",
         "results/cohort/radscore.tsv",
+        "results/cohort/dl_e.tsv",
+        "results/cohort/dl_f.tsv",
+        "results/figures/figure_s3_loss_curve.png",
+        "results/figures/figure_s5_gradcam.png",
     default_target: True

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
-PATIENT_FILES = ["image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
+PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
 
 
 def make_workdir(cohort: Path, root: Path) -> Path:
@@ -35,6 +35,7 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
                                      min_patients=3)
     config["selection"]["cv_folds"] = 2
+    config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return work
 
@@ -92,6 +93,7 @@ def test_full_run_then_incremental_patient(work):
     flow = pd.read_csv(work / "results/cohort/eligibility_flow.tsv", sep="\t")
     assert flow["n_after"].iloc[-1] == n_eligible
     check_radiomics_outputs(work, ids)
+    check_dl_outputs(work, ids)
     again = smk(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -111,10 +113,11 @@ def test_full_run_then_incremental_patient(work):
     assert jobs.pop("ith") == ["NEW01"]
     assert jobs.pop("radiomics") == ["NEW01"]
     assert jobs.pop("semantic") == ["NEW01"]
+    assert jobs.pop("dl_input") == ["NEW01"]
     if samples.set_index("patient_id").loc["NEW01", "mask_reader2"]:
         assert jobs.pop("radiomics_reader2") == ["NEW01"]
     assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
-                         "reproducibility", "harmonize", "select", "all"}
+                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "all"}
 
 
 def check_radiomics_outputs(work, ids):
@@ -144,6 +147,25 @@ def check_radiomics_outputs(work, ids):
     assert len(signature) >= 1 and (signature["coefficient"] != 0).all()
     semantic = pd.read_csv(work / "results/cohort/semantic_features.tsv", sep="\t")
     assert sorted(semantic["patient_id"]) == sorted(ids)
+
+
+def check_dl_outputs(work, ids):
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]
+    for pid in ids:
+        assert np.load(work / f"results/patients/{pid}/dl/input.npy").shape == (3, 224, 224)
+    training = json.loads((work / "results/cohort/dl/training.json").read_text())
+    assert sorted(training["train_patients"]) == sorted(split.index[split == "train"])
+    assert training["device"] == "cpu" and training["params"]["base_width"] == 16
+    loss = pd.read_csv(work / "results/cohort/dl/loss.tsv", sep="\t")
+    assert list(loss["epoch"]) == [1, 2, 3]
+    dl_e = pd.read_csv(work / "results/cohort/dl_e.tsv", sep="\t")
+    dl_f = pd.read_csv(work / "results/cohort/dl_f.tsv", sep="\t")
+    assert sorted(dl_e["patient_id"]) == sorted(dl_f["patient_id"]) == sorted(ids)
+    assert dl_f.shape[1] == 2 + 64 and dl_e["dl_e"].between(0, 1).all()
+    gradcam = np.load(work / "results/cohort/dl/gradcam.npz")
+    assert sorted(gradcam["patient_id"]) == sorted(split.index[split != "train"])
+    for name in ("figure_s3_loss_curve.png", "figure_s5_gradcam.png"):
+        assert (work / "results/figures" / name).stat().st_size > 10_000
 
 
 def test_bad_patient_inputs_fail_alone(work):

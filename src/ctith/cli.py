@@ -407,6 +407,119 @@ def cmd_select(args) -> None:
           f"(alpha {r['alpha']:.4g}, CV C-index {r['cv_cindex_at_alpha']:.3f}); ComBat {mode}")
 
 
+# --------------------------------------------------------------------------- deep learning
+
+
+def cmd_dl_input(args) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from . import dl_input
+    from .ingest import axial_axis
+    from .io import atomic_path, write_json
+
+    params = dl_input.DLInputParams(**(args.params or {}))
+    image = sitk.ReadImage(str(args.image))
+    mask = sitk.ReadImage(str(args.mask))
+    tensor, qc = dl_input.build_input(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask),
+                                      axial_axis(image), params, args.patient_id)
+    out = Path(args.out_dir)
+    with atomic_path(out / "input.npy") as tmp:
+        np.save(tmp, tensor)
+    write_json(qc, out / "qc.json")
+    save_figure(dl_input.preview_figure(tensor, f"{args.patient_id}: 2.5D input", qc["channel_slices"]),
+                out / "preview.png")
+    print(f"{args.patient_id}: slices {qc['channel_slices']}, crop {qc['crop_shape']} -> {tensor.shape} in {out}")
+    if qc["clamped"]:
+        print(f"warning: {args.patient_id}: {qc['warning']}", file=sys.stderr)
+
+
+def _dl_inputs(paths) -> tuple[list[str], object]:
+    """Patient IDs (from each input's qc.json) and the stacked (N, 3, H, W) inputs."""
+    import numpy as np
+
+    from .io import read_json
+
+    ids = [read_json(Path(p).with_name("qc.json"))["patient_id"] for p in paths]
+    return ids, np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 3, 1, 1), np.float32)
+
+
+def _dl_params(args):
+    from .dl import TrainParams
+
+    return TrainParams(**{**(args.params or {}), "seed": args.seed, "device": args.device})
+
+
+def cmd_dl_train(args) -> None:
+    import torch
+
+    from . import dl
+    from .io import write_json, write_tsv
+
+    torch.set_num_threads(args.threads)
+    ids, images = _dl_inputs(args.inputs)
+    cohorts = _cohorts(args.split)
+    clinical = _clinical(args)
+    train = [i for i, pid in enumerate(ids) if cohorts.get(pid) == "train"]
+    if not train:
+        raise CtithError(f"split '{args.split}' puts none of the {len(ids)} patients in the train cohort")
+    labels = pd.to_numeric(clinical.loc[[ids[i] for i in train], "dm_event"]).to_numpy().astype(int)
+    params = _dl_params(args)
+    try:
+        result = dl.train(images[train], labels, params, log=lambda s: print(s, flush=True))
+    except ValueError as exc:
+        raise CtithError(f"DL training: {exc}") from None
+    out = Path(args.out_dir)
+    dl.save_weights(result.model, out / "model.pt")
+    write_tsv(pd.DataFrame(result.history), out / "loss.tsv")
+    write_json({**result.info, "train_patients": [ids[i] for i in train]}, out / "training.json")
+    save_figure(dl.loss_figure(result.history, result.info["best_epoch"]), args.figure)
+    i = result.info
+    print(f"trained on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
+          f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({i['seconds']} s)")
+
+
+def cmd_dl_predict(args) -> None:
+    import numpy as np
+    import torch
+
+    from . import dl
+    from .io import atomic_path, read_json, write_tsv
+
+    torch.set_num_threads(args.threads)
+    ids, images = _dl_inputs(args.inputs)
+    cohorts = _cohorts(args.split)
+    info = read_json(args.training)
+    params = dl.TrainParams(**info["params"])
+    model = dl.load_model(args.model, params)
+    prob, feats = dl.predict(model, images)
+    cohort = [cohorts.get(pid, "") for pid in ids]
+    write_tsv(pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob}), args.out_dl_e)
+    dlf = pd.DataFrame(feats, columns=[f"dlf_{j:03d}" for j in range(feats.shape[1])])
+    dlf.insert(0, "cohort", cohort)
+    dlf.insert(0, "patient_id", ids)
+    write_tsv(dlf, args.out_dl_f)
+
+    clinical = _clinical(args)
+    val = [i for i, c in enumerate(cohort) if c in ("internal_validation", "external_validation")]
+    maps = dl.gradcam(model, images[val])
+    with atomic_path(args.out_gradcam) as tmp:
+        np.savez_compressed(tmp, patient_id=np.array([ids[i] for i in val]), gradcam=maps.astype(np.float32))
+    if not val:
+        raise CtithError("no validation patient to show Grad-CAM maps for")
+    dm = [str(clinical["dm_event"].get(ids[i], "")) == "1" for i in val]
+    # Figure S5 shows DM and non-DM patients alike: alternate between the two groups.
+    with_dm = [k for k, d in enumerate(dm) if d]
+    without = [k for k, d in enumerate(dm) if not d]
+    order = [k for pair in zip(with_dm, without) for k in pair]
+    order += [k for k in with_dm + without if k not in order]
+    shown = sorted(order[: args.gradcam_patients])
+    labels = [f"{ids[val[k]]} ({'DM' if dm[k] else 'no DM'})\nDL_E {prob[val[k]]:.2f}" for k in shown]
+    save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure)
+    print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
+          f"validation patients, {len(shown)} in {args.figure}")
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -592,6 +705,40 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--out-cv", required=True)
     sl.add_argument("--out-report", required=True)
     sl.set_defaults(func=cmd_select)
+
+    di = sub.add_parser("dl-input", help="2.5D deep-learning input of one patient (Appendix 4)")
+    di.add_argument("--image", required=True, help="ingested image.nii.gz")
+    di.add_argument("--mask", required=True, help="ingested mask.nii.gz")
+    di.add_argument("--params", type=_json_arg, help="JSON: DLInputParams fields")
+    di.add_argument("--patient-id", required=True)
+    di.add_argument("--out-dir", required=True, help="folder for input.npy, qc.json, preview.png")
+    di.set_defaults(func=cmd_dl_input)
+
+    def dl_args(sp):
+        sp.add_argument("--inputs", nargs="+", required=True, help="per-patient input.npy files")
+        sp.add_argument("--split", required=True)
+        clinical_args(sp)
+        sp.add_argument("--threads", type=int, default=2)
+
+    dt = sub.add_parser("dl-train", help="train the CBAM-ResNet on the training cohort")
+    dl_args(dt)
+    dt.add_argument("--params", type=_json_arg, help="JSON: TrainParams fields")
+    dt.add_argument("--seed", type=int, default=42)
+    dt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
+    dt.add_argument("--figure", required=True, help="Figure S3 (loss curves)")
+    dt.set_defaults(func=cmd_dl_train)
+
+    dp = sub.add_parser("dl-predict", help="DL_E, DL_F for every patient; Grad-CAM for validation patients")
+    dl_args(dp)
+    dp.add_argument("--model", required=True)
+    dp.add_argument("--training", required=True, help="training.json (architecture)")
+    dp.add_argument("--gradcam-patients", type=int, default=8, help="validation patients in the figure")
+    dp.add_argument("--out-dl-e", required=True)
+    dp.add_argument("--out-dl-f", required=True)
+    dp.add_argument("--out-gradcam", required=True)
+    dp.add_argument("--figure", required=True, help="Figure S5 (Grad-CAM)")
+    dp.set_defaults(func=cmd_dl_predict)
     return p
 
 

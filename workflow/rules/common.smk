@@ -148,3 +148,10 @@ def semantic_options(wildcards):
 def clinical_options():
     return "--clinical {} --clinical-columns {}".format(
         shlex.quote(config["clinical"]), shlex.quote(json.dumps(config["clinical_columns"])))
+
+
+def dl_train_params():
+    """TrainParams fields of the config's dl section (device and seed are passed apart)."""
+    keep = ("depth", "base_width", "head_hidden", "dropout", "epochs", "min_epochs", "patience", "batch_size",
+            "lr", "weight_decay", "inner_val_fraction", "augment")
+    return shlex.quote(json.dumps({k: config["dl"][k] for k in keep}))

@@ -1,0 +1,169 @@
+"""CBAM-ResNet with Mish, on-device augmentation, seeded CPU training, DL_E / DL_F, Grad-CAM."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ctith import cli, dl
+from ctith.io import read_json, write_tsv
+
+
+def blobs(n=48, size=48, seed=0):
+    """A learnable task: DM patients' images hold a bright blob, the others a dim one."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 3 == 0).astype(int)  # imbalanced: a third positive
+    yy, xx = np.mgrid[:size, :size]
+    x = rng.uniform(0, 0.2, (n, 3, size, size)).astype(np.float32)
+    for i in range(n):
+        cy, cx = rng.integers(16, size - 16, 2)
+        blob = ((yy - cy) ** 2 + (xx - cx) ** 2) < 64
+        x[i, :, blob] += 0.7 if y[i] else 0.2
+    return x, y
+
+
+SMALL = dict(depth=18, base_width=8, head_hidden=16, dropout=0.1, epochs=20, patience=50, batch_size=8, lr=3e-3,
+             inner_val_fraction=0.25, device="cpu")
+
+
+@pytest.mark.parametrize("depth, blocks", [(18, 8), (34, 16), (50, 16)])
+def test_architecture_cbam_in_every_block_mish_and_head_dropout(depth, blocks):
+    model = dl.CBAMResNet(depth, base_width=8, head_hidden=16, dropout=0.3)
+    residual = [m for m in model.modules() if isinstance(m, dl.BasicBlock)]
+    assert len(residual) == blocks
+    assert all(isinstance(b.cbam, dl.CBAM) for b in residual)
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert any(isinstance(m, nn.Mish) for m in model.modules())
+    assert [type(m) for m in model.head] == [nn.Dropout, nn.Linear]
+    assert model.head[0].p == 0.3
+    x = torch.rand(2, 3, 96, 96)
+    assert model(x).shape == (2,) and model.features(x).shape == (2, 16)
+    with pytest.raises(ValueError, match="depth must be one of"):
+        dl.CBAMResNet(20)
+
+
+def test_cbam_applies_channel_then_spatial_attention():
+    torch.manual_seed(0)
+    cbam = dl.CBAM(32, reduction=4)
+    x = torch.randn(2, 32, 8, 8)
+    assert torch.allclose(cbam(x), cbam.spatial(cbam.channel(x)))
+    assert not torch.allclose(cbam(x), cbam.channel(cbam.spatial(x)))
+    # Channel attention scales whole channels; spatial attention scales whole positions.
+    ratio_c = cbam.channel(x) / x
+    assert torch.allclose(ratio_c, ratio_c[..., :1, :1].expand_as(ratio_c), atol=1e-5)
+    ratio_s = cbam.spatial(x) / x
+    assert torch.allclose(ratio_s, ratio_s[:, :1].expand_as(ratio_s), atol=1e-5)
+
+
+def test_augment_rotates_in_45_degree_steps_and_flips():
+    yy, xx = torch.meshgrid(torch.arange(33.0), torch.arange(33.0), indexing="ij")
+    x = torch.exp(-((yy - 6) ** 2 + (xx - 16) ** 2) / 4.0)[None, None]  # a blob straight "up" of the centre
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        out = dl.augment(x, gen)[0, 0]
+        assert out.sum().item() == pytest.approx(x.sum().item(), rel=0.02)  # the blob stays whole
+        cy, cx = (yy * out).sum() / out.sum(), (xx * out).sum() / out.sum()
+        angle = math.degrees(math.atan2(cx.item() - 16, 16 - cy.item())) % 360
+        step = round(angle / 45) % 8
+        assert min(abs(angle - 45 * step), abs(angle - 45 * step - 360)) < 2
+        seen.add(step)
+    assert seen == set(range(8))
+    # Multiples of 90 degrees (with or without a flip) move pixels exactly.
+    img = torch.rand(64, 1, 16, 16)
+    outs = dl.augment(img, torch.Generator().manual_seed(1))
+    n_exact = sum(any(torch.allclose(o, torch.flip(torch.rot90(im, k, (1, 2)), f), atol=1e-5)
+                      for k in range(4) for f in ((), (2,)))
+                  for o, im in zip(outs, img))
+    assert 16 <= n_exact <= 48  # about half the draws are multiples of 90 degrees
+
+
+def test_training_loss_falls_and_same_seed_gives_identical_weights():
+    x, y = blobs()
+    params = dl.TrainParams(**SMALL)
+    a = dl.train(x, y, params, log=lambda s: None)
+    b = dl.train(x, y, params, log=lambda s: None)
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    losses = [h["train_loss"] for h in a.history]
+    assert np.mean(losses[-3:]) < 0.3 * np.mean(losses[:3])
+    assert a.info["n_fit"] == 36 and a.info["n_inner_val"] == 12 and a.info["device"] == "cpu"
+    assert a.info["pos_weight"] == pytest.approx(24 / 12)
+    prob, feats = dl.predict(a.model, x)
+    assert prob.shape == (48,) and feats.shape == (48, 16) and ((0 <= prob) & (prob <= 1)).all()
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, prob) > 0.8
+    c = dl.train(x, y, dl.TrainParams(**{**SMALL, "seed": 7}), log=lambda s: None)
+    assert not torch.equal(c.model.stem[0].weight, a.model.stem[0].weight)
+
+
+def test_weights_round_trip_with_weights_only(tmp_path):
+    params = dl.TrainParams(**SMALL)
+    model = dl.build_model(params)
+    dl.save_weights(model, tmp_path / "m.pt")
+    back = dl.load_model(tmp_path / "m.pt", params)
+    x = torch.rand(2, 3, 64, 64)
+    model.eval()
+    assert torch.equal(model(x), back(x))
+    torch.save({"model": model}, tmp_path / "pickled.pt")  # a full pickle is refused
+    with pytest.raises(Exception):
+        dl.load_model(tmp_path / "pickled.pt", params)
+
+
+def test_gradcam_shape_and_range():
+    x, y = blobs(n=12)
+    model = dl.build_model(dl.TrainParams(**SMALL))
+    maps = dl.gradcam(model, x[:3])
+    assert maps.shape == (3, 48, 48)
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_cli_trains_on_training_patients_only(tmp_path):
+    """dl-train sees training patients only: validation labels and images change nothing."""
+    x, y = blobs(n=40)
+    ids = [f"P{i:02d}" for i in range(40)]
+    cohort = ["train"] * 28 + ["internal_validation"] * 6 + ["external_validation"] * 6
+    paths = []
+    for pid, img in zip(ids, x):
+        d = tmp_path / "patients" / pid / "dl"
+        d.mkdir(parents=True)
+        np.save(d / "input.npy", img)
+        (d / "qc.json").write_text(f'{{"patient_id": "{pid}"}}')
+        paths.append(str(d / "input.npy"))
+    write_tsv(pd.DataFrame({"patient_id": ids, "institution": "A", "cohort": cohort, "assigned_by": "sheet"}),
+              tmp_path / "split.tsv")
+
+    def run(tag, labels):
+        write_tsv(pd.DataFrame({"patient_id": ids, "dm_event": labels, "dm_time_months": 12.0}),
+                  tmp_path / "clinical.tsv")
+        params = '{"depth": 18, "base_width": 8, "head_hidden": 16, "epochs": 3, "batch_size": 8}'
+        out = tmp_path / tag
+        assert cli.main(["dl-train", "--inputs", *paths, "--split", str(tmp_path / "split.tsv"),
+                         "--clinical", str(tmp_path / "clinical.tsv"), "--params", params, "--device", "cpu",
+                         "--out-dir", str(out), "--figure", str(out / "s3.png")]) == 0
+        assert cli.main(["dl-predict", "--inputs", *paths, "--split", str(tmp_path / "split.tsv"),
+                         "--clinical", str(tmp_path / "clinical.tsv"), "--model", str(out / "model.pt"),
+                         "--training", str(out / "training.json"), "--gradcam-patients", "4",
+                         "--out-dl-e", str(out / "dl_e.tsv"), "--out-dl-f", str(out / "dl_f.tsv"),
+                         "--out-gradcam", str(out / "gc.npz"), "--figure", str(out / "s5.png")]) == 0
+        return out
+
+    a = run("a", y)
+    flipped = y.copy()
+    flipped[28:] = 1 - flipped[28:]
+    b = run("b", flipped)
+    assert (a / "model.pt").read_bytes() == (b / "model.pt").read_bytes()
+    assert read_json(a / "training.json")["train_patients"] == ids[:28]
+    dl_e = pd.read_csv(a / "dl_e.tsv", sep="\t")
+    dl_f = pd.read_csv(a / "dl_f.tsv", sep="\t")
+    assert list(dl_e["patient_id"]) == ids and dl_e["dl_e"].between(0, 1).all()
+    assert dl_f.shape == (40, 2 + 16) and list(dl_f.columns[:3]) == ["patient_id", "cohort", "dlf_000"]
+    gc = np.load(a / "gc.npz")
+    assert list(gc["patient_id"]) == ids[28:] and gc["gradcam"].shape == (12, 48, 48)
+    loss = pd.read_csv(a / "loss.tsv", sep="\t")
+    assert list(loss.columns[:2]) == ["epoch", "train_loss"] and "val_loss" in loss
+    assert (a / "s3.png").stat().st_size > 10_000 and (a / "s5.png").stat().st_size > 10_000
