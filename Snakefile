@@ -19,6 +19,7 @@ include: "workflow/rules/semantic.smk"
 include: "workflow/rules/reproducibility.smk"
 include: "workflow/rules/harmonize.smk"
 include: "workflow/rules/dl.smk"
+include: "workflow/rules/ith_model.smk"
 
 
 rule all:
@@ -36,4 +37,6 @@ rule all:
         "results/cohort/dl_f.tsv",
         "results/figures/figure_s3_loss_curve.png",
         "results/figures/figure_s5_gradcam.png",
+        "results/tables/table_s2.tsv",
+        "results/cohort/ith_signature.tsv",
     default_target: True

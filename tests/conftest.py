@@ -37,6 +37,15 @@ def tiny_cohort_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def workflow_cohort_dir(tmp_path_factory) -> Path:
+    """The `tiny` preset with more patients, for end-to-end runs: 22 eligible, 11 of them in
+    training (5 with DM), enough for SMOTE inside 2-fold cross-validation."""
+    out = tmp_path_factory.mktemp("workflow") / "cohort"
+    demo.write_cohort(out, "tiny", seed=7, n_patients={"A": 18, "B": 6})
+    return out
+
+
 @pytest.fixture
 def tiny_cohort(tiny_cohort_dir, tmp_path) -> Path:
     """A private, writable copy of the tiny cohort."""

@@ -30,12 +30,13 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
     config["demo"]["generate"] = False
-    # The tiny cohort has 6 training patients (2 with DM, 4 re-segmented): let the ICC use
-    # every cohort's re-segmentations and the LASSO path 2 folds.
+    # The test cohort has 11 training patients (5 with DM): let the ICC use every cohort's
+    # re-segmentations and cross-validation 2 folds; train small and briefly.
     config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
                                      min_patients=3)
     config["selection"]["cv_folds"] = 2
     config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
+    config["ith_model"].update(cv_folds=2, n_trials=3)
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return work
 
@@ -65,8 +66,10 @@ def eligible(work):
 
 
 @pytest.fixture
-def work(tiny_cohort, tmp_path):
-    return make_workdir(tiny_cohort, tmp_path)
+def work(workflow_cohort_dir, tmp_path):
+    cohort = tmp_path / "cohort"
+    shutil.copytree(workflow_cohort_dir, cohort)
+    return make_workdir(cohort, tmp_path)
 
 
 def test_full_run_then_incremental_patient(work):
@@ -94,6 +97,7 @@ def test_full_run_then_incremental_patient(work):
     assert flow["n_after"].iloc[-1] == n_eligible
     check_radiomics_outputs(work, ids)
     check_dl_outputs(work, ids)
+    check_ith_model_outputs(work, ids)
     again = smk(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -117,7 +121,8 @@ def test_full_run_then_incremental_patient(work):
     if samples.set_index("patient_id").loc["NEW01", "mask_reader2"]:
         assert jobs.pop("radiomics_reader2") == ["NEW01"]
     assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
-                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "all"}
+                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "ith_model",
+                         "table_s2", "all"}
 
 
 def check_radiomics_outputs(work, ids):
@@ -166,6 +171,17 @@ def check_dl_outputs(work, ids):
     assert sorted(gradcam["patient_id"]) == sorted(split.index[split != "train"])
     for name in ("figure_s3_loss_curve.png", "figure_s5_gradcam.png"):
         assert (work / "results/figures" / name).stat().st_size > 10_000
+
+
+def check_ith_model_outputs(work, ids):
+    s2 = pd.read_csv(work / "results/tables/table_s2.tsv", sep="\t", dtype=str)
+    assert list(s2["Cluster numbers"]) == ["2-5", "2", "3", "4", "5", "6", "7", "8"]
+    assert (work / "results/tables/table_s2.md").read_text().startswith("| Cluster numbers |")
+    signature = pd.read_csv(work / "results/cohort/ith_signature.tsv", sep="\t")
+    assert sorted(signature["patient_id"]) == sorted(ids) and signature["ith_signature"].between(0, 1).all()
+    fitted = json.loads((work / "results/cohort/ith_model/k2-5/fitted.json").read_text())
+    assert fitted["features"] == ["ith_k2", "ith_k3", "ith_k4", "ith_k5"] and fitted["n_trials"] == 3
+    assert (work / "results/cohort/ith_model/k2-5/shap_beeswarm.png").stat().st_size > 5_000
 
 
 def test_bad_patient_inputs_fail_alone(work):

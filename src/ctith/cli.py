@@ -520,6 +520,89 @@ def cmd_dl_predict(args) -> None:
           f"validation patients, {len(shown)} in {args.figure}")
 
 
+# --------------------------------------------------------------------------- ITH model
+
+
+def cmd_ith_model(args) -> None:
+    import joblib
+
+    from . import models
+    from .io import atomic_path, read_table, write_json, write_tsv
+
+    scores = read_table(args.scores).set_index("patient_id")
+    columns = [f"ith_k{k}" for k in args.clusters]
+    missing = [c for c in columns if c not in scores.columns]
+    if missing:
+        raise CtithError(f"ITH score table '{args.scores}' has no column {missing[0]}")
+    X = scores[columns].apply(pd.to_numeric, errors="coerce")
+    cohorts = _cohorts(args.split).reindex(X.index)
+    clinical = _clinical(args).reindex(X.index)
+    y = pd.to_numeric(clinical["dm_event"], errors="coerce")
+    train = X.index[(cohorts == "train").to_numpy()]
+    if len(train) == 0:
+        raise CtithError(f"split '{args.split}' puts no patient with ITH scores in the train cohort")
+    space = models.SearchSpace(**{k: tuple(v) for k, v in (args.space or {}).items()})
+    model = models.TunedClassifier(args.n_trials, args.cv_folds, args.smote_k, args.seed, space)
+    model.fit(X.loc[train], y.loc[train])
+
+    out = Path(args.out_dir)
+    prob = model.predict_proba(X)
+    write_tsv(pd.DataFrame({"patient_id": X.index, "cohort": cohorts.to_numpy(), "probability": prob,
+                            "predicted": (prob >= model.threshold_).astype(int)}), out / "predictions.tsv")
+    write_json({"name": args.name, **model.fitted()}, out / "fitted.json")
+    write_tsv(model.trials_, out / "trials.tsv")
+    with atomic_path(out / "model.joblib") as tmp:
+        joblib.dump(model.pipeline_, tmp)
+    metrics = {"name": args.name, "clusters": args.clusters}
+    for cohort in ("train", "internal_validation", "external_validation"):
+        rows = (cohorts == cohort).to_numpy() & y.notna().to_numpy()
+        metrics[cohort] = models.classification_metrics(y[rows], prob[rows], model.threshold_)
+    write_json(metrics, out / "metrics.json")
+    values = models.shap_values(model, X.loc[train])
+    write_tsv(pd.DataFrame(values, index=train, columns=columns), out / "shap_values.tsv", index=True)
+    for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})"),
+                         ("shap_summary.png", "shap_beeswarm.png")):
+        save_figure(fig, out / name)
+    m = metrics
+    print(f"{args.name}: {model.best_params_}, CV AUC {model.cv_auc_:.3f}, threshold {model.threshold_:.3f}; "
+          f"AUC internal {m['internal_validation']['auc']:.3f}, external {m['external_validation']['auc']:.3f}")
+
+
+def cmd_table_s2(args) -> None:
+    from .io import read_json, read_table, write_markdown, write_tsv
+
+    def num(x):
+        return "-" if x is None or pd.isna(x) else f"{x:.3f}"
+
+    rows, params = [], []
+    for mpath, fpath in zip(args.metrics, args.fitted):
+        m, f = read_json(mpath), read_json(fpath)
+        ks = m["clusters"]
+        label = str(ks[0]) if len(ks) == 1 else (f"{ks[0]}-{ks[-1]}" if ks == list(range(ks[0], ks[-1] + 1))
+                                                 else ",".join(map(str, ks)))
+        iv, ev = m["internal_validation"], m["external_validation"]
+        rows.append({"Cluster numbers": label, "Internal validation accuracy": num(iv["accuracy"]),
+                     "Internal validation AUC": num(iv["auc"]), "External validation accuracy": num(ev["accuracy"]),
+                     "External validation AUC": num(ev["auc"])})
+        params.append({"Cluster numbers": label, "CV AUC (train)": num(f["cv_auc"]), "threshold": num(f["threshold"]),
+                       "SMOTE k": f["smote_k"], **f["best_params"]})
+    table = pd.DataFrame(rows)
+    hyper = pd.DataFrame(params)
+    write_tsv(table, args.out_table)
+    write_tsv(hyper, args.out_params)
+    write_markdown(table, args.out_md)
+    with open(args.out_md, "a") as fh:  # the hyper-parameters beside the results
+        fh.write("\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training cohort):\n\n")
+    lines = ["| " + " | ".join(map(str, hyper.columns)) + " |", "|" + "|".join("---" for _ in hyper.columns) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in hyper.itertuples(index=False)]
+    with open(args.out_md, "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    main = read_table(args.main_predictions)
+    signature = main.rename(columns={"probability": "ith_signature"})[["patient_id", "cohort", "ith_signature"]]
+    write_tsv(signature, args.out_signature)
+    print(table.to_string(index=False))
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -739,6 +822,30 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--out-gradcam", required=True)
     dp.add_argument("--figure", required=True, help="Figure S5 (Grad-CAM)")
     dp.set_defaults(func=cmd_dl_predict)
+
+    im = sub.add_parser("ith-model", help="SMOTE + random forest on ITH scores, tuned by optuna (Appendix 6)")
+    im.add_argument("--scores", required=True, help="cohort ITH score table")
+    im.add_argument("--clusters", type=int, nargs="+", required=True, help="K whose ITH scores are the features")
+    im.add_argument("--name", required=True)
+    im.add_argument("--split", required=True)
+    clinical_args(im)
+    im.add_argument("--n-trials", type=int, default=25)
+    im.add_argument("--cv-folds", type=int, default=10)
+    im.add_argument("--smote-k", type=int, default=5)
+    im.add_argument("--space", type=_json_arg, help="JSON: search space (SearchSpace fields)")
+    im.add_argument("--seed", type=int, default=42)
+    im.add_argument("--out-dir", required=True)
+    im.set_defaults(func=cmd_ith_model)
+
+    s2 = sub.add_parser("table-s2", help="Table S2 and the ITH signature")
+    s2.add_argument("--metrics", nargs="+", required=True)
+    s2.add_argument("--fitted", nargs="+", required=True)
+    s2.add_argument("--main-predictions", required=True, help="predictions.tsv of the ITH model")
+    s2.add_argument("--out-table", required=True)
+    s2.add_argument("--out-md", required=True)
+    s2.add_argument("--out-params", required=True)
+    s2.add_argument("--out-signature", required=True)
+    s2.set_defaults(func=cmd_table_s2)
     return p
 
 

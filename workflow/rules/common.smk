@@ -2,6 +2,7 @@
 # job re-parses the Snakefile, so nothing here reads images.
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -155,3 +156,29 @@ def dl_train_params():
     keep = ("depth", "base_width", "head_hidden", "dropout", "epochs", "min_epochs", "patience", "batch_size",
             "lr", "weight_decay", "inner_val_fraction", "augment")
     return shlex.quote(json.dumps({k: config["dl"][k] for k in keep}))
+
+
+def ith_model_name(clusters):
+    """k2-5 for consecutive K, k2_4_6 otherwise, k3 for one K."""
+    ks = sorted(clusters)
+    if len(ks) == 1:
+        return f"k{ks[0]}"
+    if ks == list(range(ks[0], ks[-1] + 1)):
+        return f"k{ks[0]}-{ks[-1]}"
+    return "k" + "_".join(map(str, ks))
+
+
+ITH_MODEL = ith_model_name(config["ith_model"]["clusters"])
+ITH_MODELS = {ITH_MODEL: sorted(config["ith_model"]["clusters"])}
+ITH_MODELS.update({ith_model_name([k]): [k] for k in config["ith_model"]["single_clusters"]})
+
+
+def ith_model_files(name):
+    return [f"results/cohort/ith_model/{m}/{name}" for m in ITH_MODELS]
+
+
+def ith_model_options(wildcards):
+    c = config["ith_model"]
+    return (f"--clusters {' '.join(map(str, ITH_MODELS[wildcards.model]))} --n-trials {c['n_trials']}"
+            f" --cv-folds {c['cv_folds']} --smote-k {c['smote_k']} --space {shlex.quote(json.dumps(c['space']))}"
+            f" --seed {config['seed']}")

@@ -1,0 +1,198 @@
+"""Classification models (Appendix 6): SMOTE + random forest tuned by Bayesian optimisation.
+
+``TunedClassifier`` searches the random forest's hyper-parameters with optuna's TPE
+sampler (seeded) to maximise the mean AUC of stratified k-fold cross-validation on the
+training cohort. SMOTE sits inside an imbalanced-learn pipeline, so it only ever sees the
+training folds (never a fold's held-out part, never a validation cohort). The best
+pipeline is refitted on the whole training cohort, and the decision threshold is fixed on
+training data (out-of-fold probabilities, Youden's J) before any validation patient is
+scored.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import CtithError
+
+
+class ModelError(CtithError):
+    pass
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    n_estimators: tuple[int, int] = (50, 300)
+    max_depth: tuple[int, int] = (2, 8)
+    min_samples_leaf: tuple[int, int] = (1, 8)
+    max_features: tuple = ("sqrt", 1.0)
+
+
+def youden_threshold(y: np.ndarray, p: np.ndarray) -> float:
+    """The probability cut-off maximising sensitivity + specificity - 1 (ties: the highest cut-off)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(y, p)
+    j = tpr - fpr
+    best = np.flatnonzero(j >= j.max() - 1e-12)[0]  # thresholds run high to low; float ties count as ties
+    return float(min(thr[best], 1.0))
+
+
+def smote_neighbours(y: np.ndarray, folds, wanted: int) -> int:
+    """SMOTE's k: as configured, but below the fewest minority patients of any training fold."""
+    fewest = min(int(min(np.bincount(y[tr], minlength=2))) for tr, _ in folds)
+    fewest = min(fewest, int(min(np.bincount(y, minlength=2))))
+    k = min(wanted, fewest - 1)
+    if k < 1:
+        raise ModelError(f"a training fold holds {fewest} patient(s) of the minority class; SMOTE needs at "
+                         "least 2: use fewer cross-validation folds")
+    return k
+
+
+def make_pipeline(params: dict, smote_k: int, seed: int):
+    from imblearn.over_sampling import SMOTE
+    from imblearn.pipeline import Pipeline
+    from sklearn.ensemble import RandomForestClassifier
+
+    return Pipeline([
+        ("smote", SMOTE(k_neighbors=smote_k, random_state=seed)),
+        ("rf", RandomForestClassifier(random_state=seed, n_jobs=1, **params)),
+    ])
+
+
+def _folds(y: np.ndarray, n_folds: int, seed: int):
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < n_folds:
+        raise ModelError(f"the training cohort has {counts.min()} patients of its smaller class; stratified "
+                         f"{n_folds}-fold cross-validation needs at least {n_folds}")
+    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def oof_probabilities(params: dict, X: np.ndarray, y: np.ndarray, folds, smote_k: int, seed: int) -> np.ndarray:
+    """Out-of-fold DM probabilities: each fold's pipeline is fitted on the other folds only."""
+    p = np.zeros(len(y))
+    for tr, te in folds:
+        model = make_pipeline(params, smote_k, seed).fit(X[tr], y[tr])
+        p[te] = model.predict_proba(X[te])[:, 1]
+    return p
+
+
+def mean_fold_auc(y: np.ndarray, p: np.ndarray, folds) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    aucs = [roc_auc_score(y[te], p[te]) for _, te in folds if len(set(y[te])) == 2]
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+@dataclass
+class TunedClassifier:
+    """SMOTE + random forest, hyper-parameters by optuna TPE on k-fold CV AUC, Youden threshold."""
+
+    n_trials: int = 25
+    cv_folds: int = 10
+    smote_k: int = 5
+    seed: int = 42
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def _suggest(self, trial) -> dict:
+        s = self.space
+        return {
+            "n_estimators": trial.suggest_int("n_estimators", *s.n_estimators),
+            "max_depth": trial.suggest_int("max_depth", *s.max_depth),
+            "min_samples_leaf": trial.suggest_int("min_samples_leaf", *s.min_samples_leaf),
+            "max_features": trial.suggest_categorical("max_features", list(s.max_features)),
+        }
+
+    def fit(self, X: pd.DataFrame, y) -> "TunedClassifier":
+        import optuna
+
+        y = np.asarray(y).astype(int)
+        x = X.to_numpy(dtype=float)
+        if np.isnan(x).any():
+            pid = X.index[np.isnan(x).any(axis=1)][0]
+            raise ModelError(f"patient {pid}: missing feature values in the training cohort")
+        folds = _folds(y, self.cv_folds, self.seed)
+        k = smote_neighbours(y, folds, self.smote_k)
+        self.smote_k_used_ = k
+        self.features_ = list(X.columns)
+
+        def objective(trial):
+            params = self._suggest(trial)
+            oof = oof_probabilities(params, x, y, folds, k, self.seed)
+            trial.set_user_attr("oof", oof.tolist())
+            return mean_fold_auc(y, oof, folds)
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # optuna's experimental-feature chatter
+            study.optimize(objective, n_trials=self.n_trials)
+        best = study.best_trial
+        self.best_params_ = dict(best.params)
+        self.cv_auc_ = float(best.value)
+        oof = np.asarray(best.user_attrs["oof"])
+        self.threshold_ = youden_threshold(y, oof)
+        self.oof_ = pd.Series(oof, index=X.index, name="oof_probability")
+        self.trials_ = pd.DataFrame([{"trial": t.number, "cv_auc": t.value, **t.params} for t in study.trials])
+        self.pipeline_ = make_pipeline(self.best_params_, k, self.seed).fit(x, y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.predict_proba(X[self.features_].to_numpy(dtype=float))[:, 1]
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X) >= self.threshold_).astype(int)
+
+    def fitted(self) -> dict:
+        """Everything the training cohort decided (nothing from validation)."""
+        return {"features": self.features_, "best_params": self.best_params_, "cv_auc": self.cv_auc_,
+                "cv_folds": self.cv_folds, "n_trials": self.n_trials, "smote_k": self.smote_k_used_,
+                "threshold": self.threshold_, "seed": self.seed}
+
+
+def classification_metrics(y, p, threshold: float) -> dict:
+    """Accuracy at the fixed threshold and AUC (NaN with one class only)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    p = np.asarray(p, dtype=float)
+    auc = float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan")
+    return {"n": int(len(y)), "events": int(y.sum()), "accuracy": float(np.mean((p >= threshold) == y)) if len(y)
+            else float("nan"), "auc": auc}
+
+
+def shap_values(model: TunedClassifier, X: pd.DataFrame) -> np.ndarray:
+    """TreeExplainer SHAP values of the forest for the DM class: (patients, features)."""
+    import shap
+
+    explainer = shap.TreeExplainer(model.pipeline_.named_steps["rf"])
+    values = explainer.shap_values(X[model.features_].to_numpy(dtype=float))
+    values = np.asarray(values)
+    if values.ndim == 3:  # (patients, features, classes)
+        values = values[:, :, 1]
+    return values
+
+
+def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str):
+    """SHAP summary (mean |SHAP| bar) and beeswarm plots, as two figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    figs = []
+    for kind in ("bar", "dot"):
+        shap.summary_plot(values, X, plot_type=kind, show=False, color_bar=kind == "dot",
+                          max_display=min(20, X.shape[1]))
+        fig = plt.gcf()
+        fig.suptitle(f"{title}: SHAP {'summary' if kind == 'bar' else 'beeswarm'}", fontsize=10)
+        fig.tight_layout()
+        figs.append(fig)
+    return figs

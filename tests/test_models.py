@@ -1,0 +1,157 @@
+"""SMOTE + random forest tuned by optuna (Appendix 6), its threshold, leakage and null tests, Table S2."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctith import cli, models
+from ctith.io import read_json, write_tsv
+
+FAST = dict(n_trials=4, cv_folds=5, smote_k=5)
+
+
+def ith_cohort(n=150, seed=0, signal=1.5):
+    """ITH-like scores for K = 2..8; DM depends on the K = 3 and K = 5 scores."""
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i:03d}" for i in range(n)]
+    X = pd.DataFrame(rng.uniform(0.5, 1.0, (n, 7)), index=ids, columns=[f"ith_k{k}" for k in range(2, 9)])
+    lp = signal * ((X["ith_k3"] - 0.75) / 0.14 + (X["ith_k5"] - 0.75) / 0.14) - 1.0
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-lp))).astype(int), index=ids)
+    cohort = pd.Series(np.where(np.arange(n) < 90, "train", np.where(np.arange(n) < 120, "internal_validation",
+                                                                        "external_validation")), index=ids)
+    return X, y, cohort
+
+
+def test_youden_threshold():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.6, 0.4, 0.7, 0.9])
+    # Cut-offs: 0.7 gives sens 2/3, spec 1 (J 0.67); 0.4 gives sens 1, spec 2/3 (J 0.67): the higher wins.
+    assert models.youden_threshold(y, p) == pytest.approx(0.7)
+    assert models.youden_threshold(np.array([0, 1]), np.array([0.2, 0.8])) == pytest.approx(0.8)
+
+
+def test_smote_only_sees_training_folds():
+    """Within CV, the pipeline is refitted on each fold's training part: SMOTE's synthetic
+    patients never include a held-out patient (checked by the sample counts SMOTE returns)."""
+    from imblearn.over_sampling import SMOTE
+
+    X, y, _ = ith_cohort()
+    x, yy = X.to_numpy(), y.to_numpy()
+    folds = models._folds(yy, 5, 0)
+    for tr, te in folds:
+        xs, ys = SMOTE(k_neighbors=3, random_state=0).fit_resample(x[tr], yy[tr])
+        assert len(xs) == 2 * np.bincount(yy[tr]).max()
+        # The original rows come first and are exactly the training fold.
+        assert np.array_equal(xs[: len(tr)], x[tr])
+    assert models.smote_neighbours(yy, folds, 5) == 5
+    few = np.array([0] * 20 + [1] * 4)
+    assert models.smote_neighbours(few, models._folds(few, 2, 0), 5) == 1  # 2 DM per training fold
+    two = np.array([0] * 20 + [1] * 2)
+    with pytest.raises(models.ModelError, match="a training fold holds 1 patient"):
+        models.smote_neighbours(two, models._folds(two, 2, 0), 5)
+    with pytest.raises(models.ModelError, match="has 2 patients of its smaller class; stratified 4-fold"):
+        models._folds(two, 4, 0)
+
+
+def test_tuned_classifier_learns_and_is_reproducible():
+    X, y, cohort = ith_cohort()
+    train = cohort == "train"
+    a = models.TunedClassifier(seed=3, **FAST).fit(X[train], y[train])
+    b = models.TunedClassifier(seed=3, **FAST).fit(X[train], y[train])
+    assert a.fitted() == b.fitted()
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert len(a.trials_) == 4 and a.cv_auc_ == a.trials_["cv_auc"].max()
+    assert set(a.best_params_) == {"n_estimators", "max_depth", "min_samples_leaf", "max_features"}
+    assert 0.0 <= a.threshold_ <= 1.0
+    assert a.threshold_ == models.youden_threshold(y[train].to_numpy(), a.oof_.to_numpy())
+    val = ~train
+    m = models.classification_metrics(y[val], a.predict_proba(X[val]), a.threshold_)
+    assert m["auc"] > 0.75 and m["n"] == 60
+    values = models.shap_values(a, X[train])
+    assert values.shape == (90, 7)
+    # SHAP ranks the two features the outcome depends on first.
+    top = set(np.array(a.features_)[np.argsort(-np.abs(values).mean(axis=0))[:2]])
+    assert top == {"ith_k3", "ith_k5"}
+
+
+def write_inputs(root, X, y, cohort):
+    write_tsv(X.rename_axis("patient_id").reset_index(), root / "scores.tsv")
+    write_tsv(pd.DataFrame({"patient_id": X.index, "institution": "A", "cohort": cohort.to_numpy(),
+                            "assigned_by": "sheet"}), root / "split.tsv")
+    write_tsv(pd.DataFrame({"patient_id": X.index, "dm_event": y.to_numpy(), "dm_time_months": 24.0}),
+              root / "clinical.tsv")
+
+
+def run_model(root, tag, clusters=("2", "3", "4", "5"), seed="5"):
+    out = root / tag
+    assert cli.main(["ith-model", "--scores", str(root / "scores.tsv"), "--clusters", *clusters, "--name", tag,
+                     "--split", str(root / "split.tsv"), "--clinical", str(root / "clinical.tsv"),
+                     "--n-trials", "4", "--cv-folds", "5", "--seed", seed, "--out-dir", str(out)]) == 0
+    return out
+
+
+def test_permuting_validation_labels_changes_no_prediction_or_hyperparameter(tmp_path):
+    X, y, cohort = ith_cohort()
+    write_inputs(tmp_path, X, y, cohort)
+    a = run_model(tmp_path, "a")
+    val = np.flatnonzero((cohort != "train").to_numpy())
+    y2 = y.copy()
+    y2.iloc[val] = y.iloc[np.random.default_rng(1).permutation(val)].to_numpy()
+    assert not y2.equals(y)
+    write_inputs(tmp_path, X, y2, cohort)
+    b = run_model(tmp_path, "b")
+    for name in ("predictions.tsv", "trials.tsv", "shap_values.tsv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    fa, fb = read_json(a / "fitted.json"), read_json(b / "fitted.json")
+    fa.pop("name"), fb.pop("name")
+    assert fa == fb
+    assert read_json(a / "metrics.json")["train"] == read_json(b / "metrics.json")["train"]
+
+
+@pytest.mark.slow
+def test_null_shuffled_training_labels_give_chance_validation_auc():
+    aucs = []
+    for seed in range(5):
+        X, y, _ = ith_cohort(n=300, seed=10 + seed)
+        cohort = pd.Series(np.where(np.arange(300) < 150, "train", "external_validation"), index=X.index)
+        train = (cohort == "train").to_numpy()
+        shuffled = y[train].sample(frac=1.0, random_state=seed).to_numpy()
+        model = models.TunedClassifier(seed=seed, **FAST).fit(X[train], shuffled)
+        aucs.append(models.classification_metrics(y[~train], model.predict_proba(X[~train]), model.threshold_)["auc"])
+    assert abs(np.mean(aucs) - 0.5) <= 0.1, aucs
+
+
+def test_table_s2_and_signature_same_seed_identical(tmp_path):
+    X, y, cohort = ith_cohort()
+    write_inputs(tmp_path, X, y, cohort)
+
+    def build(tag):
+        root = tmp_path / tag
+        names = []
+        for ks in (["2", "3", "4", "5"], ["2"], ["3"]):
+            name = "k" + "-".join([ks[0], ks[-1]]) if len(ks) > 1 else f"k{ks[0]}"
+            run_model(tmp_path, f"{tag}/{name}", ks)
+            names.append(name)
+        out = root / "tables"
+        assert cli.main(["table-s2", "--metrics", *[str(root / n / "metrics.json") for n in names],
+                         "--fitted", *[str(root / n / "fitted.json") for n in names],
+                         "--main-predictions", str(root / "k2-5" / "predictions.tsv"),
+                         "--out-table", str(out / "s2.tsv"), "--out-md", str(out / "s2.md"),
+                         "--out-params", str(out / "hp.tsv"), "--out-signature", str(out / "sig.tsv")]) == 0
+        return out
+
+    a, b = build("a"), build("b")
+    for name in ("s2.tsv", "s2.md", "hp.tsv", "sig.tsv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    table = pd.read_csv(a / "s2.tsv", sep="\t", dtype=str)
+    assert list(table.columns) == ["Cluster numbers", "Internal validation accuracy", "Internal validation AUC",
+                                   "External validation accuracy", "External validation AUC"]
+    assert list(table["Cluster numbers"]) == ["2-5", "2", "3"]
+    assert all(len(v.split(".")[1]) == 3 for v in table["External validation AUC"])
+    hp = pd.read_csv(a / "hp.tsv", sep="\t")
+    assert {"n_estimators", "max_depth", "min_samples_leaf", "max_features", "threshold"} <= set(hp.columns)
+    sig = pd.read_csv(a / "sig.tsv", sep="\t")
+    assert list(sig.columns) == ["patient_id", "cohort", "ith_signature"] and len(sig) == 150
+    assert "Chosen hyper-parameters" in (a / "s2.md").read_text()
+    for name in ("shap_summary.png", "shap_beeswarm.png"):
+        assert (tmp_path / "a" / "k2-5" / name).stat().st_size > 5_000
