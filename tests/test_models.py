@@ -155,3 +155,16 @@ def test_table_s2_and_signature_same_seed_identical(tmp_path):
     assert "Chosen hyper-parameters" in (a / "s2.md").read_text()
     for name in ("shap_summary.png", "shap_beeswarm.png"):
         assert (tmp_path / "a" / "k2-5" / name).stat().st_size > 5_000
+
+
+def test_shap_figures_are_separate():
+    import matplotlib.pyplot as plt
+
+    X, y, cohort = ith_cohort(n=60)
+    values = np.random.default_rng(0).normal(size=(60, 7))
+    bar, swarm = models.shap_figures(values, X, "t")
+    assert bar is not swarm
+    # The summary has one axes of bars; the beeswarm adds a colour bar, and no bars.
+    assert len(bar.axes) == 1 and len(bar.axes[0].patches) == 7
+    assert len(swarm.axes) == 2 and len(swarm.axes[0].patches) == 0
+    plt.close("all")

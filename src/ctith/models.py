@@ -189,6 +189,7 @@ def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str):
 
     figs = []
     for kind in ("bar", "dot"):
+        plt.figure()  # shap draws on the current figure: one each
         shap.summary_plot(values, X, plot_type=kind, show=False, color_bar=kind == "dot",
                           max_display=min(20, X.shape[1]))
         fig = plt.gcf()
