@@ -38,7 +38,7 @@ rule semantic_table:
     benchmark:
         "results/benchmarks/semantic_table.tsv"
     conda:
-        "../../envs/modeling.yaml"
+        "../../envs/imaging.yaml"
     shell:
         "ctith semantic-table --records {input.records} {params.clinical}"
         " --out-table {output.table} --out-agreement {output.agreement} > {log} 2>&1"

@@ -1,0 +1,162 @@
+"""Per-rule conda envs, checked statically (conda itself is not available here).
+
+For every rule: its ``conda:`` env file, the ``ctith`` subcommands its shell runs, the
+ctith modules those subcommands import (transitively, lazy imports included), and the
+third-party packages those modules import. Each package must be in the rule's env, at
+the version pyproject.toml pins.
+"""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from ctith import cli
+
+SRC = REPO / "src" / "ctith"
+# import name -> (names accepted in an env file, name in pyproject.toml)
+PACKAGES = {
+    "numpy": ({"numpy"}, "numpy"), "pandas": ({"pandas"}, "pandas"), "scipy": ({"scipy"}, "scipy"),
+    "SimpleITK": ({"simpleitk"}, "simpleitk"), "pydicom": ({"pydicom"}, "pydicom"),
+    "radiomics": ({"pyradiomics-bhklab"}, "pyradiomics-bhklab"), "numba": ({"numba"}, "numba"),
+    "skimage": ({"scikit-image"}, "scikit-image"), "sklearn": ({"scikit-learn"}, "scikit-learn"),
+    "imblearn": ({"imbalanced-learn"}, "imbalanced-learn"), "optuna": ({"optuna"}, "optuna"),
+    "sksurv": ({"scikit-survival"}, "scikit-survival"), "neuroCombat": ({"neurocombat"}, "neurocombat"),
+    "pingouin": ({"pingouin"}, "pingouin"), "matplotlib": ({"matplotlib", "matplotlib-base"}, "matplotlib"),
+    "yaml": ({"pyyaml"}, "pyyaml"), "jsonschema": ({"jsonschema"}, "jsonschema"), "torch": ({"torch"}, "torch"),
+    "captum": ({"captum"}, "captum"), "shap": ({"shap"}, "shap"), "joblib": ({"joblib"}, "joblib"),
+}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def pyproject_pins() -> dict:
+    text = (REPO / "pyproject.toml").read_text()
+    deps = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
+    return {_norm(n): v for n, v in re.findall(r'"([A-Za-z0-9_.\-]+)==([^"]+)"', deps)}
+
+
+def env_packages(path: Path) -> dict:
+    """name -> version of an env file's conda and pip dependencies."""
+    spec = yaml.safe_load(path.read_text())
+    out = {}
+    for dep in spec["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            m = re.match(r"([A-Za-z0-9_.\-]+)\s*(?:==?|>=)?\s*([^\s#]*)", item)
+            out[_norm(m.group(1))] = m.group(2)
+    return out
+
+
+def rules() -> dict:
+    """rule -> (env file, [ctith subcommands])."""
+    found = {}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule \w+:)", smk.read_text()):
+            m = re.match(r"rule (\w+):", block.strip())
+            if not m:
+                continue
+            env = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
+            subs = re.findall(r"ctith ([a-z][a-z0-9-]*)", block)
+            found[m.group(1)] = ((smk.parent / env.group(1)).resolve() if env else None, subs)
+    return found
+
+
+def _imports(tree) -> tuple[set, set]:
+    """(ctith modules, third-party top-level modules) imported anywhere in an AST."""
+    local, third = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                if node.module:
+                    local.add(node.module.split(".")[0])
+                else:
+                    local.update(a.name for a in node.names)
+            else:
+                third.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            third.update(a.name.split(".")[0] for a in node.names)
+    return local, {m for m in third if m not in sys.stdlib_module_names and m != "__future__"}
+
+
+def module_closure(modules: set) -> set:
+    """Third-party packages imported by ctith modules and everything they import."""
+    seen, todo, third = set(), list(modules), set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        local, ext = _imports(ast.parse((SRC / f"{mod}.py").read_text()))
+        third |= ext
+        todo += [m for m in local if (SRC / f"{m}.py").exists()]
+    return third
+
+
+def subcommand_packages(name: str) -> set:
+    """Third-party packages ``ctith <name>`` imports: its function, the cli helpers it
+    calls, and the ctith modules they import (cli.py's own top-level imports included)."""
+    parser = cli.build_parser()
+    sub = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[name]
+    func = sub.get_default("func").__name__
+    tree = ast.parse((SRC / "cli.py").read_text())
+    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    top_local, top_third = _imports(ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)],
+                                               type_ignores=[]))
+    local, third, todo, seen = set(top_local), set(top_third), [func], set()
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        loc, ext = _imports(defs[f])
+        local |= loc
+        third |= ext
+        todo += [n.func.id for n in ast.walk(defs[f]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                 and n.func.id in defs]
+    return third | module_closure(local)
+
+
+RULES = rules()
+
+
+def test_every_rule_has_an_env_and_calls_ctith():
+    assert RULES, "no rules found"
+    for rule, (env, subs) in RULES.items():
+        if rule == "all":
+            continue
+        assert env is not None and env.exists(), f"rule {rule}: no conda env file"
+        assert subs, f"rule {rule}: calls no ctith subcommand"
+
+
+@pytest.mark.parametrize("rule", sorted(r for r in RULES if r != "all"))
+def test_rule_env_holds_what_its_subcommands_import(rule):
+    env, subs = RULES[rule]
+    have = env_packages(env)
+    pins = pyproject_pins()
+    needed = set().union(*(subcommand_packages(s) for s in subs))
+    unknown = needed - set(PACKAGES)
+    assert not unknown, f"rule {rule}: add {sorted(unknown)} to PACKAGES in this test"
+    for module in sorted(needed):
+        names, pinned_as = PACKAGES[module]
+        present = names & set(have)
+        assert present, f"rule {rule} ({env.name}): imports {module} but the env has none of {sorted(names)}"
+        version = have[present.pop()]
+        assert version == pins[pinned_as], (f"{env.name}: {module} at {version!r}, pyproject pins "
+                                            f"{pins[pinned_as]!r}")
+
+
+def test_env_versions_agree_with_pyproject():
+    pins = pyproject_pins()
+    aliases = {"matplotlib-base": "matplotlib"}
+    for env in (REPO / "envs").glob("*.yaml"):
+        for name, version in env_packages(env).items():
+            name = aliases.get(name, name)
+            if name in pins:
+                assert version == pins[name], f"{env.name}: {name} {version} but pyproject pins {pins[name]}"
