@@ -569,7 +569,7 @@ def cmd_ith_model(args) -> None:
 
 
 def cmd_table_s2(args) -> None:
-    from .io import read_json, read_table, write_markdown, write_tsv
+    from .io import markdown_table, read_json, read_table, write_markdown, write_tsv
 
     def num(x):
         return "-" if x is None or pd.isna(x) else f"{x:.3f}"
@@ -590,13 +590,8 @@ def cmd_table_s2(args) -> None:
     hyper = pd.DataFrame(params)
     write_tsv(table, args.out_table)
     write_tsv(hyper, args.out_params)
-    write_markdown(table, args.out_md)
-    with open(args.out_md, "a") as fh:  # the hyper-parameters beside the results
-        fh.write("\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training cohort):\n\n")
-    lines = ["| " + " | ".join(map(str, hyper.columns)) + " |", "|" + "|".join("---" for _ in hyper.columns) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in r) + " |" for r in hyper.itertuples(index=False)]
-    with open(args.out_md, "a") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_markdown(table, args.out_md, "\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training "
+                                       "cohort):\n\n" + markdown_table(hyper))
     main = read_table(args.main_predictions)
     signature = main.rename(columns={"probability": "ith_signature"})[["patient_id", "cohort", "ith_signature"]]
     write_tsv(signature, args.out_signature)
@@ -748,7 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--icc-threshold", type=lambda s: None if s == "none" else float(s), default=0.75,
                     help="features below it are dropped; 'none' switches the filter off")
     rp.add_argument("--min-patients", type=int, default=5)
-    rp.add_argument("--table-s3-items", type=_json_arg, required=True, help="JSON list of {label, reader1, reader2, levels}")
+    rp.add_argument("--table-s3-items", type=_json_arg, required=True,
+                    help="JSON list of {label, reader1, reader2, levels}")
     rp.add_argument("--out-icc", required=True)
     rp.add_argument("--out-table-s3", required=True)
     rp.add_argument("--out-table-s3-md", required=True)

@@ -69,11 +69,16 @@ def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
     return df.astype(float)
 
 
-def write_markdown(df: pd.DataFrame, path: str | os.PathLike) -> None:
+def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no tabulate dependency needed)."""
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):
         lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(df: pd.DataFrame, path: str | os.PathLike, after: str = "") -> None:
+    """The table as Markdown, then ``after`` (more Markdown), written atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(markdown_table(df) + after)
