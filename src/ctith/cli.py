@@ -271,12 +271,13 @@ def cmd_semantic(args) -> None:
     import SimpleITK as sitk
 
     from . import semantic
+    from .ingest import read_ct
     from .io import write_json
 
     params = semantic.SemanticParams(**(args.params or {}))
     image = sitk.ReadImage(str(args.image))
     mask = sitk.ReadImage(str(args.mask))
-    plain = semantic.read_plain_ct(args.plain_ct, args.plain_series_uid, args.patient_id) if args.plain_ct else None
+    plain = read_ct(args.plain_ct, "plain CT", args.plain_series_uid or None, args.patient_id) if args.plain_ct else None
     record = semantic.measure(image, mask, plain, params, args.patient_id, args.plain_ct)
     write_json(record, args.out)
     ratings = ", ".join(f"{k} {record[k]}" for k in semantic.RATINGS)

@@ -280,25 +280,37 @@ def qc_record(image: sitk.Image, mask: sitk.Image) -> dict:
     }
 
 
+def read_ct(path: str | os.PathLike, what: str = "image", series_uid: str | None = None,
+            patient: str | None = None) -> sitk.Image:
+    """A 3-D CT in HU (int16 or float32); errors name the patient and the file."""
+    path = str(path)
+    image = read_volume(path, what, series_uid, patient)
+    if image.GetDimension() != 3:
+        raise IngestError(f"{what} '{path}' is {image.GetDimension()}-D; expected a 3-D CT", patient, path)
+    try:
+        return to_hu(image)
+    except ValueError as exc:
+        raise IngestError(f"{what} '{path}': {exc}", patient, path) from None
+
+
+def read_mask(path: str | os.PathLike, what: str = "mask", label: int | None = None,
+              patient: str | None = None) -> tuple[sitk.Image, list[int]]:
+    """A 3-D label image as a 0/1 mask, and the labels it held."""
+    path = str(path)
+    mask = read_volume(path, what, None, patient)
+    if mask.GetDimension() != 3:
+        raise IngestError(f"{what} '{path}' is {mask.GetDimension()}-D; expected a 3-D label image", patient, path)
+    return binarize_mask(mask, label, patient, path)
+
+
 def ingest(image_path: str | os.PathLike, mask_path: str | os.PathLike, patient_id: str | None = None,
            series_uid: str | None = None, mask_label: int | None = None,
            orientation: str | None = "LPS", tolerance_mm: float = 0.01,
            direction_tolerance: float = 1e-4) -> IngestResult:
     """Read, check and canonicalise one patient's CT and reader mask."""
     image_path, mask_path = str(image_path), str(mask_path)
-    image = read_volume(image_path, "image", series_uid, patient_id)
-    mask = read_volume(mask_path, "mask", None, patient_id)
-    if image.GetDimension() != 3:
-        raise IngestError(f"image '{image_path}' is {image.GetDimension()}-D; expected a 3-D CT",
-                          patient_id, image_path)
-    if mask.GetDimension() != 3:
-        raise IngestError(f"mask '{mask_path}' is {mask.GetDimension()}-D; expected a 3-D label image",
-                          patient_id, mask_path)
-    try:
-        image = to_hu(image)
-    except ValueError as exc:
-        raise IngestError(f"image '{image_path}': {exc}", patient_id, image_path) from None
-    mask, labels = binarize_mask(mask, mask_label, patient_id, mask_path)
+    image = read_ct(image_path, "image", series_uid, patient_id)
+    mask, labels = read_mask(mask_path, "mask", mask_label, patient_id)
     if orientation:
         image = reorient(image, orientation)
     mask, info = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance,

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import yaml
 
 from .errors import InputError
-from .ingest import binarize_mask, match_mask_to_image, read_volume, reorient, orientation_code
+from .ingest import match_mask_to_image, read_mask
 
 DIAGNOSTIC_PREFIX = "diagnostics_"
 
@@ -94,14 +94,8 @@ def reader2_mask_on_image(mask_path: str | Path, image: sitk.Image, patient: str
                           label: int | None = None, tolerance_mm: float = 0.01,
                           direction_tolerance: float = 1e-4, image_path: str | None = None) -> sitk.Image:
     """Read a reader-2 mask and bring it onto the ingested image's grid, as ingest does for reader 1."""
-    mask_path = str(mask_path)
-    mask = read_volume(mask_path, "reader-2 mask", None, patient)
-    if mask.GetDimension() != 3:
-        raise InputError(f"reader-2 mask '{mask_path}' is {mask.GetDimension()}-D; expected a 3-D label image",
-                         patient, mask_path)
-    mask, _ = binarize_mask(mask, label, patient, mask_path)
-    mask = reorient(mask, orientation_code(image))
-    mask, _ = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance, patient, mask_path, image_path)
+    mask, _ = read_mask(mask_path, "reader-2 mask", label, patient)
+    mask, _ = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance, patient, str(mask_path), image_path)
     return mask
 
 

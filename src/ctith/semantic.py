@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
-from .ingest import orientation_code, read_volume, reorient, to_hu
+from .ingest import orientation_code, reorient
 
 RATINGS = ("necrosis", "adipose_tissue", "calcification", "enhancement_pattern", "enhancement_degree")
 
@@ -160,16 +160,6 @@ def measure(venous: sitk.Image, mask: sitk.Image, plain: sitk.Image | None = Non
         plain_hu, covered = plain_on_venous_grid(plain, venous)
     rec = semantic_features(hu, m, (sz, sy, sx), plain_hu, covered, params, patient, plain_path)
     return {"patient_id": patient, **rec, "params": asdict(params)}
-
-
-def read_plain_ct(path: str, series_uid: str | None = None, patient: str | None = None) -> sitk.Image:
-    image = read_volume(path, "plain CT", series_uid or None, patient)
-    if image.GetDimension() != 3:
-        raise InputError(f"plain CT '{path}' is {image.GetDimension()}-D; expected a 3-D CT", patient, path)
-    try:
-        return to_hu(image)
-    except ValueError as exc:
-        raise InputError(f"plain CT '{path}': {exc}", patient, path) from None
 
 
 def semantic_table(records: list[dict]) -> pd.DataFrame:
