@@ -52,3 +52,35 @@ def tiny_cohort(tiny_cohort_dir, tmp_path) -> Path:
     dst = tmp_path / "cohort"
     shutil.copytree(tiny_cohort_dir, dst)
     return dst
+
+
+@dataclass
+class LocalRun:
+    work: Path      # a finished workdir: copy it before changing anything in it
+    planned: list   # (rule, wildcard values) of each job the dry run planned
+    digest: dict    # outputs_digest of its results, taken right after the run
+
+
+@pytest.fixture(scope="session")
+def local_run(workflow_cohort_dir, tmp_path_factory) -> LocalRun:
+    """The whole workflow run once with the local executor on the workflow cohort: the
+    reference that the end-to-end and SLURM tests compare against."""
+    from workflow_run import dry_run_jobs, make_workdir, outputs_digest, smk
+
+    root = tmp_path_factory.mktemp("local_run")
+    shutil.copytree(workflow_cohort_dir, root / "cohort")
+    work = make_workdir(root / "cohort", root)
+    planned = dry_run_jobs(work)
+    smk(work, "--cores", "2")
+    return LocalRun(work, planned, outputs_digest(work / "results"))
+
+
+# Lines that tests want in the CI log whether they pass or not (e.g. the SLURM queue).
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section("reported by the tests")
+        for line in REPORT:
+            terminalreporter.write_line(line)

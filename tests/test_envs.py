@@ -160,3 +160,56 @@ def test_env_versions_agree_with_pyproject():
             name = aliases.get(name, name)
             if name in pins:
                 assert version == pins[name], f"{env.name}: {name} {version} but pyproject pins {pins[name]}"
+
+
+def test_every_env_installs_ctith_after_creation():
+    """Snakemake runs envs/<env>.post-deploy.sh in each new env; it must install ctith,
+    whose build (no isolation) needs setuptools from the env file."""
+    for env in sorted((REPO / "envs").glob("*.yaml")):
+        script = env.with_name(f"{env.stem}.post-deploy.sh")
+        assert script.is_file(), f"{env.name}: no {script.name}"
+        assert "--editable \"$CTITH_SOURCE\"" in script.read_text(), script.name
+        assert "setuptools" in env_packages(env), f"{env.name}: no setuptools for the ctith build"
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'os.environ.setdefault("CTITH_SOURCE", os.path.dirname(workflow.basedir))' in common
+    assert (REPO / "workflow" / "Snakefile").is_file()  # so dirname(basedir) is the repository
+
+
+def test_post_deploy_script_gives_the_env_a_ctith_from_this_repository(tmp_path):
+    """The script run as Snakemake runs it (inside the env, PYTHONPATH blocked), in a bare
+    venv standing in for a new conda env."""
+    import os
+    import subprocess
+
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    bin_dir = env_dir / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", PYTHONNOUSERSITE="1", CTITH_SOURCE=str(REPO))
+    # What conda would install from the env file for the build (from the package index).
+    build = env_packages(REPO / "envs" / "dl.yaml")["setuptools"]
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", f"setuptools>={build}"], env=env,
+                   check=True, capture_output=True)
+    env["PIP_NO_INDEX"] = "1"  # the script itself downloads nothing
+    script = REPO / "envs" / "dl.post-deploy.sh"
+    proc = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (bin_dir / "ctith").is_file()
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import ctith; print(ctith.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where) == REPO / "src" / "ctith" / "__init__.py"
+    env.pop("CTITH_SOURCE")
+    unset = subprocess.run(["bash", str(script)], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert unset.returncode != 0 and "CTITH_SOURCE" in unset.stderr
+
+
+def test_the_default_profile_shares_no_key_with_the_others():
+    """workflow/profiles/default is loaded beside any --profile and its keys win: a key
+    in both would silently replace the other profile's (whole) value."""
+    profiles = REPO / "workflow" / "profiles"
+    default = set(yaml.safe_load((profiles / "default" / "config.yaml").read_text()))
+    others = [p for p in profiles.glob("*/config.yaml") if p.parent.name != "default"]
+    assert {p.parent.name for p in others} >= {"workstation", "slurm"}
+    for path in others:
+        shared = default & set(yaml.safe_load(path.read_text()))
+        assert not shared, f"{path.parent.name} sets {sorted(shared)}, which the default profile overrides"

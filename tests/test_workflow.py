@@ -1,53 +1,19 @@
 """End-to-end runs of the Snakemake workflow on the tiny demo cohort."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-import yaml
 
-from conftest import REPO
+from workflow_run import make_workdir, smk
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
 PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
-
-
-def make_workdir(cohort: Path, root: Path) -> Path:
-    work = root / "work"
-    work.mkdir()
-    shutil.move(str(cohort), work / "cohort")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
-    config["demo"]["generate"] = False
-    # The test cohort has 11 training patients (5 with DM): let the ICC use every cohort's
-    # re-segmentations and cross-validation 2 folds; train small and briefly.
-    config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
-                                     min_patients=3)
-    config["selection"]["cv_folds"] = 2
-    config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
-    config["ith_model"].update(cv_folds=2, n_trials=3)
-    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return work
-
-
-def smk(work: Path, *args, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"), *args],
-                          capture_output=True, text=True, env=env, cwd=work)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 def planned(proc) -> dict:
@@ -72,14 +38,15 @@ def work(workflow_cohort_dir, tmp_path):
     return make_workdir(cohort, tmp_path)
 
 
-def test_full_run_then_incremental_patient(work):
+def test_full_run_then_incremental_patient(local_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(local_run.work, work, symlinks=True)  # keeps mtimes: nothing reruns
     truth = pd.read_csv(work / "cohort/truth.tsv", sep="\t", keep_default_na=False)
     n_eligible = int((truth["ineligible_reason"] == "").sum())
-    dry = planned(smk(work, "-n", "--cores", "1"))
-    assert len(dry["ingest"]) == n_eligible == len(set(dry["ingest"]))
-    smk(work, "--cores", "2")
+    planned_ingest = [w[0] for rule, w in local_run.planned if rule == "ingest"]
+    assert len(planned_ingest) == n_eligible == len(set(planned_ingest))
     ids = eligible(work)
-    assert sorted(ids) == sorted(dry["ingest"])
+    assert sorted(ids) == sorted(planned_ingest)
     for pid in ids:
         assert sorted(p.name for p in (work / "results/patients" / pid).iterdir()) == PATIENT_FILES
         assert sorted(p.name for p in (work / "results/patients" / pid / "ith").iterdir()) == \

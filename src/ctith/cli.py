@@ -561,7 +561,7 @@ def cmd_ith_model(args) -> None:
     write_json(metrics, out / "metrics.json")
     values = models.shap_values(model, X.loc[train])
     write_tsv(pd.DataFrame(values, index=train, columns=columns), out / "shap_values.tsv", index=True)
-    for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})"),
+    for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})", args.seed),
                          ("shap_summary.png", "shap_beeswarm.png")):
         save_figure(fig, out / name)
     m = metrics

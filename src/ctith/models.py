@@ -179,8 +179,9 @@ def shap_values(model: TunedClassifier, X: pd.DataFrame) -> np.ndarray:
     return values
 
 
-def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str):
-    """SHAP summary (mean |SHAP| bar) and beeswarm plots, as two figures."""
+def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str, seed: int = 0):
+    """SHAP summary (mean |SHAP| bar) and beeswarm plots, as two figures. The beeswarm's
+    point order and jitter are random: ``seed`` makes them repeatable."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +192,7 @@ def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str):
     for kind in ("bar", "dot"):
         plt.figure()  # shap draws on the current figure: one each
         shap.summary_plot(values, X, plot_type=kind, show=False, color_bar=kind == "dot",
-                          max_display=min(20, X.shape[1]))
+                          max_display=min(20, X.shape[1]), rng=seed)
         fig = plt.gcf()
         fig.suptitle(f"{title}: SHAP {'summary' if kind == 'bar' else 'beeswarm'}", fontsize=10)
         fig.tight_layout()

@@ -81,7 +81,7 @@ def main() -> None:
             real_dir.mkdir()
             toy_dir.mkdir()
             write_cohort(real_dir, n)
-            t_real, jobs = dry_run(REPO / "Snakefile", real_dir, "--configfile", str(real_dir / "config.yaml"))
+            t_real, jobs = dry_run(REPO / "workflow" / "Snakefile", real_dir, "--configfile", str(real_dir / "config.yaml"))
             per_sample = max(1, round(jobs / n))
             t_toy, toy_jobs = dry_run(toy(toy_dir, n, per_sample), toy_dir)
         print(f"{n} patients: workflow dry run {t_real:.1f} s ({jobs} jobs); toy of {per_sample} rules per "

@@ -17,6 +17,10 @@ from ctith.sheets import load_inputs
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# For the envs' post-deploy script (envs/install-ctith.sh): under --sdm conda each env
+# installs this repository's ctith package, found through this variable.
+os.environ.setdefault("CTITH_SOURCE", os.path.dirname(workflow.basedir))
+
 
 wildcard_constraints:
     patient=r"[A-Za-z0-9][A-Za-z0-9_-]*",
@@ -103,11 +107,12 @@ def reader2_mask(wildcards):
 
 
 def radiomics_params_file():
-    """The pyradiomics parameter file: as given, or else beside the Snakefile (the default
+    """The pyradiomics parameter file: as given, or else in the repository (the default
     ships with the workflow; a run in another --directory still finds it)."""
     path = config["radiomics"]["params"]
     if not os.path.isabs(path) and not os.path.exists(path):
-        shipped = os.path.join(workflow.basedir, path)
+        # Shipped paths in config.yaml are relative to the repository root, above workflow/.
+        shipped = os.path.join(os.path.dirname(workflow.basedir), path)
         if os.path.exists(shipped):
             return shipped
     return path

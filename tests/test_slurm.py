@@ -1,0 +1,78 @@
+"""The workflow on a real single-node SLURM cluster, through workflow/profiles/slurm.
+
+``.ci/run`` installs Debian's SLURM and munge and sets CTITH_REQUIRE_SLURM, so there this
+test cannot skip. Elsewhere it runs where the packages are installed and we are root.
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+import slurm_cluster
+from conftest import REPO, REPORT
+from workflow_run import dry_run_jobs, local_rules, make_workdir, outputs_digest, smk
+
+pytestmark = pytest.mark.slow
+SQUEUE_FIELDS = ["JobID", "Partition", "State", "tres-per-job", "NumCPUs", "MinMemory", "Comment"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = slurm_cluster.missing()
+    if why:
+        if os.environ.get("CTITH_REQUIRE_SLURM"):
+            pytest.fail(f"CTITH_REQUIRE_SLURM is set, but no SLURM test cluster can start: {why}")
+        pytest.skip(f"no SLURM test cluster: {why} (.ci/run installs one)")
+    with slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm")) as c:
+        yield c
+
+
+def squeue_jobs() -> list[dict]:
+    """Every job the controller knows, finished ones included (the test cluster keeps
+    them for an hour)."""
+    fmt = ",".join(f"{f}:|" for f in SQUEUE_FIELDS)  # '|' as the field separator
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", fmt],
+                         capture_output=True, text=True, check=True).stdout
+    return [dict(zip(SQUEUE_FIELDS, (v.strip() for v in line.split("|")))) for line in out.splitlines()]
+
+
+def comment(rule: str, wildcards: tuple) -> str:
+    """The plugin's --comment for a job: how its squeue line names rule and wildcards."""
+    return f"rule_{rule}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else "")
+
+
+def test_workflow_on_slurm_matches_local_run(cluster, local_run, workflow_cohort_dir, tmp_path):
+    shutil.copytree(workflow_cohort_dir, tmp_path / "cohort")
+    work = make_workdir(tmp_path / "cohort", tmp_path)
+    planned = dry_run_jobs(work)
+    assert sorted(planned) == sorted(local_run.planned)
+    # The profile as shipped; only the DL rules' 8 threads do not fit a small test node.
+    threads = min(8, cluster.cpus)
+    smk(work, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
+        # No slurmdbd here: sacct cannot answer, squeue can.
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--set-threads", f"dl_train={threads}", f"dl_predict={threads}")
+
+    jobs = squeue_jobs()
+    REPORT.append(f"SLURM test cluster: squeue --states=all after the workflow ({len(jobs)} jobs)")
+    REPORT.extend("  " + "  ".join(f"{k}={v}" for k, v in job.items()) for job in jobs)
+
+    # Every job but the localrules was a SLURM job, exactly once, and completed.
+    local = local_rules()
+    assert {"eligibility", "split", "qc_table"} <= local
+    remote = sorted(comment(rule, wc) for rule, wc in planned if rule not in local)
+    assert sorted(job["Comment"] for job in jobs) == remote
+    assert {job["State"] for job in jobs} == {"COMPLETED"}
+    per_patient = {rule for rule, wc in planned if rule not in local and wc}
+    assert {"ingest", "ith", "radiomics", "semantic", "dl_input"} <= per_patient
+    # The DL training job went to the GPU partition and asked SLURM for a GPU.
+    dl_train = [job for job in jobs if job["Comment"] == "rule_dl_train"]
+    assert [(j["Partition"], j["tres-per-job"], j["NumCPUs"]) for j in dl_train] == [("gpu", "gres:gpu:1", str(threads))]
+    assert {job["Partition"] for job in jobs if job["Comment"] != "rule_dl_train"} == {"cpu"}
+
+    # Same seed, same results: the cluster run equals the local one, file for file.
+    digest = outputs_digest(work / "results")
+    assert sorted(digest) == sorted(local_run.digest)
+    assert [f for f in digest if digest[f] != local_run.digest[f]] == []

@@ -1,0 +1,98 @@
+"""Running the Snakemake workflow on a test cohort, shared by the end-to-end tests."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
+
+
+def make_workdir(cohort: Path, root: Path) -> Path:
+    work = root / "work"
+    work.mkdir()
+    shutil.move(str(cohort), work / "cohort")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
+    config["demo"]["generate"] = False
+    # The test cohort has 11 training patients (5 with DM): let the ICC use every cohort's
+    # re-segmentations and cross-validation 2 folds; train small and briefly.
+    config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
+                                     min_patients=3)
+    config["selection"]["cv_folds"] = 2
+    config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
+    config["ith_model"].update(cv_folds=2, n_trials=3)
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return work
+
+
+def smk(work: Path, *args, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"), *args],
+                          capture_output=True, text=True, env=env, cwd=work)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+# Fields that record how long something took: they differ between any two runs.
+TIMING = {"seconds", "fit_seconds"}
+
+
+def _drop_timing(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_timing(v) for k, v in obj.items() if k not in TIMING}
+    if isinstance(obj, list):
+        return [_drop_timing(v) for v in obj]
+    return obj
+
+
+def outputs_digest(results: Path) -> dict:
+    """relative path -> content hash of every output under ``results`` (logs and
+    benchmarks left out; timing fields of JSON and TSV files left out)."""
+    digest = {}
+    for path in sorted(results.rglob("*")):
+        rel = path.relative_to(results)
+        if not path.is_file() or rel.parts[0] in ("logs", "benchmarks"):
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            data = json.dumps(_drop_timing(json.loads(data)), sort_keys=True).encode()
+        elif path.suffix == ".tsv":
+            lines = data.decode().splitlines()
+            header = lines[0].split("\t") if lines else []
+            keep = [i for i, name in enumerate(header) if name not in TIMING]
+            data = "\n".join("\t".join(row.split("\t")[i] for i in keep) for row in lines).encode()
+        digest[str(rel)] = hashlib.sha256(data).hexdigest()
+    return digest
+
+
+def dry_run_jobs(work: Path) -> list[tuple[str, tuple]]:
+    """(rule, wildcard values) of every job a dry run plans."""
+    proc = smk(work, "-n", "--cores", "1")
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            w = re.search(r"wildcards: (.*)", block)
+            values = tuple(kv.split("=", 1)[1] for kv in w.group(1).split(", ")) if w else ()
+            jobs.append((m.group(1), values))
+    return jobs
+
+
+def local_rules() -> set:
+    """Rules that never become cluster jobs: the workflow's `localrules` and the target
+    rule `all`, which has no action."""
+    names = {"all"}
+    for smk_file in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\s*\n((?:[ \t]+\w+,?[ \t]*\n?)+)", smk_file.read_text(), re.M):
+            names |= set(re.findall(r"\w+", block))
+    return names
