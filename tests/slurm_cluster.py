@@ -5,7 +5,10 @@ root in the foreground without systemd, one node with every CPU, most of the mem
 one declared GPU so that a ``--gpus`` request is accepted, in two partitions named as in
 workflow/profiles/slurm (``cpu``, the default, and ``gpu``). The config must live at
 /etc/slurm/slurm.conf: the jobstep plugin drops ``SLURM_CONF`` inside jobs. An existing
-slurm.conf that this module did not write is never touched. Daemons are stopped by PID.
+slurm.conf that this module did not write is never touched. Daemons are stopped by PID
+and the config files removed: with the SLURM plugin installed, every ``snakemake`` call
+asks ``scontrol`` for the config at import, which waits about 9 s for a controller that
+a leftover slurm.conf names but nobody runs.
 """
 
 import os
@@ -136,6 +139,10 @@ class Cluster:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        for name in ("slurm.conf", "gres.conf"):
+            path = ETC / name
+            if path.exists() and MARKER in path.read_text():
+                path.unlink()
 
     def __enter__(self):
         return self.start()
