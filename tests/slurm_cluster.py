@@ -80,6 +80,7 @@ class Cluster:
     def __init__(self, spool: Path):
         self.spool = Path(spool)
         self.procs: list[subprocess.Popen] = []
+        self.outputs: list = []  # the daemons' stdout files, closed on stop
         self.cpus = os.cpu_count()
         # Headroom for the OS and the Snakemake main process.
         self.memory_mb = _memory_mb() - 2048
@@ -108,6 +109,7 @@ class Cluster:
 
     def _spawn(self, *cmd, **kw) -> subprocess.Popen:
         log = open(self.spool / f"{cmd[0]}.out", "w")
+        self.outputs.append(log)
         return subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, **kw)
 
     def _start_munge(self):
@@ -139,6 +141,9 @@ class Cluster:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        for log in self.outputs:
+            log.close()
+        self.outputs.clear()
         for name in ("slurm.conf", "gres.conf"):
             path = ETC / name
             if path.exists() and MARKER in path.read_text():

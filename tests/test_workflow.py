@@ -10,21 +10,10 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from workflow_run import make_workdir, smk
+from workflow_run import dry_run_jobs, make_workdir, smk
 
 pytestmark = pytest.mark.slow
 PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
-
-
-def planned(proc) -> dict:
-    """rule -> list of patient wildcards planned by a dry run."""
-    jobs = {}
-    for block in re.split(r"\n(?=(?:local)?rule )", proc.stdout + proc.stderr):
-        m = re.match(r"(?:local)?rule (\w+):", block)
-        if m:
-            w = re.search(r"wildcards: patient=(\S+)", block)
-            jobs.setdefault(m.group(1), []).append(w.group(1) if w else None)
-    return jobs
 
 
 def eligible(work):
@@ -79,7 +68,9 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
     clinical = pd.concat([clinical, crow])
     samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
     clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
-    jobs = planned(smk(work, "-n", "--cores", "1"))
+    jobs = {}
+    for rule, wildcards in dry_run_jobs(work):
+        jobs.setdefault(rule, []).extend(wildcards)
     assert jobs.pop("ingest") == ["NEW01"]
     assert jobs.pop("ith") == ["NEW01"]
     assert jobs.pop("radiomics") == ["NEW01"]
