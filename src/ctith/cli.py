@@ -39,7 +39,7 @@ def cmd_demo(args) -> None:
         if not args.quiet:
             print(f"[{i}/{n}] {pid} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress)
+    sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
     print(f"demo cohort ({args.preset}, seed {args.seed}) written: {sheet}")
 
 
@@ -132,7 +132,10 @@ def _ith_params(args):
     return ITHParams(window=args.window, padding=args.padding, border=args.border, bin_width=args.bin_width,
                      feature_classes=tuple(args.feature_classes), clusters=tuple(args.clusters),
                      n_init=args.n_init, min_region_pixels=args.min_region_pixels,
-                     connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed)
+                     connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed,
+                     feature_smoothing_mm=args.feature_smoothing_mm,
+                     feature_smoothing_fraction=args.feature_smoothing_fraction,
+                     pca_components=args.pca_components)
 
 
 def save_figure(fig, path) -> None:
@@ -162,8 +165,10 @@ def cmd_ith(args) -> None:
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        result = ith.run_ith(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), axial_axis(image),
-                             params, patient, str(args.mask))
+        axis = axial_axis(image)
+        spacing = [s for i, s in enumerate(image.GetSpacing()[::-1]) if i != axis]  # (rows, cols) of a slice
+        result = ith.run_ith(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), axis,
+                             params, patient, str(args.mask), spacing=spacing)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     record = ith.summary(result, params, patient)
@@ -612,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="output folder (replaced)")
     d.add_argument("--n-a", type=int, help="patients of institution A (overrides the preset)")
     d.add_argument("--n-b", type=int, help="patients of institution B (overrides the preset)")
+    d.add_argument("--jobs", type=int, default=1, help="worker processes (same files for any number)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
@@ -672,6 +678,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--connectivity", type=int, default=8, choices=[4, 8])
         sp.add_argument("--on-small-tumour", default="error", choices=["error", "nan"])
         sp.add_argument("--seed", type=int, default=42)
+        v = sp.add_mutually_exclusive_group()
+        v.add_argument("--feature-smoothing-mm", type=float,
+                       help="variant: Gaussian sigma (mm) on each feature map before k-means")
+        v.add_argument("--feature-smoothing-fraction", type=float,
+                       help="variant: that sigma as a fraction of the tumour's diameter on the slice")
+        sp.add_argument("--pca-components", type=float,
+                        help="variant: PCA before k-means, a count or a variance share below 1")
 
     t = sub.add_parser("ith", help="habitats and ITH scores of one patient's largest tumour slice")
     t.add_argument("--image", required=True, help="ingested image.nii.gz")

@@ -7,7 +7,7 @@ without rendering images:
    tumour, habitats, scanner) and the clinical table (eligibility columns, semantic
    features of Appendix 2 for reader 1 and reader 2, and a distant-metastasis outcome
    from a proportional-hazards model whose hazard rises with the tumour's true
-   heterogeneity and with clinical risk, censored at 60 months).
+   heterogeneity and with clinical risk; follow-up of 36 to 84 months without DM).
 2. ``render_patient(spec)`` draws the venous-phase CT in HU, the optional plain CT and
    the reader-1 / reader-2 masks; ``write_cohort`` writes everything with a sample
    sheet and a clinical table. Same seed, byte-identical files.
@@ -31,7 +31,14 @@ from scipy import ndimage
 from .io import write_tsv
 
 SLICE_THICKNESS_MM = 5.0
-FOLLOW_UP_CAP_MONTHS = 60.0
+# Follow-up as in the paper: every patient without DM is followed for at least 36 months;
+# some are lost to follow-up after that, the rest are censored when the study closes.
+MIN_FOLLOW_UP_MONTHS = 36.0
+ADMINISTRATIVE_CENSORING_MONTHS = 84.0
+# Habitat arrangement (Gaussian field sigma, mm): compartments of a coherent tumour, and
+# the finest patches of a heterogeneous one (h = 0 -> 1 goes from the first to the second).
+COMPARTMENT_SCALE_MM = 14.0
+FRAGMENT_SCALE_MM = (10.0, 2.5)
 INSTITUTIONS = ("A", "B")
 
 
@@ -42,15 +49,18 @@ class ScannerProfile:
     spacing_mm: tuple[float, float]  # in-plane pixel spacing range
     hu_offset: float  # calibration offset
     iodine_gain: float  # lower kV raises the HU of enhancing tissue
-    noise_sd: float  # HU
+    noise_sd: float  # HU, quantum noise before the median-residual measure
     noise_corr_px: float  # reconstruction-kernel grain (Gaussian sigma, pixels)
+    psf_px: float  # in-plane blur of the anatomy (Gaussian sigma, pixels)
     scanners: tuple[str, ...]
 
 
+# Noise as measured on real CT: the residual after a 3 x 3 in-plane median, in
+# homogeneous soft tissue, is 9-17 HU (tests/test_demo.py); 100 kV (B) is the noisier.
 SCANNERS = {
-    "A": ScannerProfile((0.60, 0.80), 0.0, 1.00, 10.0, 0.8,
+    "A": ScannerProfile((0.60, 0.80), 0.0, 1.00, 14.5, 0.6, 0.6,
                         ("GE Revolution CT", "GE LightSpeed CT750 HD", "Siemens SOMATOM Force")),
-    "B": ScannerProfile((0.70, 0.90), 14.0, 1.12, 17.0, 0.5,
+    "B": ScannerProfile((0.70, 0.90), 14.0, 1.12, 17.0, 0.5, 0.6,
                         ("United Imaging uCT960", "United Imaging uCT710", "GE Revolution CT")),
 }
 
@@ -73,17 +83,18 @@ PRESETS = {
     "tiny": Preset("tiny", {"A": 9, "B": 5}, 128, (50.0, 62.0), reader2_fraction=0.5),
     # Default input: the whole pipeline runs in minutes on 2 cores, yet validation
     # cohorts hold enough events for metrics to mean something.
-    "demo": Preset("demo", {"A": 60, "B": 30}, 256, (50.0, 125.0), ineligible_fraction=0.1),
+    "demo": Preset("demo", {"A": 60, "B": 30}, 256, (40.0, 100.0), ineligible_fraction=0.1),
     # Benchmarks: the paper's cohort size and matrix.
     "paper": Preset("paper", {"A": 173, "B": 101}, 512, (50.0, 200.0), reader2_fraction=0.22),
 }
 
-# Habitat tissue classes: venous-phase mean HU range, texture SD (HU), texture grain (mm).
+# Habitat tissue classes: venous-phase mean HU range, structure SD (HU) and the scale of
+# its fine part (mm; a coarser part at 6 mm comes with it). Pixel noise comes on top.
 TISSUES = {
-    "solid": dict(hu=(60.0, 110.0), sd=12.0, grain=1.2),  # enhancing solid sarcoma
-    "necrotic": dict(hu=(0.0, 20.0), sd=5.0, grain=2.0),  # necrosis / cystic change
-    "fat": dict(hu=(-110.0, -90.0), sd=9.0, grain=1.5),  # well-differentiated fat
-    "myxoid": dict(hu=(20.0, 40.0), sd=7.0, grain=2.5),  # myxoid matrix
+    "solid": dict(hu=(60.0, 110.0), sd=10.0, grain=1.5),  # enhancing solid sarcoma
+    "necrotic": dict(hu=(0.0, 20.0), sd=4.0, grain=2.0),  # necrosis / cystic change
+    "fat": dict(hu=(-110.0, -90.0), sd=7.0, grain=1.5),  # well-differentiated fat
+    "myxoid": dict(hu=(20.0, 40.0), sd=6.0, grain=2.5),  # myxoid matrix
     "calcification": dict(hu=(250.0, 700.0), sd=60.0, grain=0.6),
 }
 HISTOLOGIES = ("RLPS", "RLMS")
@@ -191,7 +202,8 @@ def _draw_spec(rng: np.random.Generator, preset: Preset, patient_id: str,
     chosen = list(rng.choice(others, size=n_hab - 1, replace=False, p=p)) if n_hab > 1 else []
     habitats = ["solid"] + [str(c) for c in chosen]
     weights = [1.0] + [float(rng.uniform(0.35, 0.9)) for _ in chosen]
-    frag = float(np.exp(np.log(22.0) + (np.log(4.0) - np.log(22.0)) * h) * rng.uniform(0.85, 1.15))
+    coarse, finest = np.log(FRAGMENT_SCALE_MM[0]), np.log(FRAGMENT_SCALE_MM[1])
+    frag = float(np.exp(coarse + (finest - coarse) * h) * rng.uniform(0.85, 1.15))
     hab_hu = [float(rng.uniform(*TISSUES[t]["hu"])) for t in habitats]
     enhancement = float(rng.uniform(8.0, 65.0))
 
@@ -328,13 +340,15 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
     for name in SEMANTIC_FEATURES:  # reader-2 ratings exist for a subset: integers with blanks
         if f"{name}_r2" in clinical:
             clinical[f"{name}_r2"] = clinical[f"{name}_r2"].astype("Int64")
-    # Proportional hazards, Weibull baseline; censoring by loss to follow-up and at 60 months.
+    # Proportional hazards, Weibull baseline. Censoring: loss to follow-up between 36 and
+    # 84 months, and administrative at 84 months, so no one without DM leaves before 36.
     r = np.random.default_rng(seed ^ 0xD15EA5E)
     lp = np.asarray(lp)
     u = r.uniform(size=len(lp))
     shape, scale = 1.1, 200.0
     t_event = scale * (-np.log(u) / np.exp(lp)) ** (1.0 / shape)
-    t_cens = np.minimum(FOLLOW_UP_CAP_MONTHS, r.uniform(18.0, 110.0, size=len(lp)))
+    t_lost = MIN_FOLLOW_UP_MONTHS + r.exponential(60.0, size=len(lp))
+    t_cens = np.minimum(ADMINISTRATIVE_CENSORING_MONTHS, t_lost)
     clinical["dm_event"] = (t_event <= t_cens).astype(int)
     clinical["dm_time_months"] = np.round(np.minimum(t_event, t_cens), 1)
     for s, l in zip(specs, lp):
@@ -345,27 +359,32 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
 # --------------------------------------------------------------------------- rendering
 
 
-def _smooth_field(rng: np.random.Generator, shape, spacing_zyx, scale_mm: float) -> np.ndarray:
-    """Unit-SD Gaussian random field with correlation length ~scale_mm.
+def gaussian_field(rng: np.random.Generator, shape, spacing_zyx, sigma_mm: float) -> np.ndarray:
+    """Unit-SD stationary Gaussian random field: white noise smoothed by a Gaussian of
+    ``sigma_mm``, by spectral synthesis on the full grid (FFT).
 
-    Drawn on a coarse grid and interpolated, so large scales cost no more than small.
+    Nothing is interpolated from a coarser grid, so no grid shows in the field. It is
+    periodic over the array, which the margin around the tumour hides.
     """
-    cell = max(scale_mm / 2.0, min(spacing_zyx))
-    coarse_shape = [max(4, int(np.ceil(n * sp / cell)) + 4) for n, sp in zip(shape, spacing_zyx)]
-    coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), sigma=1.0, mode="wrap")
-    coords = np.meshgrid(*[np.arange(n) * sp / cell + 2.0 for n, sp in zip(shape, spacing_zyx)],
-                         indexing="ij", sparse=True)
-    coords = [np.broadcast_to(c, shape) for c in coords]
-    out = ndimage.map_coordinates(coarse, coords, order=1, mode="nearest")
-    sd = out.std()
-    return (out - out.mean()) / (sd if sd > 0 else 1.0)
+    from scipy import fft
+
+    full = [fft.next_fast_len(int(n), real=True) for n in shape]  # fast FFT sizes, cropped after
+    white = rng.standard_normal(full, dtype=np.float32)
+    spectrum = fft.rfftn(white)
+    sigma_px = [sigma_mm / sp for sp in spacing_zyx]
+    spectrum = ndimage.fourier_gaussian(spectrum, sigma=sigma_px, n=full[-1])
+    out = fft.irfftn(spectrum, s=full)[tuple(slice(0, n) for n in shape)].astype(np.float32)
+    out -= out.mean()
+    sd = float(out.std())
+    return out / (sd if sd > 0 else 1.0)
 
 
-def _grain(rng, shape, spacing_zyx, grain_mm: float) -> np.ndarray:
-    """Fine texture: in-plane correlated noise, unit SD."""
-    sig = (0.0, grain_mm / spacing_zyx[1] / 2.0, grain_mm / spacing_zyx[2] / 2.0)
-    g = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma=sig)
-    return g / max(float(g.std()), 1e-6)
+def _multiscale_field(rng, shape, spacing_zyx, sigmas_mm, weights) -> np.ndarray:
+    """Unit-SD sum of fields at several scales: tissue varies at large scales as much as
+    at small ones (real organs do)."""
+    w = np.asarray(weights, dtype=np.float64)
+    out = sum(float(wi) * gaussian_field(rng, shape, spacing_zyx, s) for s, wi in zip(sigmas_mm, w))
+    return out / float(np.sqrt((w ** 2).sum()))
 
 
 def _ellipse(xx, yy, cx, cy, ax, ay) -> np.ndarray:
@@ -379,6 +398,34 @@ class PatientImages:
     plain: sitk.Image | None
     mask_reader2: sitk.Image | None
     habitat_map: np.ndarray  # (z, y, x) habitat index + 1 inside the tumour, 0 outside
+    organs: dict = field(default_factory=dict)  # name -> (z, y, x) bool, as drawn (for tests)
+
+
+def _habitat_labels(rng, spec: PatientSpec, shape, spacing_zyx, rn: np.ndarray) -> np.ndarray:
+    """Index into ``spec.habitats`` for every voxel of the tumour box.
+
+    Each tissue competes through its own random field (the highest wins), weighted by its
+    share. A coherent tumour (low true heterogeneity) holds its tissues in a few large
+    compartments, necrosis central; a heterogeneous one mixes them in a disordered
+    patchwork at every scale down to ``fragment_scale_mm``.
+    """
+    h = spec.true_heterogeneity
+    fine = np.sqrt(np.clip(h, 0.0, 1.0))  # share of the fine scale in each field
+    fields, keys = [], []
+    for k, tissue in enumerate(spec.habitats):
+        if tissue == "calcification":
+            continue
+        f = (np.sqrt(1.0 - fine ** 2) * gaussian_field(rng, shape, spacing_zyx, COMPARTMENT_SCALE_MM)
+             + fine * gaussian_field(rng, shape, spacing_zyx, spec.fragment_scale_mm))
+        if tissue == "necrotic":  # ischaemic core: central in coherent tumours
+            f = f + 2.5 * (1.0 - h) * (0.6 - rn)
+        fields.append(f + 0.9 * np.log(spec.habitat_weights[k]))
+        keys.append(k)
+    labels = np.asarray(keys)[np.argmax(np.stack(fields), axis=0)]
+    if "calcification" in spec.habitats:  # punctate foci
+        spots = gaussian_field(rng, shape, spacing_zyx, 1.0) > 2.6
+        labels[spots] = spec.habitats.index("calcification")
+    return labels
 
 
 def render_patient(spec: PatientSpec) -> PatientImages:
@@ -395,44 +442,49 @@ def render_patient(spec: PatientSpec) -> PatientImages:
     # ---- anatomy, slice-invariant in-plane layout with organs spanning z ranges
     venous = np.full((nz, n, n), -1000.0, dtype=np.float32)
     plain = np.full((nz, n, n), -1000.0, dtype=np.float32)
-    sd_map = np.zeros((nz, n, n), dtype=np.float32)  # organ texture SD (HU) per voxel
+    sd_map = np.zeros((nz, n, n), dtype=np.float32)  # organ structure SD (HU) per voxel
+    organ_id = np.zeros((nz, n, n), dtype=np.uint8)  # last organ painted, for tests
+    organ_names: list[str] = []
 
-    def paint(mask2d, zsel, v_hu, p_hu, sd=0.0):
+    def paint(name, mask2d, zsel, v_hu, p_hu, sd=0.0):
         m = np.zeros((nz, n, n), dtype=bool)
         m[zsel] = mask2d
         venous[m] = v_hu
         plain[m] = p_hu
         sd_map[m] = sd
+        if name not in organ_names:
+            organ_names.append(name)
+        organ_id[m] = organ_names.index(name) + 1
 
     allz = slice(0, nz)
     subq = rng.uniform(12.0, 30.0)
     body = _ellipse(xx, yy, 0, 0, a, b)
-    paint(body, allz, -100.0, -100.0, 12.0)  # subcutaneous fat
-    paint(_ellipse(xx, yy, 0, 0, a - subq, b - subq), allz, 55.0, 50.0, 10.0)  # muscle wall
+    paint("subcutaneous_fat", body, allz, -100.0, -100.0, 10.0)
+    paint("muscle_wall", _ellipse(xx, yy, 0, 0, a - subq, b - subq), allz, 55.0, 50.0, 9.0)
     inner = _ellipse(xx, yy, 0, 0, a - subq - 10.0, b - subq - 10.0)
-    paint(inner, allz, -95.0, -95.0, 12.0)  # visceral / retroperitoneal fat
+    paint("visceral_fat", inner, allz, -95.0, -95.0, 10.0)
     spine_y = b * 0.55
-    paint(_ellipse(xx, yy, 0, spine_y, 20, 18), allz, 650.0, 650.0, 40.0)  # vertebral cortex
-    paint(_ellipse(xx, yy, 0, spine_y, 16, 14), allz, 230.0, 230.0, 35.0)  # cancellous bone
+    paint("bone", _ellipse(xx, yy, 0, spine_y, 20, 18), allz, 650.0, 650.0, 40.0)  # vertebral cortex
+    paint("bone", _ellipse(xx, yy, 0, spine_y, 16, 14), allz, 230.0, 230.0, 35.0)  # cancellous bone
     for side in (-1, 1):
-        paint(_ellipse(xx, yy, side * 38, spine_y - 2, 17, 14), allz, 55.0, 50.0, 10.0)  # psoas
+        paint("psoas", _ellipse(xx, yy, side * 38, spine_y - 2, 17, 14), allz, 55.0, 50.0, 9.0)
         kz = rng.uniform(-30, 30)
         ksel = (np.abs(z - kz) < 55)
-        paint(_ellipse(xx, yy, side * 72, spine_y - 15, 30, 22), ksel, 165.0, 32.0, 12.0)  # kidney
-        paint(_ellipse(xx, yy, side * 70, spine_y - 15, 12, 9), ksel, 10.0, 8.0, 4.0)  # renal pelvis
-    paint(_ellipse(xx, yy, 12, spine_y - 30, 11, 11), allz, 155.0, 42.0, 8.0)  # aorta
-    paint(_ellipse(xx, yy, -24, spine_y - 28, 14, 10), allz, 140.0, 40.0, 8.0)  # IVC
+        paint("kidney", _ellipse(xx, yy, side * 72, spine_y - 15, 30, 22), ksel, 165.0, 32.0, 14.0)
+        paint("renal_pelvis", _ellipse(xx, yy, side * 70, spine_y - 15, 12, 9), ksel, 10.0, 8.0, 4.0)
+    paint("aorta", _ellipse(xx, yy, 12, spine_y - 30, 11, 11), allz, 155.0, 42.0, 6.0)
+    paint("ivc", _ellipse(xx, yy, -24, spine_y - 28, 14, 10), allz, 140.0, 40.0, 6.0)
     upper = z > rng.uniform(-10, 40)
-    paint(inner & (xx < -a * 0.2) & (yy < b * 0.3), upper, 110.0, 55.0, 10.0)  # liver
-    paint(_ellipse(xx, yy, a * 0.55, b * 0.3, 30, 45) & inner, upper, 120.0, 48.0, 10.0)  # spleen
+    paint("liver", inner & (xx < -a * 0.2) & (yy < b * 0.3), upper, 110.0, 55.0, 11.0)
+    paint("spleen", _ellipse(xx, yy, a * 0.55, b * 0.3, 30, 45) & inner, upper, 120.0, 48.0, 10.0)
     for _ in range(int(rng.integers(6, 12))):  # bowel loops in the anterior abdomen
         bx, by = rng.uniform(-0.6 * a, 0.6 * a), rng.uniform(-0.7 * b, 0.0)
         r = rng.uniform(10, 22)
         z0 = rng.uniform(z.min(), z.max())
         zsel = np.abs(z - z0) < rng.uniform(15, 60)
-        paint(_ellipse(xx, yy, bx, by, r, r * 0.8) & inner, zsel, 60.0, 40.0, 8.0)
+        paint("bowel_wall", _ellipse(xx, yy, bx, by, r, r * 0.8) & inner, zsel, 60.0, 40.0, 8.0)
         content = rng.choice([-900.0, 10.0, 25.0])
-        paint(_ellipse(xx, yy, bx, by, r - 3, r * 0.8 - 3) & inner, zsel, content, content, 5.0)
+        paint("bowel_content", _ellipse(xx, yy, bx, by, r - 3, r * 0.8 - 3) & inner, zsel, content, content, 5.0)
 
     # ---- tumour: lobulated ellipsoid inside the abdomen
     cx, cy, cz = spec.tumour_centre_mm
@@ -455,21 +507,12 @@ def render_patient(spec: PatientSpec) -> PatientImages:
     tumour = np.zeros((nz, n, n), dtype=bool)
     tumour[box] = tum_box
 
-    # ---- habitats: argmax of weighted smooth fields; fragment size from heterogeneity
+    # ---- habitats: distinct tissues, arranged as the true heterogeneity says
     shape = tum_box.shape
-    fields = []
-    for k, t in enumerate(spec.habitats):
-        if t == "calcification":
-            continue
-        fields.append((k, _smooth_field(rng, shape, sp, spec.fragment_scale_mm) + 0.9 * np.log(spec.habitat_weights[k])))
-    keys = [k for k, _ in fields]
-    lab_box = np.asarray(keys)[np.argmax(np.stack([f for _, f in fields]), axis=0)]
-    if "calcification" in spec.habitats:  # punctate foci
-        kc = spec.habitats.index("calcification")
-        spots = _smooth_field(rng, shape, sp, 2.5) > 2.3
-        lab_box[spots] = kc
+    lab_box = _habitat_labels(rng, spec, shape, sp, rn)
     hab = np.zeros((nz, n, n), dtype=np.int16)
     hab[box] = np.where(tum_box, lab_box + 1, 0)
+    organ_id[tumour] = 0
 
     for k, t in enumerate(spec.habitats):
         m = hab == k + 1
@@ -487,26 +530,28 @@ def render_patient(spec: PatientSpec) -> PatientImages:
             p = hu
         plain[m] = p
         sd_map[m] = 0.0
-    # Habitat textures: each habitat its own grain, so local texture features differ.
+    # Habitat texture: each tissue its own structure at large and fine scales, so local
+    # texture features differ between habitats as well as their mean HU.
     tex = np.zeros(shape, dtype=np.float32)
     for k, t in enumerate(spec.habitats):
-        mk = lab_box == k
-        if tum_box[mk].any():
-            tex[mk] = _grain(rng, shape, sp, TISSUES[t]["grain"])[mk] * TISSUES[t]["sd"]
-    tex = np.where(tum_box, tex, 0.0)
+        mk = (lab_box == k) & tum_box
+        if mk.any():
+            tissue = TISSUES[t]
+            field_k = _multiscale_field(rng, shape, sp, (tissue["grain"], 6.0), (1.0, 1.0))
+            tex[mk] = field_k[mk] * tissue["sd"]
     venous[box] += tex
     plain[box] += tex
 
-    # Organ texture and scanner physics, independent noise for the two phases.
+    # Organ structure and scanner physics, independent noise for the two phases.
     prof = SCANNERS[spec.institution]
     scanner_offset = (prof.scanners.index(spec.scanner) - 1) * 3.0
-    org_tex = _grain(rng, venous.shape, sp, 2.0) * sd_map
+    org_tex = _multiscale_field(rng, venous.shape, sp, (1.5, 5.0, 15.0), (0.5, 0.8, 1.0)) * sd_map
     out = []
     for img in (venous, plain):
         img = img + org_tex
-        img = ndimage.gaussian_filter(img, sigma=(0.0, 0.6, 0.6))  # scanner PSF
+        img = ndimage.gaussian_filter(img, sigma=(0.0, prof.psf_px, prof.psf_px))  # scanner PSF
         img = img + (prof.iodine_gain - 1.0) * np.clip(img, -150.0, 400.0) + prof.hu_offset + scanner_offset
-        noise = ndimage.gaussian_filter(rng.standard_normal(img.shape).astype(np.float32),
+        noise = ndimage.gaussian_filter(rng.standard_normal(img.shape, dtype=np.float32),
                                         sigma=(0.0, prof.noise_corr_px, prof.noise_corr_px))
         img = img + noise / noise.std() * prof.noise_sd
         out.append(np.clip(np.round(img), -1024, 3071).astype(np.int16))
@@ -518,7 +563,7 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         inside = ndimage.distance_transform_edt(tum_box, sampling=sp)
         outside = ndimage.distance_transform_edt(~tum_box, sampling=sp)
         sdist = inside - outside
-        m2 = (sdist + 1.5 * _smooth_field(rng, shape, sp, 12.0)) > 0
+        m2 = (sdist + 1.5 * gaussian_field(rng, shape, sp, 6.0)) > 0
         mask2 = np.zeros((nz, n, n), dtype=np.uint8)
         mask2[box] = m2 & inner[box[1], box[2]][None]
 
@@ -534,6 +579,7 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         plain=to_image(plain_a) if spec.has_plain_ct else None,
         mask_reader2=to_image(mask2) if mask2 is not None else None,
         habitat_map=hab,
+        organs={name: organ_id == i + 1 for i, name in enumerate(organ_names)},
     )
 
 
@@ -669,12 +715,17 @@ def truth_table(specs: list[PatientSpec]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _render_and_write(spec: PatientSpec, root: Path) -> dict:
+    return write_patient(spec, render_patient(spec), root)
+
+
 def write_cohort(out_dir: str | Path, preset: str = "demo", seed: int = 20240601,
-                 n_patients: dict | None = None, progress=None) -> Path:
+                 n_patients: dict | None = None, progress=None, n_jobs: int = 1) -> Path:
     """Generate the cohort into out_dir; return the sample sheet path.
 
     Written into a temporary sibling folder and renamed at the end, so an interrupted
-    run never leaves a half-written cohort that looks complete.
+    run never leaves a half-written cohort that looks complete. Each patient is drawn
+    from its own seed, so ``n_jobs`` worker processes write the same bytes as one.
     """
     out_dir = Path(out_dir)
     specs, clinical = simulate_cohort(preset, seed, n_patients)
@@ -682,11 +733,24 @@ def write_cohort(out_dir: str | Path, preset: str = "demo", seed: int = 20240601
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    rows = []
-    for i, spec in enumerate(specs):
-        rows.append(write_patient(spec, render_patient(spec), tmp))
-        if progress:
-            progress(i + 1, len(specs), spec.patient_id)
+    if n_jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the caller may be a threaded process (Snakemake parses the workflow in one).
+        with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_render_and_write, spec, tmp) for spec in specs]
+            rows = []
+            for i, (spec, fut) in enumerate(zip(specs, futures)):
+                rows.append(fut.result())
+                if progress:
+                    progress(i + 1, len(specs), spec.patient_id)
+    else:
+        rows = []
+        for i, spec in enumerate(specs):
+            rows.append(_render_and_write(spec, tmp))
+            if progress:
+                progress(i + 1, len(specs), spec.patient_id)
     write_tsv(pd.DataFrame(rows), tmp / "samples.tsv")
     write_tsv(clinical, tmp / "clinical.tsv")
     write_tsv(truth_table(specs), tmp / "truth.tsv")

@@ -11,6 +11,12 @@ The method of Li et al. (ITHscore, Eur Radiol 2022) as Appendix 6 uses it:
    cluster number K: the label map holds cluster + 1 inside the tumour, 0 outside;
 4. ITH score per K (:func:`ith_score`).
 
+Opt-in variants beyond the paper and ITHscore, each off by default (:class:`ITHParams`):
+on CT the pixel noise alone splits a homogeneous tissue into many k-means fragments, so
+the published score saturates. The variants act between the features and k-means
+(smoothing each feature map in the tumour, at a scale in mm or relative to the tumour's
+size; PCA): the features themselves stay pyradiomics'.
+
 Pure functions: arrays in, arrays or dicts out. File handling is in :mod:`ctith.cli`.
 """
 
@@ -28,7 +34,8 @@ from .ingest import LARGEST_SLICE_RULE, largest_slice
 from .local_radiomics import FEATURE_CLASSES, local_features
 
 __all__ = ["tumour_slice", "local_features", "scale_features", "cluster_habitats", "label_map",
-           "ith_score", "cluster_regions", "run_ith", "ITHParams", "ITHResult", "TooSmallError"]
+           "ith_score", "cluster_regions", "run_ith", "ITHParams", "ITHResult", "TooSmallError",
+           "smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
 
 _STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
 
@@ -50,6 +57,21 @@ class ITHParams:
     connectivity: int = 8
     on_small_tumour: str = "error"  # error | nan
     seed: int = 42
+    # Noise-robust variants (beyond the paper; None is the published method), README
+    # "How the ITH score behaves on real CT".
+    feature_smoothing_mm: float | None = None  # Gaussian sigma on each scaled feature map (mm)
+    feature_smoothing_fraction: float | None = None  # ... as a fraction of the tumour's diameter
+    pca_components: float | None = None  # PCA of the features: n (>= 1) or variance share (< 1)
+
+    def __post_init__(self):
+        if self.feature_smoothing_mm is not None and self.feature_smoothing_fraction is not None:
+            raise ValueError("set feature_smoothing_mm or feature_smoothing_fraction, not both")
+
+    @property
+    def is_published(self) -> bool:
+        """True when no variant is on: the paper's (and ITHscore's) method."""
+        return (self.feature_smoothing_mm is None and self.feature_smoothing_fraction is None
+                and self.pca_components is None)
 
 
 @dataclass
@@ -93,6 +115,52 @@ def tumour_slice(image: np.ndarray, mask: np.ndarray, axis: int = 0, index: int 
             "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
             "touches_border": bool(outside)}
     return img2d[crop], msk2d[crop], info
+
+
+# --------------------------------------------------------------------------- variants
+
+def smoothing_sigma_px(mask: np.ndarray, spacing_rc, params: ITHParams) -> tuple[float, float] | None:
+    """Sigma (rows, columns; pixels) of the feature smoothing, or None when it is off.
+
+    ``feature_smoothing_fraction`` scales it with the tumour: a fraction of the diameter of
+    the circle of the slice's tumour area. Noise fragments then count alike in small and
+    large tumours, which a fixed sigma leaves to grow with the area.
+    """
+    spacing_rc = (1.0, 1.0) if spacing_rc is None else tuple(float(s) for s in spacing_rc)
+    if params.feature_smoothing_mm is not None:
+        sigma_mm = params.feature_smoothing_mm
+    elif params.feature_smoothing_fraction is not None:
+        area_mm2 = float(np.count_nonzero(mask)) * spacing_rc[0] * spacing_rc[1]
+        sigma_mm = params.feature_smoothing_fraction * 2.0 * np.sqrt(area_mm2 / np.pi)
+    else:
+        return None
+    return sigma_mm / spacing_rc[0], sigma_mm / spacing_rc[1]
+
+
+def smooth_feature_maps(features: np.ndarray, mask: np.ndarray, sigma_px) -> np.ndarray:
+    """Gaussian smoothing of each feature over the tumour only (normalised convolution: a
+    pixel near the border averages tumour pixels, never the zeros outside).
+
+    ``features``: (tumour pixels in row-major order, n features); returns the same shape.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    maps = np.zeros((features.shape[1],) + mask.shape)
+    maps[:, mask] = np.asarray(features, dtype=np.float64).T
+    sigma = tuple(np.broadcast_to(np.asarray(sigma_px, dtype=float), (2,)))
+    num = ndimage.gaussian_filter(maps, sigma=(0.0, *sigma), mode="constant")
+    den = ndimage.gaussian_filter(mask.astype(np.float64), sigma=sigma, mode="constant")
+    return (num[:, mask] / den[mask]).T
+
+
+def reduce_features(scaled: np.ndarray, n_components: float) -> np.ndarray:
+    """Principal components of the scaled features (ITHscore's ``PCs`` option): a count
+    (>= 1) or the share of variance to keep (< 1)."""
+    from sklearn.decomposition import PCA
+
+    n = int(n_components) if n_components >= 1 else float(n_components)
+    if isinstance(n, int):
+        n = min(n, *scaled.shape)
+    return PCA(n_components=n, svd_solver="full").fit_transform(scaled)
 
 
 # --------------------------------------------------------------------------- habitats
@@ -172,9 +240,15 @@ def _too_small(message: str, params: ITHParams, patient: str | None, path: str |
 
 
 def run_ith(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParams = ITHParams(),
-            patient: str | None = None, path: str | None = None) -> ITHResult:
-    """The whole ITH stage for one patient: slice, local features, habitats, scores."""
+            patient: str | None = None, path: str | None = None, spacing=None) -> ITHResult:
+    """The whole ITH stage for one patient: slice, local features, habitats, scores.
+
+    ``spacing``: the in-plane pixel size (rows, columns) in mm, used by the smoothing
+    variants (pixels are taken as 1 mm without it); the published method ignores it.
+    """
     img, msk, info = tumour_slice(image, mask, axis, padding=params.padding, border=params.border)
+    if spacing is not None:
+        info["pixel_spacing_mm"] = [round(float(v), 6) for v in spacing]
     side = 2 * params.window + 1
     n_pix = int(msk.sum())
     h = info["bbox_rows"][1] - info["bbox_rows"][0] + 1
@@ -192,6 +266,13 @@ def run_ith(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParam
         raise InputError(f"local features {list(features.columns[bad])} are not finite on the tumour slice",
                          patient, path)
     scaled = scale_features(values)
+    sigma = smoothing_sigma_px(msk, spacing, params)
+    if sigma is not None:
+        scaled = smooth_feature_maps(scaled, msk, sigma)
+        info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
+    if params.pca_components is not None:
+        scaled = reduce_features(scaled, params.pca_components)
+        info["pca_components"] = int(scaled.shape[1])
     distinct = len(np.unique(scaled, axis=0))
     hu = img[msk]
     for k in params.clusters:

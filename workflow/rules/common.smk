@@ -35,7 +35,8 @@ def _build_demo_if_needed():
             from ctith.demo import write_cohort
 
             print(f"Building the demo cohort ({demo['preset']}) in {demo['out_dir']} ...", file=sys.stderr)
-            write_cohort(demo["out_dir"], demo["preset"], demo["seed"])
+            write_cohort(demo["out_dir"], demo["preset"], demo["seed"],
+                         n_jobs=max(1, min(workflow.cores or 1, os.cpu_count() or 1)))
 
 
 _build_demo_if_needed()
@@ -85,6 +86,10 @@ def sheet_options():
     )
 
 
+# Opt-in noise-robust ITH variants (config ith:, null = the published method).
+ITH_VARIANTS = ("feature_smoothing_mm", "feature_smoothing_fraction", "pca_components")
+
+
 def ith_options():
     """`ctith ith` options from the config's ith section (clusters are passed apart)."""
     c = config["ith"]
@@ -94,6 +99,7 @@ def ith_options():
         f" --n-init {c['n_init']} --min-region-pixels {c['min_region_pixels']}"
         f" --connectivity {c['connectivity']} --on-small-tumour {c['on_small_tumour']}"
         f" --seed {config['seed']}"
+        + "".join(f" --{key.replace('_', '-')} {c[key]}" for key in ITH_VARIANTS if c.get(key) is not None)
     )
 
 
