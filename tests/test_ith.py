@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from ctith import ingest, ith, local_radiomics as lr
 from ctith.cli import main
@@ -151,6 +152,25 @@ def test_habitats_are_reproducible_on_real_ct(real_ct):
     assert a.info["slice_index"] == 92 and a.info["tumour_pixels"] == 227
 
 
+def test_elkan_kmeans_gives_lloyds_labels(real_ct, tiny_cohort_dir):
+    """The stage runs Elkan's k-means for speed; it must label every pixel as the default
+    (Lloyd) algorithm does, on real CT and on a demo tumour."""
+    from sklearn.cluster import KMeans
+
+    slices = []
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks["liver"])
+    slices.append(ith.tumour_slice(img, msk, axis)[:2])
+    samples = read_table(tiny_cohort_dir / "samples.tsv")
+    row = samples[samples["image"].str.endswith(".nii.gz")].iloc[1]
+    img, msk, axis = _ingested(tiny_cohort_dir / row["image"], tiny_cohort_dir / row["mask"])
+    slices.append(ith.tumour_slice(img, msk, axis)[:2])
+    for crop, crop_mask in slices:
+        scaled = ith.scale_features(ith.local_features(crop, crop_mask).to_numpy())
+        for k in range(2, 9):
+            lloyd = KMeans(n_clusters=k, n_init=10, random_state=42, algorithm="lloyd").fit_predict(scaled)
+            assert np.array_equal(ith.cluster_habitats(scaled, k, seed=42, n_init=10), lloyd), k
+
+
 def test_tumour_at_image_border_uses_image_values():
     img = np.arange(400, dtype=float).reshape(1, 20, 20)
     msk = np.zeros_like(img, dtype=bool)
@@ -186,6 +206,81 @@ def test_too_small_tumour_can_give_nan():
     assert np.isfinite(res.scores[2]) and np.isnan(res.scores[30]) and 30 not in res.maps
 
 
+# --------------------------------------------------------------------------- variants
+
+
+def test_published_method_is_the_default():
+    assert ith.ITHParams().is_published
+    assert not ith.ITHParams(feature_smoothing_fraction=0.08).is_published
+    assert not ith.ITHParams(pca_components=0.95).is_published
+    with pytest.raises(ValueError, match="not both"):
+        ith.ITHParams(feature_smoothing_mm=4.0, feature_smoothing_fraction=0.08)
+
+
+def test_published_scores_on_real_ct_are_the_measured_ones(real_ct):
+    """Issue 13's measurement of the published method on the real liver, to 3 decimals:
+    the variants' code path leaves the default untouched."""
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks["liver"])
+    res = ith.run_ith(img, msk, axis, ith.ITHParams(clusters=(2, 4, 5)), "liver", spacing=(3.0, 3.0))
+    assert [round(res.scores[k], 2) for k in (2, 4, 5)] == [0.16, 0.94, 0.93]
+
+
+def test_feature_smoothing_stays_inside_the_tumour():
+    mask = np.zeros((12, 14), dtype=bool)
+    mask[2:10, 3:12] = True
+    rng = np.random.default_rng(1)
+    const = np.full((mask.sum(), 2), 0.25)
+    assert np.allclose(ith.smooth_feature_maps(const, mask, 2.0), 0.25)  # no zeros from outside
+    noisy = rng.normal(size=(mask.sum(), 3))
+    smooth = ith.smooth_feature_maps(noisy, mask, 1.5)
+    assert smooth.shape == noisy.shape
+    assert np.all(smooth.std(axis=0) < 0.6 * noisy.std(axis=0))
+    assert np.allclose(smooth.mean(axis=0), noisy.mean(axis=0), atol=0.15)
+    # Pixels outside the tumour do not count: changing them changes nothing.
+    maps = np.zeros((3,) + mask.shape)
+    maps[:, mask] = noisy.T
+    num = ndimage.gaussian_filter(maps, (0, 1.5, 1.5), mode="constant")
+    den = ndimage.gaussian_filter(mask.astype(float), 1.5, mode="constant")
+    assert np.allclose(smooth, (num[:, mask] / den[mask]).T)
+
+
+def test_smoothing_sigma_in_mm_or_relative_to_the_tumour():
+    mask = np.zeros((40, 40), dtype=bool)
+    mask[5:25, 5:25] = True  # 400 px
+    assert ith.smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams()) is None
+    assert ith.smoothing_sigma_px(mask, (0.5, 0.8), ith.ITHParams(feature_smoothing_mm=4.0)) == (8.0, 5.0)
+    # 400 px of 0.25 mm2: 100 mm2, the circle's diameter 11.28 mm; 10% of it is 1.128 mm
+    sig = ith.smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams(feature_smoothing_fraction=0.1))
+    assert sig == pytest.approx((2 * np.sqrt(100 / np.pi) * 0.1 / 0.5,) * 2)
+    # relative: the same tumour at another pixel size gets the same sigma in pixels
+    assert ith.smoothing_sigma_px(mask, (0.9, 0.9), ith.ITHParams(feature_smoothing_fraction=0.1)) == \
+        pytest.approx(sig)
+
+
+def test_pca_keeps_the_requested_components():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 2))
+    scaled = np.hstack([base, base @ rng.normal(size=(2, 6)) + 1e-3 * rng.normal(size=(300, 6))])
+    assert ith.reduce_features(scaled, 3).shape == (300, 3)
+    assert ith.reduce_features(scaled, 0.95).shape == (300, 2)
+
+
+@pytest.mark.parametrize("organ", ["liver", "spleen"])
+def test_smoothing_variant_lowers_noise_scores_on_homogeneous_real_organs(real_ct, organ):
+    """A homogeneous organ should score low; on real CT the published score is high at
+    K >= 3 because k-means splits the noise. The relative smoothing takes most of it away."""
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks[organ])
+    ks = (3, 4, 5)
+    default = ith.run_ith(img, msk, axis, ith.ITHParams(clusters=ks), organ, spacing=(3.0, 3.0))
+    variant = ith.run_ith(img, msk, axis, ith.ITHParams(clusters=ks, feature_smoothing_fraction=0.08), organ,
+                          spacing=(3.0, 3.0))
+    assert np.mean([default.scores[k] for k in ks]) > 0.7
+    assert np.mean([variant.scores[k] for k in ks]) < 0.6 * np.mean([default.scores[k] for k in ks])
+    assert variant.info["feature_smoothing_sigma_px"][0] > 1.0
+    # the features themselves are the published ones: the same maps, only clustered differently
+    assert np.array_equal(variant.mask, default.mask) and np.array_equal(variant.image, default.image)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -215,6 +310,24 @@ def test_cli_ith_and_cohort(real_ct, tmp_path, capsys):
     assert list(table["patient_id"]) == ["kidney_left", "spleen"]
     assert [c for c in table.columns if c.startswith("ith_k")] == [f"ith_k{k}" for k in range(2, 9)]
     assert "Figure S6: kidney_left vs spleen" in capsys.readouterr().out
+
+
+def test_cli_ith_variant_options(real_ct, tmp_path):
+    d = tmp_path / "spleen"
+    assert main(["ingest", "--image", str(real_ct.image), "--mask", str(real_ct.masks["spleen"]),
+                 "--out", str(d)]) == 0
+    assert main(["ith", "--image", str(d / "image.nii.gz"), "--mask", str(d / "mask.nii.gz"),
+                 "--out-dir", str(d / "ith"), "--clusters", "2", "3", "--feature-smoothing-fraction", "0.08",
+                 "--pca-components", "0.95"]) == 0
+    rec = json.loads((d / "ith" / "scores.json").read_text())
+    assert rec["params"]["feature_smoothing_fraction"] == 0.08 and rec["params"]["pca_components"] == 0.95
+    assert rec["pixel_spacing_mm"] == [3.0, 3.0] and rec["pca_components"] >= 1
+    # sigma: 8% of the diameter of the circle of the slice's area, in 3 mm pixels
+    sigma = 0.08 * 2 * np.sqrt(rec["tumour_pixels"] * 9.0 / np.pi) / 3.0
+    assert rec["feature_smoothing_sigma_px"] == pytest.approx([sigma, sigma], abs=1e-4)
+    with pytest.raises(SystemExit):  # one smoothing at a time
+        main(["ith", "--image", "x", "--mask", "y", "--out-dir", "z", "--feature-smoothing-mm", "3",
+              "--feature-smoothing-fraction", "0.1"])
 
 
 def test_cli_small_tumour_is_one_line(tmp_path, capsys):

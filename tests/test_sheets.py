@@ -109,3 +109,21 @@ def test_cli_demo_then_validate(tmp_path, capsys):
     assert cli.main(["validate", "--config", str(tmp_path / "config.yaml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("SheetError: 1 problem(s)") and "patient A001: mask '" in err
+
+
+def _config_errors(config):
+    import jsonschema
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    return [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(config)]
+
+
+def test_config_schema_ith_variants():
+    assert _config_errors(CONFIG) == []
+    assert all(CONFIG["ith"][k] is None for k in ("feature_smoothing_mm", "feature_smoothing_fraction",
+                                                  "pca_components"))  # the paper's method by default
+    ok = {**CONFIG, "ith": {**CONFIG["ith"], "feature_smoothing_fraction": 0.08, "pca_components": 0.95}}
+    assert _config_errors(ok) == []
+    both = {**CONFIG, "ith": {**CONFIG["ith"], "feature_smoothing_mm": 4, "feature_smoothing_fraction": 0.08}}
+    assert _config_errors(both)
+    assert _config_errors({**CONFIG, "ith": {**CONFIG["ith"], "feature_smoothing_fraction": 1.5}})

@@ -664,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_split)
 
     def ith_args(sp):
-        from .local_radiomics import FEATURE_CLASSES
+        from .names import FEATURE_CLASSES
 
         sp.add_argument("--window", type=int, default=2, help="w: features of the (2w+1)^2 window")
         sp.add_argument("--padding", type=int, default=2, help="pixels around the tumour's bounding box")

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
-FEATURE_CLASSES = ("firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm")
+from .names import FEATURE_CLASSES
+
 EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
 # Enabled (non-deprecated) features of pyradiomics 3.x for each class, in the order the
