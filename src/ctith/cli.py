@@ -135,7 +135,7 @@ def _ith_params(args):
                      connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed,
                      feature_smoothing_mm=args.feature_smoothing_mm,
                      feature_smoothing_fraction=args.feature_smoothing_fraction,
-                     pca_components=args.pca_components)
+                     pca_components=args.pca_components, feature_smoothing_edge_hu=args.feature_smoothing_edge_hu)
 
 
 def save_figure(fig, path) -> None:
@@ -683,6 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="variant: Gaussian sigma (mm) on each feature map before k-means")
         v.add_argument("--feature-smoothing-fraction", type=float,
                        help="variant: that sigma as a fraction of the tumour's diameter on the slice")
+        sp.add_argument("--feature-smoothing-edge-hu", type=float,
+                        help="variant: make that smoothing edge-preserving, keeping CT contrasts of this many HU")
         sp.add_argument("--pca-components", type=float,
                         help="variant: PCA before k-means, a count or a variance share below 1")
 

@@ -13,9 +13,10 @@ The method of Li et al. (ITHscore, Eur Radiol 2022) as Appendix 6 uses it:
 
 Opt-in variants beyond the paper and ITHscore, each off by default (:class:`ITHParams`):
 on CT the pixel noise alone splits a homogeneous tissue into many k-means fragments, so
-the published score saturates. The variants act between the features and k-means
-(smoothing each feature map in the tumour, at a scale in mm or relative to the tumour's
-size; PCA): the features themselves stay pyradiomics'.
+the published score saturates. The variants act between the features and k-means:
+smoothing each feature map in the tumour (Gaussian, or edge-preserving guided by the
+CT; at a scale in mm or relative to the tumour's size), and PCA. The features
+themselves stay pyradiomics'.
 
 Pure functions: arrays in, arrays or dicts out. File handling is in :mod:`ctith.cli`.
 """
@@ -35,7 +36,7 @@ from .local_radiomics import FEATURE_CLASSES, local_features
 
 __all__ = ["tumour_slice", "local_features", "scale_features", "cluster_habitats", "label_map",
            "ith_score", "cluster_regions", "run_ith", "ITHParams", "ITHResult", "TooSmallError",
-           "smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
+           "smooth_feature_maps", "guided_smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
 
 _STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
 
@@ -62,6 +63,7 @@ class ITHParams:
     feature_smoothing_mm: float | None = None  # Gaussian sigma on each scaled feature map (mm)
     feature_smoothing_fraction: float | None = None  # ... as a fraction of the tumour's diameter
     pca_components: float | None = None  # PCA of the features: n (>= 1) or variance share (< 1)
+    feature_smoothing_edge_hu: float | None = None  # edge-preserving smoothing: CT contrast (HU) it keeps
 
     def __post_init__(self):
         if self.feature_smoothing_mm is not None and self.feature_smoothing_fraction is not None:
@@ -71,7 +73,7 @@ class ITHParams:
     def is_published(self) -> bool:
         """True when no variant is on: the paper's (and ITHscore's) method."""
         return (self.feature_smoothing_mm is None and self.feature_smoothing_fraction is None
-                and self.pca_components is None)
+                and self.pca_components is None)  # the edge scale only acts with a smoothing
 
 
 @dataclass
@@ -149,6 +151,38 @@ def smooth_feature_maps(features: np.ndarray, mask: np.ndarray, sigma_px) -> np.
     sigma = tuple(np.broadcast_to(np.asarray(sigma_px, dtype=float), (2,)))
     num = ndimage.gaussian_filter(maps, sigma=(0.0, *sigma), mode="constant")
     den = ndimage.gaussian_filter(mask.astype(np.float64), sigma=sigma, mode="constant")
+    return (num[:, mask] / den[mask]).T
+
+
+def guided_smooth_feature_maps(features: np.ndarray, mask: np.ndarray, sigma_px, guide: np.ndarray,
+                               range_hu: float) -> np.ndarray:
+    """Edge-preserving smoothing of each feature over the tumour: a joint bilateral filter
+    whose range weights come from the CT (``guide``, HU). Within one tissue it averages as
+    the Gaussian does; across a boundary between tissues of different HU it does not, so
+    small patches of a heterogeneous tumour survive the smoothing that removes noise."""
+    mask = np.asarray(mask, dtype=bool)
+    sigma = np.broadcast_to(np.asarray(sigma_px, dtype=float), (2,))
+    r = np.ceil(2.0 * sigma).astype(int)
+    h, w = mask.shape
+    maps = np.zeros((features.shape[1], h + 2 * r[0], w + 2 * r[1]))
+    maps[:, r[0]:r[0] + h, r[1]:r[1] + w][:, mask] = np.asarray(features, dtype=np.float64).T
+    g = ndimage.gaussian_filter(np.asarray(guide, dtype=np.float64), 1.0)
+    gp = np.pad(g, ((r[0], r[0]), (r[1], r[1])), mode="edge")
+    mp = np.pad(mask.astype(np.float64), ((r[0], r[0]), (r[1], r[1])))
+    num = np.zeros((features.shape[1], h, w))
+    den = np.zeros((h, w))
+    # Wide kernels are sampled on a sparser grid of offsets (the weights are normalised, so
+    # the result is the same smoothing): big tumours then cost no more than small ones.
+    step = np.maximum(1, (sigma / 3.0).astype(int))
+    for dy in range(-(r[0] // step[0]) * step[0], r[0] + 1, step[0]):
+        for dx in range(-(r[1] // step[1]) * step[1], r[1] + 1, step[1]):
+            ws = np.exp(-0.5 * ((dy / sigma[0]) ** 2 + (dx / sigma[1]) ** 2))
+            if ws < np.exp(-2.0):  # outside the 2-sigma ellipse
+                continue
+            sl = (slice(r[0] + dy, r[0] + dy + h), slice(r[1] + dx, r[1] + dx + w))
+            wt = ws * np.exp(-0.5 * ((gp[sl] - g) / range_hu) ** 2) * mp[sl]
+            num += wt * maps[(slice(None),) + sl]
+            den += wt
     return (num[:, mask] / den[mask]).T
 
 
@@ -269,7 +303,10 @@ def run_ith(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParam
                          patient, path)
     scaled = scale_features(values)
     sigma = smoothing_sigma_px(msk, spacing, params)
-    if sigma is not None:
+    if sigma is not None and params.feature_smoothing_edge_hu:
+        scaled = guided_smooth_feature_maps(scaled, msk, sigma, img, params.feature_smoothing_edge_hu)
+        info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
+    elif sigma is not None:
         scaled = smooth_feature_maps(scaled, msk, sigma)
         info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
     if params.pca_components is not None:

@@ -15,7 +15,7 @@ It also draws results/figures/demo_heterogeneity.png: four demo tumours from low
 true heterogeneity, each with its true habitats and its K = 2-5 maps and scores under
 the default and the best variant.
 
-    python tests/benchmarks/demo_signal.py [--jobs 2] [--variants default,fraction_0.08]
+    python tests/benchmarks/demo_signal.py [--jobs 2] [--variants default,edge_0.06d_30hu]
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "iliopsoas_left")
 # name -> the `ith:` keys it sets (every other key as in config.yaml)
 VARIANTS = {
     "default": {},
-    "smoothing_5mm": {"feature_smoothing_mm": 5.0},
-    "fraction_0.08": {"feature_smoothing_fraction": 0.08},
-    "fraction_0.08+pca_0.95": {"feature_smoothing_fraction": 0.08, "pca_components": 0.95},
+    "gauss_5mm": {"feature_smoothing_mm": 5.0},
+    "gauss_0.08d": {"feature_smoothing_fraction": 0.08},
+    "edge_0.06d_30hu": {"feature_smoothing_fraction": 0.06, "feature_smoothing_edge_hu": 30.0},
+    "edge_0.06d_30hu+pca_0.95": {"feature_smoothing_fraction": 0.06, "feature_smoothing_edge_hu": 30.0,
+                                 "pca_components": 0.95},
 }
-BEST = "fraction_0.08"
+BEST = "edge_0.06d_30hu"
 
 
 def params_of(config: dict, variant: dict) -> ith.ITHParams:
@@ -58,6 +60,7 @@ def params_of(config: dict, variant: dict) -> ith.ITHParams:
                          on_small_tumour="nan", seed=config["seed"],
                          feature_smoothing_mm=c.get("feature_smoothing_mm"),
                          feature_smoothing_fraction=c.get("feature_smoothing_fraction"),
+                         feature_smoothing_edge_hu=c.get("feature_smoothing_edge_hu"),
                          pca_components=c.get("pca_components"))
 
 

@@ -87,7 +87,7 @@ def sheet_options():
 
 
 # Opt-in noise-robust ITH variants (config ith:, null = the published method).
-ITH_VARIANTS = ("feature_smoothing_mm", "feature_smoothing_fraction", "pca_components")
+ITH_VARIANTS = ("feature_smoothing_mm", "feature_smoothing_fraction", "feature_smoothing_edge_hu", "pca_components")
 
 
 def ith_options():
