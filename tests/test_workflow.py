@@ -266,3 +266,26 @@ def test_real_ct_through_the_per_patient_rules(work, real_ct):
     assert r2.at["REAL01", "original_shape_VoxelVolume"] < r1.at["REAL01", "original_shape_VoxelVolume"]
     semantic = json.loads(targets[2].read_text())
     assert semantic["tumour_voxels"] == 5144 and semantic["enhancement_degree"] is None
+
+
+def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
+    """Switching on a noise-robust ITH variant in the config reruns the ITH stage and what
+    depends on it, nothing else, and the variant reaches every patient's ITH record."""
+    import yaml
+
+    work = tmp_path / "work"
+    shutil.copytree(local_run.work, work, symlinks=True)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["ith"].update(feature_smoothing_fraction=0.06, feature_smoothing_edge_hu=30)
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = {}
+    for rule, wildcards in dry_run_jobs(work):
+        jobs.setdefault(rule, []).extend(wildcards)
+    ids = eligible(work)
+    assert sorted(jobs.pop("ith")) == sorted(ids)
+    assert len(jobs.pop("ith_model")) == 8
+    assert set(jobs) == {"ith_cohort", "table_s2", "all"}
+    smk(work, "--cores", "2", f"results/patients/{ids[0]}/ith/scores.json")
+    rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
+    assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30
+    assert rec["feature_smoothing_sigma_px"][0] > 1
