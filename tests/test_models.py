@@ -53,6 +53,19 @@ def test_smote_only_sees_training_folds():
         models._folds(two, 4, 0)
 
 
+def test_search_without_sklearn_checks_changes_no_probability():
+    """The search skips scikit-learn's input checks for speed; the out-of-fold
+    probabilities stay identical to the checked path."""
+    X, y, _ = ith_cohort(n=80)
+    x, yy = X.to_numpy(), y.to_numpy()
+    folds = models._folds(yy, 5, 0)
+    params = {"n_estimators": 30, "max_depth": 4, "min_samples_leaf": 2, "max_features": "sqrt"}
+    checked = models.oof_probabilities(params, x, yy, folds, 3, 0)
+    with models.sklearn_fast():
+        fast = models.oof_probabilities(params, x, yy, folds, 3, 0)
+    assert np.array_equal(checked, fast) and checked.std() > 0
+
+
 def test_tuned_classifier_learns_and_is_reproducible():
     X, y, cohort = ith_cohort()
     train = cohort == "train"

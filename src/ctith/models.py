@@ -64,6 +64,13 @@ def make_pipeline(params: dict, smote_k: int, seed: int):
     ])
 
 
+def sklearn_fast():
+    """scikit-learn without its parameter and finiteness checks, for inputs already checked."""
+    import sklearn
+
+    return sklearn.config_context(skip_parameter_validation=True, assume_finite=True)
+
+
 def _folds(y: np.ndarray, n_folds: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
@@ -130,7 +137,9 @@ class TunedClassifier:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed))
-        with warnings.catch_warnings():
+        # Inputs were checked above; skipping scikit-learn's per-call validation inside the
+        # search (hundreds of small forests) saves about an eighth and changes no number.
+        with warnings.catch_warnings(), sklearn_fast():
             warnings.simplefilter("ignore")  # optuna's experimental-feature chatter
             study.optimize(objective, n_trials=self.n_trials)
         best = study.best_trial

@@ -123,9 +123,22 @@ def real_ct_scores(config: dict, variants: dict) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def _true_map(images: demo.PatientImages, res: ith.ITHResult) -> np.ndarray:
+    """The planted habitats on the ITH stage's crop of the slice it scored."""
+    k = res.info["slice_index"]
+    r0, c0 = res.info["crop_origin"]
+    rows, cols = res.image.shape
+    out = np.zeros((rows, cols), dtype=int)
+    src = images.habitat_map[k]
+    rr = slice(max(r0, 0), min(r0 + rows, src.shape[0]))
+    cc = slice(max(c0, 0), min(c0 + cols, src.shape[1]))
+    out[rr.start - r0:rr.stop - r0, cc.start - c0:cc.stop - c0] = src[rr, cc]
+    return out
+
+
 def heterogeneity_figure(specs, truth, config, variants, out: Path) -> list[str]:
-    """Four tumours from low to high true heterogeneity; per tumour two rows: the CT and the
-    default's maps, then the true habitats and the best variant's maps."""
+    """Four tumours from low to high true heterogeneity, two rows each: the CT and the
+    published method's maps, then the planted habitats and the best variant's maps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,36 +148,32 @@ def heterogeneity_figure(specs, truth, config, variants, out: Path) -> list[str]
     picks = [h.index[int(round(q * (len(h) - 1)))] for q in (0.05, 0.35, 0.65, 0.95)]
     by_id = {s.patient_id: s for s in specs}
     names = ["default", BEST]
-    fig = plt.figure(figsize=(20, 10))
-    outer = fig.add_gridspec(2, 2, wspace=0.1, hspace=0.14)
+    fig = plt.figure(figsize=(11, 18.5))
+    outer = fig.add_gridspec(len(picks), 1, hspace=0.22)
     for n, pid in enumerate(picks):
         spec = by_id[pid]
         images = demo.render_patient(spec)
         venous, mask, spacing = largest_slice_of(images)
-        inner = outer[n // 2, n % 2].subgridspec(2, 1 + len(CLUSTERS), wspace=0.04, hspace=0.3)
+        inner = outer[n].subgridspec(2, 1 + len(CLUSTERS), wspace=0.05, hspace=0.32)
         for r, name in enumerate(names):
             res = ith.run_ith(venous, mask, 0, params_of(config, variants[name]), pid, spacing=spacing)
             ax = fig.add_subplot(inner[r, 0])
             if r == 0:
                 ith._show_ct(ax, res.image, res.mask)
-                ax.set_title(f"{pid}, true heterogeneity {spec.true_heterogeneity:.2f}", fontsize=8, loc="left")
+                ax.set_title(f"{pid}: true heterogeneity {spec.true_heterogeneity:.2f}\n"
+                             f"{spec.tumour_diameter_mm:.0f} mm, institution {spec.institution}",
+                             fontsize=8, loc="left")
             else:
-                k = res.info["slice_index"]
-                r0, c0 = res.info["crop_origin"]
-                rows, cols = res.image.shape
-                true_map = np.zeros((rows, cols), dtype=int)
-                src = images.habitat_map[k]
-                rr = slice(max(r0, 0), min(r0 + rows, src.shape[0]))
-                cc = slice(max(c0, 0), min(c0 + cols, src.shape[1]))
-                true_map[rr.start - r0:rr.stop - r0, cc.start - c0:cc.stop - c0] = src[rr, cc]
-                ith._show_map(ax, res.image, true_map, "true", float("nan"))
-                ax.set_title("true: " + ", ".join(t[:3] for t in spec.habitats), fontsize=8, loc="left")
-            ax.set_ylabel("published method" if name == "default" else f"variant {name}", fontsize=8)
+                ith._show_map(ax, res.image, _true_map(images, res), "true", float("nan"))
+                ax.set_title("")  # the map's own "K = ..." title; the planted tissues go on the left
+                ax.set_title("planted: " + ", ".join(t[:4] for t in spec.habitats), fontsize=8, loc="left")
+            ax.set_ylabel("published method" if name == "default" else f"variant\n{name}", fontsize=8)
             for j, kk in enumerate(CLUSTERS):
                 ax = fig.add_subplot(inner[r, 1 + j])
                 ith._show_map(ax, res.image, res.maps[kk], kk, res.scores[kk])
-    fig.suptitle("Demo tumours from low to high true heterogeneity: ITH habitats of the published method "
-                 f"(upper row of each) and of the variant '{BEST}' (lower row)", fontsize=11)
+    fig.suptitle("Demo tumours from low to high true heterogeneity. Upper row of each: the CT and the "
+                 "published method's habitats;\nlower row: the planted habitats and the habitats of the "
+                 f"variant {BEST} (feature smoothing, edge-preserving)", fontsize=10, y=0.915)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
