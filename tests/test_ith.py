@@ -61,10 +61,22 @@ def test_fast_engine_equals_pyradiomics_on_demo_tumours(tiny_cohort_dir):
     rows["n_habitats"] = [len(truth.loc[p, "habitats"].split(",")) for p in rows["patient_id"]]
     rows = rows.sort_values(["n_habitats", "patient_id"])
     picked = [rows.iloc[0], rows.iloc[len(rows) // 2], rows.iloc[-1]]
+    rng = np.random.default_rng(0)
     for row in picked:
         img, msk, axis = _ingested(tiny_cohort_dir / row["image"], tiny_cohort_dir / row["mask"], row["patient_id"])
         crop, crop_mask, _ = ith.tumour_slice(img, msk, axis)
-        assert_matches_reference(crop, crop_mask)
+        # pyradiomics takes 5-15 ms a pixel: compare a seeded sample of the rim (windows
+        # reaching past the tumour or the crop) and of the interior. A pixel's features
+        # depend on its window only, so the reference on that subset is exact.
+        rim = crop_mask & ~ndimage.binary_erosion(crop_mask, np.ones((3, 3)), iterations=2)
+        subset = np.zeros_like(crop_mask, dtype=bool)
+        for part in (np.flatnonzero(rim), np.flatnonzero(crop_mask & ~rim)):
+            subset.flat[rng.choice(part, min(200, part.size), replace=False)] = True
+        fast = ith.local_features(crop, crop_mask)
+        ref = lr.reference_local_features(crop, subset)
+        assert list(fast.columns) == list(ref.columns) and len(ref) == 400
+        ok = np.isclose(fast.loc[ref.index].to_numpy(), ref.to_numpy(), **TOL)
+        assert ok.all(), [c for i, c in enumerate(fast.columns) if not ok[:, i].all()]
 
 
 def test_fast_engine_equals_pyradiomics_on_hard_windows():

@@ -82,9 +82,9 @@ class Preset:
 PRESETS = {
     # Tests: a handful of small patients, seconds to generate.
     "tiny": Preset("tiny", {"A": 9, "B": 5}, 128, (50.0, 62.0), reader2_fraction=0.5),
-    # Default input: the whole pipeline runs in under 20 minutes on 2 cores, yet validation
-    # cohorts hold enough events for metrics to mean something. Tumours are smaller than
-    # most RPS: radiomics and ITH cost grow with the tumour's volume and area.
+    # Default input: validation cohorts hold enough events for metrics to mean something,
+    # and per-patient work stays small (tumours smaller than most RPS: radiomics and ITH
+    # cost grow with the tumour's volume and area). README gives the run's time.
     "demo": Preset("demo", {"A": 50, "B": 26}, 224, (40.0, 90.0), ineligible_fraction=0.1),
     # Benchmarks: the paper's cohort size and matrix.
     "paper": Preset("paper", {"A": 173, "B": 101}, 512, (50.0, 200.0), reader2_fraction=0.22),
