@@ -13,7 +13,7 @@ import pytest
 
 import slurm_cluster
 from conftest import REPO, REPORT
-from workflow_run import dry_run_jobs, local_rules, make_workdir, outputs_digest, smk
+from workflow_run import dry_run_jobs, local_rules, outputs_digest, smk
 
 pytestmark = pytest.mark.slow
 SQUEUE_FIELDS = ["JobID", "Partition", "State", "tres-per-job", "NumCPUs", "MinMemory", "Comment"]
