@@ -53,17 +53,54 @@ def test_smote_only_sees_training_folds():
         models._folds(two, 4, 0)
 
 
-def test_search_without_sklearn_checks_changes_no_probability():
-    """The search skips scikit-learn's input checks for speed; the out-of-fold
-    probabilities stay identical to the checked path."""
+@pytest.mark.parametrize("case", range(36))
+def test_forest_proba_equals_scikit_learn(case):
+    """The search's forests (ctith.forest) give bit-identical probabilities to
+    RandomForestClassifier over data sizes, feature counts, class balance and the
+    search space's hyper-parameters, extremes included."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from ctith.forest import forest_proba
+
+    rng = np.random.default_rng(case)
+    n, n_features = int(rng.integers(12, 90)), int(rng.integers(1, 9))
+    X = rng.normal(size=(n, n_features)) * rng.uniform(0.01, 100)
+    X[:, 0] = np.round(X[:, 0])  # tied values, as ITH scores of 0 and 1 are
+    y = (rng.random(n) < rng.uniform(0.15, 0.6)).astype(int)
+    y[:2] = [0, 1]
+    params = {"n_estimators": [1, 50, 300][case % 3] if case < 6 else int(rng.integers(1, 120)),
+              "max_depth": [2, 8][case % 2] if case < 6 else int(rng.integers(1, 10)),
+              "min_samples_leaf": [1, 8][case // 3 % 2] if case < 6 else int(rng.integers(1, 10)),
+              "max_features": ["sqrt", 1.0, 0.5, None, "log2", 1][case % 6]}
+    X_test = rng.normal(size=(25, n_features)) * X.std(axis=0) + X.mean(axis=0)
+    expected = RandomForestClassifier(random_state=case, n_jobs=1, **params).fit(X, y).predict_proba(X_test)
+    got = forest_proba(params, X, y, X_test, case)
+    assert np.array_equal(got, expected)
+    if case < 6:  # the search space's corners: forests that do split
+        assert expected[:, 1].std() > 0
+
+
+def test_forest_proba_refuses_what_it_does_not_reproduce():
+    from ctith.forest import forest_proba
+
+    x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"not \['class_weight'\]"):
+        forest_proba({"class_weight": "balanced"}, x, y, x, 0)
+
+
+def test_search_probabilities_equal_the_pipeline():
+    """The search resamples each fold once and grows forests by ctith.forest; its
+    out-of-fold probabilities equal the SMOTE + RandomForestClassifier pipeline's, refitted
+    per fold, bit for bit."""
     X, y, _ = ith_cohort(n=80)
     x, yy = X.to_numpy(), y.to_numpy()
     folds = models._folds(yy, 5, 0)
-    params = {"n_estimators": 30, "max_depth": 4, "min_samples_leaf": 2, "max_features": "sqrt"}
-    checked = models.oof_probabilities(params, x, yy, folds, 3, 0)
-    with models.sklearn_fast():
-        fast = models.oof_probabilities(params, x, yy, folds, 3, 0)
-    assert np.array_equal(checked, fast) and checked.std() > 0
+    resampled = models.smote_folds(x, yy, folds, 3, 0)
+    for params in ({"n_estimators": 30, "max_depth": 4, "min_samples_leaf": 2, "max_features": "sqrt"},
+                   {"n_estimators": 7, "max_depth": 8, "min_samples_leaf": 1, "max_features": 1.0}):
+        pipeline = models.oof_probabilities(params, x, yy, folds, 3, 0)
+        search = models.search_oof_probabilities(params, x, resampled, 0)
+        assert np.array_equal(pipeline, search) and pipeline.std() > 0
 
 
 def test_tuned_classifier_learns_and_is_reproducible():

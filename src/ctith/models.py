@@ -64,13 +64,6 @@ def make_pipeline(params: dict, smote_k: int, seed: int):
     ])
 
 
-def sklearn_fast():
-    """scikit-learn without its parameter and finiteness checks, for inputs already checked."""
-    import sklearn
-
-    return sklearn.config_context(skip_parameter_validation=True, assume_finite=True)
-
-
 def _folds(y: np.ndarray, n_folds: int, seed: int):
     from sklearn.model_selection import StratifiedKFold
 
@@ -87,6 +80,25 @@ def oof_probabilities(params: dict, X: np.ndarray, y: np.ndarray, folds, smote_k
     for tr, te in folds:
         model = make_pipeline(params, smote_k, seed).fit(X[tr], y[tr])
         p[te] = model.predict_proba(X[te])[:, 1]
+    return p
+
+
+def smote_folds(X: np.ndarray, y: np.ndarray, folds, smote_k: int, seed: int) -> list:
+    """Each fold's training part after SMOTE (fitted on that part only), with the fold's
+    held-out rows: what the pipeline's forest sees, computed once for every trial."""
+    from imblearn.over_sampling import SMOTE
+
+    return [(*SMOTE(k_neighbors=smote_k, random_state=seed).fit_resample(X[tr], y[tr]), te) for tr, te in folds]
+
+
+def search_oof_probabilities(params: dict, X: np.ndarray, resampled: list, seed: int) -> np.ndarray:
+    """``oof_probabilities`` from ``smote_folds``' output, the forests grown by
+    ``forest.forest_proba``: the same numbers at a fraction of the time."""
+    from .forest import forest_proba
+
+    p = np.zeros(len(X))
+    for x_res, y_res, te in resampled:
+        p[te] = forest_proba(params, x_res, y_res, X[te], seed)[:, 1]
     return p
 
 
@@ -129,17 +141,19 @@ class TunedClassifier:
         self.smote_k_used_ = k
         self.features_ = list(X.columns)
 
+        # SMOTE depends on the fold only: resample once, then grow each trial's forests
+        # (hundreds of small ones) without scikit-learn's per-tree Python overhead.
+        resampled = smote_folds(x, y, folds, k, self.seed)
+
         def objective(trial):
             params = self._suggest(trial)
-            oof = oof_probabilities(params, x, y, folds, k, self.seed)
+            oof = search_oof_probabilities(params, x, resampled, self.seed)
             trial.set_user_attr("oof", oof.tolist())
             return mean_fold_auc(y, oof, folds)
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed))
-        # Inputs were checked above; skipping scikit-learn's per-call validation inside the
-        # search (hundreds of small forests) saves about an eighth and changes no number.
-        with warnings.catch_warnings(), sklearn_fast():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # optuna's experimental-feature chatter
             study.optimize(objective, n_trials=self.n_trials)
         best = study.best_trial
