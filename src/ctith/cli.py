@@ -12,10 +12,12 @@ import json
 import sys
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import CtithError
+
+if TYPE_CHECKING:  # pandas costs 0.6 s to import: per-patient commands that do not need it skip it
+    import pandas as pd
 
 
 def _json_arg(text: str):
@@ -108,6 +110,8 @@ def cmd_eligibility(args) -> None:
 
 
 def cmd_split(args) -> None:
+    import pandas as pd
+
     from .io import read_table, write_tsv
     from .split import assign_cohorts
 
@@ -189,6 +193,7 @@ def cmd_ith(args) -> None:
 
 def cmd_ith_cohort(args) -> None:
     import numpy as np
+    import pandas as pd
 
     from . import ith
     from .io import read_json, read_table, write_tsv
@@ -230,6 +235,8 @@ def _clinical(args) -> pd.DataFrame:
 
 
 def _cohorts(path) -> pd.Series:
+    import pandas as pd
+
     from .io import read_table
 
     split = read_table(path)
@@ -302,6 +309,8 @@ def cmd_semantic_table(args) -> None:
 
 
 def cmd_reproducibility(args) -> None:
+    import pandas as pd
+
     from . import reproducibility
     from .io import read_feature_table, read_table, write_markdown, write_tsv
 
@@ -381,6 +390,8 @@ def cmd_harmonize(args) -> None:
 
 
 def cmd_select(args) -> None:
+    import pandas as pd
+
     from . import selection
     from .io import read_feature_table, read_json, write_json, write_tsv
 
@@ -457,6 +468,7 @@ def _dl_params(args):
 
 
 def cmd_dl_train(args) -> None:
+    import pandas as pd
     import torch
 
     from . import dl
@@ -487,6 +499,7 @@ def cmd_dl_train(args) -> None:
 
 def cmd_dl_predict(args) -> None:
     import numpy as np
+    import pandas as pd
     import torch
 
     from . import dl
@@ -531,6 +544,7 @@ def cmd_dl_predict(args) -> None:
 
 def cmd_ith_model(args) -> None:
     import joblib
+    import pandas as pd
 
     from . import models
     from .io import atomic_path, read_table, write_json, write_tsv
@@ -575,6 +589,8 @@ def cmd_ith_model(args) -> None:
 
 
 def cmd_table_s2(args) -> None:
+    import pandas as pd
+
     from .io import markdown_table, read_json, read_table, write_markdown, write_tsv
 
     def num(x):

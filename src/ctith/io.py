@@ -7,10 +7,12 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # imported where used: per-patient commands writing JSON skip pandas' 0.6 s
+    import pandas as pd
 
 
 @contextmanager
@@ -58,6 +60,8 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) ->
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a TSV or CSV sheet with every column as text (types are checked later)."""
+    import pandas as pd
+
     path = Path(path)
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[])
@@ -65,12 +69,16 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
     """A feature table (patient_id, then one column per feature) as floats."""
+    import pandas as pd
+
     df = pd.read_csv(path, sep="\t", dtype={"patient_id": str}).set_index("patient_id")
     return df.astype(float)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no tabulate dependency needed)."""
+    import pandas as pd
+
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False):

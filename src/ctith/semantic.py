@@ -19,14 +19,17 @@ move single voxels in and out of 20-HU-wide ranges; a reader judges regions, not
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import InputError
 from .ingest import orientation_code, reorient
+
+if TYPE_CHECKING:  # the per-patient measurement does not need pandas (0.6 s to import)
+    import pandas as pd
 
 RATINGS = ("necrosis", "adipose_tissue", "calcification", "enhancement_pattern", "enhancement_degree")
 
@@ -163,6 +166,8 @@ def measure(venous: sitk.Image, mask: sitk.Image, plain: sitk.Image | None = Non
 
 
 def semantic_table(records: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
     cols = ["patient_id", "necrosis_fraction", "fat_fraction", "calcification_fraction", "calcification_ml",
             "dominant_hu", "heterogeneous_fraction", "enhancement_hu", *RATINGS]
     df = pd.DataFrame([{c: r.get(c) for c in cols} for r in records], columns=cols)
@@ -173,6 +178,7 @@ def semantic_table(records: list[dict]) -> pd.DataFrame:
 def agreement_with_readers(table: pd.DataFrame, clinical: pd.DataFrame) -> pd.DataFrame:
     """Cohen's kappa (linear weights for the ordinal degree) and accuracy of each measured
     rating against reader 1's, over the patients both have."""
+    import pandas as pd
     from sklearn.metrics import cohen_kappa_score
 
     rows = []

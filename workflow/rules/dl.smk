@@ -13,6 +13,7 @@ rule dl_input:
         ),
     params:
         options=shlex.quote(json.dumps(config["dl_input"])),
+    priority: PATIENT_PRIORITY
     log:
         "results/logs/dl_input/{patient}.log",
     benchmark:

@@ -14,6 +14,7 @@ rule ith:
     params:
         options=ith_options(),
         clusters=config["ith"]["clusters"],
+    priority: PATIENT_PRIORITY
     log:
         "results/logs/ith/{patient}.log",
     benchmark:

@@ -8,6 +8,7 @@ rule radiomics:
         diagnostics="results/patients/{patient}/radiomics/diagnostics.json",
     params:
         options=radiomics_options(),
+    priority: PATIENT_PRIORITY
     log:
         "results/logs/radiomics/{patient}.log",
     benchmark:
@@ -31,6 +32,7 @@ rule radiomics_reader2:
     params:
         options=radiomics_options(),
         label=reader2_options,
+    priority: PATIENT_PRIORITY
     log:
         "results/logs/radiomics_reader2/{patient}.log",
     benchmark:

@@ -5,6 +5,7 @@ rule semantic:
         "results/patients/{patient}/semantic.json",
     params:
         options=semantic_options,
+    priority: PATIENT_PRIORITY
     log:
         "results/logs/semantic/{patient}.log",
     benchmark:
