@@ -35,6 +35,8 @@ SLICE_THICKNESS_MM = 5.0
 # some are lost to follow-up after that, the rest are censored when the study closes.
 MIN_FOLLOW_UP_MONTHS = 36.0
 ADMINISTRATIVE_CENSORING_MONTHS = 84.0
+# Time to DM: Weibull baseline (months) under proportional hazards.
+WEIBULL_SHAPE, WEIBULL_SCALE_MONTHS = 1.1, 200.0
 # Habitat arrangement (Gaussian field sigma, mm): compartments of a coherent tumour, and
 # the finest patches of a heterogeneous one (h = 0 -> 1 goes from the first to the second).
 COMPARTMENT_SCALE_MM = 14.0
@@ -347,8 +349,7 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
     r = np.random.default_rng(seed ^ 0xD15EA5E)
     lp = np.asarray(lp)
     u = r.uniform(size=len(lp))
-    shape, scale = 1.1, 200.0
-    t_event = scale * (-np.log(u) / np.exp(lp)) ** (1.0 / shape)
+    t_event = WEIBULL_SCALE_MONTHS * (-np.log(u) / np.exp(lp)) ** (1.0 / WEIBULL_SHAPE)
     t_lost = MIN_FOLLOW_UP_MONTHS + r.exponential(60.0, size=len(lp))
     t_cens = np.minimum(ADMINISTRATIVE_CENSORING_MONTHS, t_lost)
     clinical["dm_event"] = (t_event <= t_cens).astype(int)

@@ -46,6 +46,7 @@ VARIANTS = {
     "gauss_5mm": {"feature_smoothing_mm": 5.0},
     "gauss_0.08d": {"feature_smoothing_fraction": 0.08},
     "edge_0.06d_30hu": {"feature_smoothing_fraction": 0.06, "feature_smoothing_edge_hu": 30.0},
+    "edge_0.08d_30hu": {"feature_smoothing_fraction": 0.08, "feature_smoothing_edge_hu": 30.0},
     "edge_0.06d_30hu+pca_0.95": {"feature_smoothing_fraction": 0.06, "feature_smoothing_edge_hu": 30.0,
                                  "pca_components": 0.95},
 }
