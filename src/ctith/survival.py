@@ -1,0 +1,284 @@
+"""Survival models of time to distant metastasis, and their metrics (the paper's endpoint).
+
+``CoxModel`` wraps scikit-survival's ``CoxPHSurvivalAnalysis`` with Efron's handling of
+tied event times (as R and lifelines; scikit-survival's default is Breslow). Covariates
+are centred at their training means, so the linear predictor and the Breslow baseline
+are those of an average training patient, and the whole fitted model (coefficients,
+means, baseline cumulative hazard) is plain numbers: ``to_dict``/``from_dict`` round-trip
+it through JSON, and a frozen model scores new patients without refitting or unpickling.
+
+``survival_metrics`` evaluates a frozen model on one cohort with scikit-survival's
+metrics: Harrell's and Uno's C, the cumulative/dynamic AUC per horizon and the integrated
+Brier score, each with a percentile bootstrap CI over resampled patients. A horizon that
+the data cannot support gives None, never a number computed from nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import CtithError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class SurvivalError(CtithError):
+    pass
+
+
+def surv_array(time, event):
+    """scikit-survival's structured outcome array (event: bool, time: float)."""
+    from sksurv.util import Surv
+
+    return Surv.from_arrays(event=np.asarray(event).astype(bool), time=np.asarray(time, dtype=float))
+
+
+class CoxModel:
+    """Cox proportional hazards (Efron ties), optional ridge penalty.
+
+    ``penalizer`` is scikit-survival's ``alpha``: the log partial likelihood is penalised
+    by ``penalizer / 2 * sum(coef ** 2)``. A small value keeps the fit finite when a
+    covariate separates events almost perfectly.
+    """
+
+    def __init__(self, penalizer: float = 0.0, ties: str = "efron", n_iter: int = 100):
+        self.penalizer = penalizer
+        self.ties = ties
+        self.n_iter = n_iter
+
+    def fit(self, X: pd.DataFrame, time, event) -> CoxModel:
+        import pandas as pd
+        from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+        X = _numeric_frame(X)
+        time = np.asarray(time, dtype=float)
+        event = np.asarray(event).astype(bool)
+        if len(X) != len(time) or len(time) != len(event):
+            raise SurvivalError(f"{len(X)} rows of covariates for {len(time)} times and {len(event)} events")
+        if not event.any():
+            raise SurvivalError(f"the training cohort ({len(time)} patients) has no event: a Cox model "
+                                "cannot be fitted")
+        if not np.isfinite(X.to_numpy()).all():
+            bad = X.columns[~np.isfinite(X.to_numpy()).all(axis=0)].tolist()
+            raise SurvivalError(f"covariate(s) with missing or infinite values: {bad}")
+        self.feature_names_ = list(X.columns)
+        self.means_ = X.mean(axis=0).to_numpy(dtype=float)
+        Xc = X.to_numpy(dtype=float) - self.means_
+        est = CoxPHSurvivalAnalysis(alpha=self.penalizer, ties=self.ties, n_iter=self.n_iter)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est.fit(Xc, surv_array(time, event))
+        self.converged_ = not any("converge" in str(w.message) for w in caught)
+        self.coef_ = pd.Series(est.coef_, index=self.feature_names_, name="coef")
+        # Breslow's estimator of the baseline cumulative hazard, at the covariate means.
+        self.baseline_times_ = np.asarray(est.cum_baseline_hazard_.x, dtype=float)
+        self.baseline_cumhaz_ = np.asarray(est.cum_baseline_hazard_.y, dtype=float)
+        self.train_time_range_ = (float(time.min()), float(time.max()))
+        self.n_train_, self.n_train_events_ = int(len(time)), int(event.sum())
+        return self
+
+    def predict_risk(self, X: pd.DataFrame) -> np.ndarray:
+        """Linear predictor (log relative hazard against an average training patient)."""
+        X = _numeric_frame(X)
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise SurvivalError(f"covariate(s) {missing} missing for prediction")
+        return (X[self.feature_names_].to_numpy(dtype=float) - self.means_) @ self.coef_.to_numpy()
+
+    def baseline_cumulative_hazard(self, times) -> np.ndarray:
+        """H0(t): a right-continuous step function, 0 before the first training event time."""
+        t = np.asarray(times, dtype=float)
+        idx = np.searchsorted(self.baseline_times_, t, side="right") - 1
+        return np.where(idx >= 0, self.baseline_cumhaz_[np.clip(idx, 0, None)], 0.0)
+
+    def predict_survival(self, X: pd.DataFrame, times) -> np.ndarray:
+        """S(t | x) = exp(-H0(t) exp(lp)), shape (n_patients, len(times))."""
+        lp = self.predict_risk(X)
+        h0 = self.baseline_cumulative_hazard(times)
+        return np.exp(-np.outer(np.exp(lp), h0))
+
+    def to_dict(self) -> dict:
+        return {
+            "model": "cox_ph", "ties": self.ties, "penalizer": self.penalizer,
+            "features": self.feature_names_, "coef": self.coef_.tolist(), "means": self.means_.tolist(),
+            "baseline_times": self.baseline_times_.tolist(), "baseline_cumhaz": self.baseline_cumhaz_.tolist(),
+            "train_time_range": list(self.train_time_range_), "n_train": self.n_train_,
+            "n_train_events": self.n_train_events_, "converged": self.converged_,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CoxModel:
+        import pandas as pd
+
+        m = cls(penalizer=d["penalizer"], ties=d["ties"])
+        m.feature_names_ = list(d["features"])
+        m.coef_ = pd.Series(np.asarray(d["coef"], dtype=float), index=m.feature_names_, name="coef")
+        m.means_ = np.asarray(d["means"], dtype=float)
+        m.baseline_times_ = np.asarray(d["baseline_times"], dtype=float)
+        m.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz"], dtype=float)
+        m.train_time_range_ = tuple(d["train_time_range"])
+        m.n_train_, m.n_train_events_ = d["n_train"], d["n_train_events"]
+        m.converged_ = d["converged"]
+        return m
+
+
+def _numeric_frame(X) -> pd.DataFrame:
+    import pandas as pd
+
+    X = X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X, dtype=float))
+    bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+    if bad:
+        raise SurvivalError(f"covariate(s) {bad} are not numeric: encode categories first")
+    return X.astype(float)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def horizon_problem(time_train, event_train, time_test, event_test, t: float) -> str | None:
+    """Why the cumulative/dynamic AUC and the Brier score cannot be evaluated at ``t``
+    on this cohort (None when they can). scikit-survival needs min(test time) <= t <
+    max(test time), a censoring distribution (Kaplan-Meier of the training cohort) that
+    is still positive at t, at least one case (event by t) and one control (still event-free
+    after t)."""
+    time_train, time_test = np.asarray(time_train, float), np.asarray(time_test, float)
+    event_train, event_test = np.asarray(event_train, bool), np.asarray(event_test, bool)
+    if not time_test.min() <= t < time_test.max():
+        return f"outside the cohort's follow-up [{time_test.min():g}, {time_test.max():g})"
+    if t >= time_train.max():
+        return f"beyond the training cohort's follow-up ({time_train.max():g})"
+    if not (event_test & (time_test <= t)).any():
+        return "no event by this time"
+    if not (time_test > t).any():
+        return "no patient event-free after this time"
+    if _censoring_survival(time_train, event_train, time_test[event_test & (time_test <= t)]).min() <= 0:
+        return "the training cohort's censoring distribution reaches zero"
+    return None
+
+
+def _censoring_survival(time_train, event_train, at) -> np.ndarray:
+    """Kaplan-Meier of the censoring times (censoring as the event), as scikit-survival's
+    IPCW weights use it."""
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    cens = CensoringDistributionEstimator().fit(surv_array(time_train, event_train))
+    at = np.asarray(at, dtype=float)
+    if at.size == 0:
+        return np.ones(1)
+    with np.errstate(all="ignore"):
+        try:
+            return cens.predict_proba(at)
+        except ValueError:  # beyond the last training time with a censoring probability left
+            return np.zeros(1)
+
+
+def bootstrap_indices(n: int, n_bootstrap: int, seed: int) -> np.ndarray:
+    """Resamples of n patients, (n_bootstrap, n). Depends only on (n, n_bootstrap, seed), so
+    every model evaluated on one cohort with one seed sees the same resamples (paired)."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, size=(n_bootstrap, n))
+
+
+def _point_metrics(y_train, time_test, event_test, risk, surv, times, ok_times):
+    from sksurv.metrics import (concordance_index_censored, concordance_index_ipcw, cumulative_dynamic_auc,
+                                integrated_brier_score)
+
+    y_test = surv_array(time_test, event_test)
+    out = {"c_index": None, "uno_c": None, "auc": {t: None for t in times}, "ibs": None}
+    if event_test.any() and len(np.unique(time_test)) > 1:
+        try:
+            out["c_index"] = float(concordance_index_censored(event_test, time_test, risk)[0])
+        except ValueError:  # no comparable pair
+            pass
+    if not ok_times:
+        return out
+    tau = max(ok_times)
+    try:
+        out["uno_c"] = float(concordance_index_ipcw(y_train, y_test, risk, tau=tau)[0])
+    except (ValueError, ZeroDivisionError):
+        pass
+    # scikit-survival weights every event of the cohort by the censoring distribution, also
+    # events after the last horizon, where it may have reached zero. Censoring the follow-up
+    # just after the last horizon changes no case, control or weight at any horizon up to
+    # it, so the AUC and Brier scores are exactly those of the full follow-up.
+    end = np.nextafter(tau, np.inf)
+    y_cut = surv_array(np.minimum(time_test, end), event_test & (time_test <= tau))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        auc, _ = cumulative_dynamic_auc(y_train, y_cut, risk, np.asarray(ok_times, float))
+    for t, a in zip(ok_times, auc):
+        out["auc"][t] = float(a) if np.isfinite(a) else None
+    if len(ok_times) >= 2:
+        cols = [times.index(t) for t in ok_times]
+        out["ibs"] = float(integrated_brier_score(y_train, y_cut, surv[:, cols], np.asarray(ok_times, float)))
+    return out
+
+
+def survival_metrics(time_train, event_train, time_test, event_test, risk, surv, times, n_bootstrap: int = 1000,
+                     seed: int = 0, indices: np.ndarray | None = None) -> dict:
+    """Metrics of a frozen model's predictions on one cohort.
+
+    ``risk``: higher means earlier DM (the linear predictor; never a survival probability).
+    ``surv``: S(t | x) at ``times``, shape (n_patients, len(times)), for the Brier score.
+    The training cohort's outcomes serve only the IPCW censoring distribution.
+
+    Returns Harrell's C (``c_index``, ``c_index_ci``), Uno's C (``uno_c``, ``uno_c_ci``),
+    ``auc[t] = (value, lo, hi)`` or None per horizon (lo, hi None without resamples), ``ibs`` (over the horizons this cohort
+    supports, ``ibs_times``) and ``ibs_ci``, ``n_bootstrap_used`` (resamples that gave Harrell's
+    C) and per horizon ``n_bootstrap_skipped``. CIs are 2.5/97.5 percentiles of the
+    resampled values; every resample is drawn from ``bootstrap_indices(n, n_bootstrap, seed)``
+    unless ``indices`` are given.
+    """
+    times = [float(t) for t in times]
+    time_train, event_train = np.asarray(time_train, float), np.asarray(event_train).astype(bool)
+    time_test, event_test = np.asarray(time_test, float), np.asarray(event_test).astype(bool)
+    risk = np.asarray(risk, dtype=float)
+    surv = np.asarray(surv, dtype=float).reshape(len(time_test), len(times))
+    if risk.shape != time_test.shape:
+        raise SurvivalError(f"{risk.size} risks for {time_test.size} patients")
+    y_train = surv_array(time_train, event_train)
+
+    def supported(tt, ee):
+        return [t for t in times if horizon_problem(time_train, event_train, tt, ee, t) is None]
+
+    ok = supported(time_test, event_test)
+    point = _point_metrics(y_train, time_test, event_test, risk, surv, times, ok)
+    if indices is None:
+        indices = bootstrap_indices(len(time_test), n_bootstrap, seed)
+    boot = {"c_index": [], "uno_c": [], "ibs": [], **{t: [] for t in times}}
+    for idx in indices:
+        tt, ee = time_test[idx], event_test[idx]
+        b = _point_metrics(y_train, tt, ee, risk[idx], surv[idx], times,
+                           [t for t in supported(tt, ee) if t in ok])
+        for key in ("c_index", "uno_c", "ibs"):
+            if b[key] is not None and point[key] is not None:
+                boot[key].append(b[key])
+        for t in ok:
+            if b["auc"][t] is not None:
+                boot[t].append(b["auc"][t])
+
+    def ci(values, estimate):
+        if estimate is None or not values:
+            return None
+        lo, hi = np.percentile(values, [2.5, 97.5])
+        return (float(lo), float(hi))
+
+    result = {
+        "n": int(len(time_test)), "n_events": int(event_test.sum()),
+        "c_index": point["c_index"], "c_index_ci": ci(boot["c_index"], point["c_index"]),
+        "uno_c": point["uno_c"], "uno_c_ci": ci(boot["uno_c"], point["uno_c"]),
+        "ibs": point["ibs"], "ibs_ci": ci(boot["ibs"], point["ibs"]), "ibs_times": ok if point["ibs"] else [],
+        "auc": {}, "n_bootstrap": int(len(indices)), "n_bootstrap_used": len(boot["c_index"]),
+        "n_bootstrap_skipped": {},
+        "horizon_problems": {t: horizon_problem(time_train, event_train, time_test, event_test, t) for t in times},
+    }
+    for t in times:
+        a = point["auc"][t]
+        c = ci(boot[t], a)
+        result["auc"][t] = None if a is None else (a, *(c or (None, None)))
+        result["n_bootstrap_skipped"][t] = int(len(indices) - len(boot[t])) if a is not None else int(len(indices))
+    return result

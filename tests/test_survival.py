@@ -1,0 +1,162 @@
+"""Survival models and metrics against published values and an independent implementation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctith.survival import CoxModel, SurvivalError, bootstrap_indices, horizon_problem, survival_metrics
+
+# Fox & Weisberg, "Cox Proportional-Hazards Regression for Survival Data in R" (2011),
+# Rossi recidivism data, Efron ties; lifelines' documentation prints the same table.
+ROSSI_EFRON = {"fin": -0.37942, "age": -0.05744, "race": 0.31390, "wexp": -0.14980, "mar": -0.43370,
+               "paro": -0.08487, "prio": 0.09150}
+
+
+@pytest.fixture(scope="module")
+def rossi():
+    from lifelines.datasets import load_rossi
+
+    return load_rossi()
+
+
+def test_cox_reproduces_published_efron_coefficients(rossi):
+    X = rossi.drop(columns=["week", "arrest"])
+    m = CoxModel().fit(X, rossi["week"], rossi["arrest"])
+    assert list(m.coef_.index) == list(X.columns)
+    for name, published in ROSSI_EFRON.items():
+        assert m.coef_[name] == pytest.approx(published, abs=5e-5), name
+
+
+def test_cox_matches_lifelines_and_its_concordance(rossi):
+    from lifelines import CoxPHFitter
+    from lifelines.utils import concordance_index
+
+    X = rossi.drop(columns=["week", "arrest"])
+    m = CoxModel().fit(X, rossi["week"], rossi["arrest"])
+    ref = CoxPHFitter().fit(rossi, "week", "arrest")
+    np.testing.assert_allclose(m.coef_.to_numpy(), ref.params_[X.columns].to_numpy(), atol=1e-6)
+    # Survival curves: both use Breslow's baseline at the covariate means.
+    times = [10.0, 25.0, 40.0, 52.0]
+    ours = m.predict_survival(X.iloc[:20], times)
+    theirs = ref.predict_survival_function(rossi.iloc[:20], times=times).to_numpy().T
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    risk = m.predict_risk(X)
+    r = survival_metrics(rossi["week"], rossi["arrest"], rossi["week"], rossi["arrest"], risk,
+                         m.predict_survival(X, times), times, n_bootstrap=50, seed=0)
+    # lifelines' concordance takes a score where higher means longer survival.
+    assert r["c_index"] == pytest.approx(concordance_index(rossi["week"], -risk, rossi["arrest"]), abs=1e-12)
+
+
+def test_integrated_brier_score_reproduces_scikit_survival_example():
+    """scikit-survival's documented example (GBSG2, Efron Cox, IBS over years 1-5): 0.1816,
+    and its Brier score at 5 years: 0.20881843."""
+    from sksurv.datasets import load_gbsg2
+    from sksurv.metrics import brier_score, integrated_brier_score
+    from sksurv.preprocessing import OneHotEncoder
+
+    X, y = load_gbsg2()
+    X["tgrade"] = X.loc[:, "tgrade"].map(len).astype(int)
+    Xt = OneHotEncoder().fit_transform(X)
+    m = CoxModel().fit(Xt, y["time"], y["cens"])
+    times = np.arange(365, 1826)
+    preds = m.predict_survival(Xt, times)
+    assert round(integrated_brier_score(y, y, preds, times), 4) == 0.1816
+    assert brier_score(y, y, preds[:, -1], 1825)[1][0] == pytest.approx(0.20881843, abs=1e-8)
+
+
+def test_model_round_trips_through_json(rossi):
+    import json
+
+    X = rossi.drop(columns=["week", "arrest"])
+    m = CoxModel(penalizer=0.1).fit(X, rossi["week"], rossi["arrest"])
+    back = CoxModel.from_dict(json.loads(json.dumps(m.to_dict())))
+    np.testing.assert_array_equal(back.predict_risk(X), m.predict_risk(X))
+    np.testing.assert_array_equal(back.predict_survival(X, [5, 30, 60]), m.predict_survival(X, [5, 30, 60]))
+    # The ridge penalty shrinks the coefficients.
+    assert np.abs(m.coef_).sum() < np.abs(CoxModel().fit(X, rossi["week"], rossi["arrest"]).coef_).sum()
+
+
+def test_cox_refuses_what_it_cannot_fit():
+    X = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
+    with pytest.raises(SurvivalError, match="no event"):
+        CoxModel().fit(X, [1, 2, 3], [0, 0, 0])
+    with pytest.raises(SurvivalError, match="not numeric"):
+        CoxModel().fit(pd.DataFrame({"h": ["RLPS", "RLMS", "RLPS"]}), [1, 2, 3], [1, 0, 1])
+    with pytest.raises(SurvivalError, match="missing or infinite"):
+        CoxModel().fit(pd.DataFrame({"a": [1.0, np.nan, 3.0]}), [1, 2, 3], [1, 0, 1])
+
+
+def _cohort(n, seed, follow_up):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    t_event = rng.exponential(40 * np.exp(-0.8 * x))
+    t_cens = rng.uniform(follow_up * 0.6, follow_up, size=n)
+    return x, np.minimum(t_event, t_cens), t_event <= t_cens
+
+
+def test_horizons_the_follow_up_cannot_support_give_none():
+    """A cohort followed up to 36 months gives '-' at 48 and 60 months, without a crash."""
+    x_tr, t_tr, e_tr = _cohort(120, 1, 84)
+    x_te, t_te, e_te = _cohort(60, 2, 36)
+    X_tr, X_te = pd.DataFrame({"x": x_tr}), pd.DataFrame({"x": x_te})
+    m = CoxModel().fit(X_tr, t_tr, e_tr)
+    times = [12, 24, 36, 48, 60]
+    r = survival_metrics(t_tr, e_tr, t_te, e_te, m.predict_risk(X_te), m.predict_survival(X_te, times), times,
+                         n_bootstrap=100, seed=3)
+    assert r["auc"][48] is None and r["auc"][60] is None and r["auc"][36] is None  # 36 is not < max time
+    assert r["auc"][12] is not None and r["auc"][24] is not None
+    assert "follow-up" in r["horizon_problems"][60]
+    assert r["n_bootstrap_skipped"][60] == 100
+    assert r["ibs_times"] == [12.0, 24.0]
+    assert r["n_bootstrap_used"] == 100
+
+
+def test_every_ci_contains_its_estimate_and_resamples_are_paired():
+    x_tr, t_tr, e_tr = _cohort(150, 4, 84)
+    x_te, t_te, e_te = _cohort(70, 5, 84)
+    X_tr, X_te = pd.DataFrame({"x": x_tr}), pd.DataFrame({"x": x_te})
+    m = CoxModel().fit(X_tr, t_tr, e_tr)
+    times = [12, 24, 36, 48, 60]
+    args = (t_tr, e_tr, t_te, e_te, m.predict_risk(X_te), m.predict_survival(X_te, times), times)
+    r = survival_metrics(*args, n_bootstrap=200, seed=7)
+    assert r["c_index"] > 0.6  # the covariate carries the hazard
+    assert r["c_index_ci"][0] <= r["c_index"] <= r["c_index_ci"][1]
+    assert r["uno_c_ci"][0] <= r["uno_c"] <= r["uno_c_ci"][1]
+    assert r["ibs_ci"][0] <= r["ibs"] <= r["ibs_ci"][1]
+    for t in times:
+        v, lo, hi = r["auc"][t]
+        assert lo <= v <= hi
+    assert survival_metrics(*args, n_bootstrap=200, seed=7) == r
+    # Censoring the follow-up after the last horizon is exact: scikit-survival on the full
+    # follow-up (which this cohort's censoring distribution allows) gives the same numbers.
+    from sksurv.metrics import cumulative_dynamic_auc, integrated_brier_score
+    from ctith.survival import surv_array
+
+    y_tr, y_te = surv_array(t_tr, e_tr), surv_array(t_te, e_te)
+    direct, _ = cumulative_dynamic_auc(y_tr, y_te, m.predict_risk(X_te), times)
+    np.testing.assert_allclose([r["auc"][t][0] for t in times], direct, rtol=0, atol=1e-12)
+    assert r["ibs"] == pytest.approx(integrated_brier_score(y_tr, y_te, args[5], times), abs=1e-12)
+    # The same seed gives the same resamples whatever the model.
+    np.testing.assert_array_equal(bootstrap_indices(70, 200, 7), bootstrap_indices(70, 200, 7))
+    given = survival_metrics(*args, n_bootstrap=200, seed=99, indices=bootstrap_indices(70, 200, 7))
+    assert given == r
+
+
+def test_risk_direction_matters():
+    """A survival probability passed as a risk gives 1 - C: the metrics take risks."""
+    x_tr, t_tr, e_tr = _cohort(150, 8, 84)
+    X = pd.DataFrame({"x": x_tr})
+    m = CoxModel().fit(X, t_tr, e_tr)
+    times = [24]
+    s = m.predict_survival(X, times)
+    good = survival_metrics(t_tr, e_tr, t_tr, e_tr, m.predict_risk(X), s, times, n_bootstrap=0)
+    bad = survival_metrics(t_tr, e_tr, t_tr, e_tr, s[:, 0], s, times, n_bootstrap=0)
+    assert good["c_index"] == pytest.approx(1 - bad["c_index"], abs=1e-9)
+    assert good["auc"][24][0] == pytest.approx(1 - bad["auc"][24][0], abs=1e-9)
+    assert good["auc"][24][1:] == (None, None) and good["c_index_ci"] is None
+
+
+def test_horizon_problem_names_the_reason():
+    t_tr, e_tr = np.array([5.0, 10, 20, 30]), np.array([1, 0, 1, 0])
+    assert horizon_problem(t_tr, e_tr, np.array([5.0, 10, 20]), np.array([0, 0, 0]), 8) == "no event by this time"
+    assert "training" in horizon_problem(t_tr, e_tr, np.array([5.0, 40, 50]), np.array([1, 0, 1]), 35)
