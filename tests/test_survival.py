@@ -40,6 +40,10 @@ def test_cox_matches_lifelines_and_its_concordance(rossi):
     ours = m.predict_survival(X.iloc[:20], times)
     theirs = ref.predict_survival_function(rossi.iloc[:20], times=times).to_numpy().T
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # The Efron log partial likelihood and the likelihood-ratio test, as lifelines reports them.
+    assert m.log_likelihood_ == pytest.approx(ref.log_likelihood_, abs=1e-6)
+    assert m.likelihood_ratio_p() == pytest.approx(ref.log_likelihood_ratio_test().p_value, rel=1e-6)
+    assert m.aic_ == pytest.approx(ref.AIC_partial_, abs=1e-6)
     risk = m.predict_risk(X)
     r = survival_metrics(rossi["week"], rossi["arrest"], rossi["week"], rossi["arrest"], risk,
                          m.predict_survival(X, times), times, n_bootstrap=50, seed=0)
@@ -160,3 +164,63 @@ def test_horizon_problem_names_the_reason():
     t_tr, e_tr = np.array([5.0, 10, 20, 30]), np.array([1, 0, 1, 0])
     assert horizon_problem(t_tr, e_tr, np.array([5.0, 10, 20]), np.array([0, 0, 0]), 8) == "no event by this time"
     assert "training" in horizon_problem(t_tr, e_tr, np.array([5.0, 40, 50]), np.array([1, 0, 1]), 35)
+
+
+def _clinical(n, seed):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "age": rng.normal(56, 10, n).round(),
+        "histology": rng.choice(["RLPS", "RLMS", "other"], n, p=[0.5, 0.3, 0.2]),
+        "t_stage": rng.choice(["T1", "T2", "T3", "T4"], n),
+        "noise": rng.normal(size=n),
+    }, index=[f"P{i:03d}" for i in range(n)])
+    lp = 1.2 * (df["histology"] == "RLMS") + 0.5 * df["t_stage"].str[1].astype(int)
+    t_event = rng.exponential(60 * np.exp(-(lp - lp.mean())))
+    t_cens = rng.uniform(36, 84, n)
+    return df, np.minimum(t_event, t_cens), t_event <= t_cens
+
+
+SPEC = {"age": "numeric", "histology": {"reference": "RLPS"}, "t_stage": {"ordinal": ["T1", "T2", "T3", "T4"]},
+        "noise": "numeric"}
+
+
+def test_clinical_encoding_as_a_clinician_reads_it():
+    import json
+
+    from ctith.survival import ClinicalEncoder
+
+    df, _, _ = _clinical(40, 1)
+    enc = ClinicalEncoder(SPEC).fit(df)
+    X = enc.transform(df)
+    assert list(X.columns) == ["age", "histology_RLMS", "histology_other", "t_stage", "noise"]
+    assert set(X["t_stage"]) == {1.0, 2.0, 3.0, 4.0}
+    assert (X.loc[df["histology"] == "RLPS", ["histology_RLMS", "histology_other"]] == 0).all().all()
+    assert enc.describe()["histology_RLMS"] == "histology RLMS (reference RLPS)"
+    back = ClinicalEncoder.from_dict(json.loads(json.dumps(enc.to_dict())))
+    pd.testing.assert_frame_equal(back.transform(df), X)
+    new = df.iloc[:3].copy()
+    new.loc["P001", "histology"] = "DDLPS"
+    with pytest.raises(SurvivalError, match="patient P001: clinical column 'histology' has 'DDLPS'"):
+        enc.transform(new)
+    new = df.iloc[:3].copy()
+    new.loc["P002", "t_stage"] = " "
+    with pytest.raises(SurvivalError, match="patient P002: clinical column 't_stage' is blank"):
+        enc.transform(new)
+
+
+def test_clinical_selection_keeps_the_prognostic_variables():
+    from ctith.survival import ClinicalEncoder, select_clinical
+
+    df, t, e = _clinical(200, 2)
+    enc = ClinicalEncoder(SPEC).fit(df)
+    chosen, table = select_clinical(enc.transform(df), enc.columns_, t, e)
+    assert "histology" in chosen and "t_stage" in chosen and "noise" not in chosen
+    row = table.set_index("variable")
+    assert row.loc["histology", "univariable_p"] < 0.01 and row.loc["histology", "kept"]
+    # Nothing prognostic: the strongest variable is kept, and the table says so.
+    df2, t2, e2 = _clinical(60, 3)
+    rng = np.random.default_rng(9)
+    t2 = rng.permutation(t2)
+    X2 = pd.DataFrame({"noise": df2["noise"], "noise2": rng.normal(size=60)}, index=df2.index)
+    chosen2, table2 = select_clinical(X2, {"noise": ["noise"], "noise2": ["noise2"]}, t2, e2, p_enter=0.001)
+    assert len(chosen2) == 1 and "strongest is kept" in " ".join(table2["note"])

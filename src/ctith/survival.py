@@ -77,6 +77,8 @@ class CoxModel:
         # Breslow's estimator of the baseline cumulative hazard, at the covariate means.
         self.baseline_times_ = np.asarray(est.cum_baseline_hazard_.x, dtype=float)
         self.baseline_cumhaz_ = np.asarray(est.cum_baseline_hazard_.y, dtype=float)
+        self.log_likelihood_ = efron_log_likelihood(Xc, time, event, est.coef_)
+        self.null_log_likelihood_ = efron_log_likelihood(Xc, time, event, np.zeros(Xc.shape[1]))
         self.train_time_range_ = (float(time.min()), float(time.max()))
         self.n_train_, self.n_train_events_ = int(len(time)), int(event.sum())
         return self
@@ -108,6 +110,7 @@ class CoxModel:
             "baseline_times": self.baseline_times_.tolist(), "baseline_cumhaz": self.baseline_cumhaz_.tolist(),
             "train_time_range": list(self.train_time_range_), "n_train": self.n_train_,
             "n_train_events": self.n_train_events_, "converged": self.converged_,
+            "log_likelihood": self.log_likelihood_, "null_log_likelihood": self.null_log_likelihood_,
         }
 
     @classmethod
@@ -123,7 +126,36 @@ class CoxModel:
         m.train_time_range_ = tuple(d["train_time_range"])
         m.n_train_, m.n_train_events_ = d["n_train"], d["n_train_events"]
         m.converged_ = d["converged"]
+        m.log_likelihood_, m.null_log_likelihood_ = d["log_likelihood"], d["null_log_likelihood"]
         return m
+
+    @property
+    def aic_(self) -> float:
+        """Akaike's criterion of the partial likelihood: -2 log L + 2 (number of covariates)."""
+        return -2.0 * self.log_likelihood_ + 2.0 * len(self.feature_names_)
+
+    def likelihood_ratio_p(self) -> float:
+        """p of the likelihood-ratio test against the model without covariates."""
+        from scipy.stats import chi2
+
+        stat = max(2.0 * (self.log_likelihood_ - self.null_log_likelihood_), 0.0)
+        return float(chi2.sf(stat, df=len(self.feature_names_)))
+
+
+def efron_log_likelihood(X, time, event, coef) -> float:
+    """Log partial likelihood of a Cox model with Efron's handling of tied event times
+    (unpenalised), at the coefficients ``coef``."""
+    eta = np.asarray(X, dtype=float).reshape(len(time), -1) @ np.asarray(coef, dtype=float)
+    time, event = np.asarray(time, dtype=float), np.asarray(event).astype(bool)
+    risk = np.exp(eta - eta.max())  # a common shift cancels between numerator and denominator
+    ll = 0.0
+    for t in np.unique(time[event]):
+        dead = event & (time == t)
+        d = int(dead.sum())
+        at_risk = risk[time >= t].sum()
+        tied = risk[dead].sum()
+        ll += (eta[dead] - eta.max()).sum() - np.log(at_risk - np.arange(d) / d * tied).sum()
+    return float(ll)
 
 
 def _numeric_frame(X) -> pd.DataFrame:
@@ -282,3 +314,143 @@ def survival_metrics(time_train, event_train, time_test, event_test, risk, surv,
         result["auc"][t] = None if a is None else (a, *(c or (None, None)))
         result["n_bootstrap_skipped"][t] = int(len(indices) - len(boot[t])) if a is not None else int(len(indices))
     return result
+
+
+# ---------------------------------------------------------------- clinical covariates
+
+
+class ClinicalEncoder:
+    """Clinical variables as a clinician reads them, frozen on the training cohort.
+
+    ``spec`` maps each variable to ``"numeric"`` (as is, e.g. age per year), ``{"ordinal":
+    [levels, low to high]}`` (1, 2, ...: T1-T4 as one step per stage) or ``{"reference":
+    level}`` (one 0/1 column per other level seen in training, named ``variable_level``).
+    A level unseen in training, or a blank, is an error naming the patient and column.
+    """
+
+    def __init__(self, spec: dict):
+        self.spec = dict(spec)
+
+    def fit(self, frame: pd.DataFrame) -> ClinicalEncoder:
+        self.levels_ = {}
+        for var, how in self.spec.items():
+            if isinstance(how, dict) and "reference" in how:
+                seen = sorted({str(v) for v in frame[var].dropna()} - {str(how["reference"])})
+                self.levels_[var] = seen
+        self.columns_ = {var: self._names(var) for var in self.spec}
+        return self
+
+    def _names(self, var) -> list[str]:
+        how = self.spec[var]
+        if isinstance(how, dict) and "reference" in how:
+            return [f"{var}_{lvl}" for lvl in self.levels_[var]]
+        return [var]
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        import pandas as pd
+
+        out = {}
+        for var, how in self.spec.items():
+            if var not in frame.columns:
+                raise SurvivalError(f"clinical column '{var}' is missing")
+            col = frame[var]
+            blank = col.isna() | (col.astype(str).str.strip() == "")
+            if blank.any():
+                raise SurvivalError(f"patient {col.index[blank][0]}: clinical column '{var}' is blank")
+            if how == "numeric":
+                vals = pd.to_numeric(col, errors="coerce")
+                if vals.isna().any():
+                    raise SurvivalError(f"patient {vals.index[vals.isna()][0]}: clinical column '{var}' "
+                                        f"is not a number ({col[vals.isna()].iloc[0]!r})")
+                out[var] = vals.astype(float)
+            elif isinstance(how, dict) and "ordinal" in how:
+                order = [str(v) for v in how["ordinal"]]
+                bad = ~col.astype(str).isin(order)
+                if bad.any():
+                    raise SurvivalError(f"patient {col.index[bad][0]}: clinical column '{var}' has "
+                                        f"{col[bad].iloc[0]!r}, not one of {order}")
+                out[var] = col.astype(str).map({v: i + 1.0 for i, v in enumerate(order)})
+            elif isinstance(how, dict) and "reference" in how:
+                known = set(self.levels_[var]) | {str(how["reference"])}
+                bad = ~col.astype(str).isin(known)
+                if bad.any():
+                    raise SurvivalError(f"patient {col.index[bad][0]}: clinical column '{var}' has "
+                                        f"{col[bad].iloc[0]!r}, a level the training cohort does not have "
+                                        f"({sorted(known)})")
+                for lvl in self.levels_[var]:
+                    out[f"{var}_{lvl}"] = (col.astype(str) == lvl).astype(float)
+            else:
+                raise SurvivalError(f"clinical variable '{var}': encoding {how!r} is not 'numeric', "
+                                    "{ordinal: [...]} or {reference: level}")
+        return pd.DataFrame(out, index=frame.index)
+
+    def describe(self) -> dict:
+        """Column -> what 1 unit of it means, for tables and the model file."""
+        d = {}
+        for var, how in self.spec.items():
+            if how == "numeric":
+                d[var] = f"{var}, per unit"
+            elif "ordinal" in how:
+                d[var] = f"{var}, per step of {' < '.join(map(str, how['ordinal']))}"
+            else:
+                for lvl in self.levels_[var]:
+                    d[f"{var}_{lvl}"] = f"{var} {lvl} (reference {how['reference']})"
+        return d
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec, "levels": self.levels_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClinicalEncoder:
+        enc = cls(d["spec"])
+        enc.levels_ = {k: list(v) for k, v in d["levels"].items()}
+        enc.columns_ = {var: enc._names(var) for var in enc.spec}
+        return enc
+
+
+def select_clinical(X: pd.DataFrame, groups: dict[str, list[str]], time, event, p_enter: float = 0.1,
+                    penalizer: float = 0.0) -> tuple[list[str], pd.DataFrame]:
+    """Variables of the clinical model, chosen on training data only: each variable (all its
+    columns together) by a univariable Cox likelihood-ratio test at ``p_enter``, then
+    backward elimination on AIC from the multivariable model of those that passed.
+
+    If no variable passes, the one with the smallest p is kept, so the model is never
+    empty; the returned table says so. Returns the chosen variables and one row per
+    variable (univariable p, whether it passed, the step it was removed at, kept)."""
+    import pandas as pd
+
+    rows = {}
+    for var, cols in groups.items():
+        if X[cols].nunique().max() < 2:
+            rows[var] = {"univariable_p": float("nan"), "note": "constant in training"}
+            continue
+        m = CoxModel(penalizer=penalizer).fit(X[cols], time, event)
+        rows[var] = {"univariable_p": m.likelihood_ratio_p(), "note": ""}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "variable"
+    passed = [v for v in groups if table.loc[v, "univariable_p"] < p_enter]
+    table["passed_univariable"] = table.index.isin(passed)
+    table["removed_at_step"] = pd.NA
+    if not passed:
+        tested = table["univariable_p"].dropna()
+        if tested.empty:
+            raise SurvivalError("every clinical variable is constant in the training cohort")
+        passed = [str(tested.idxmin())]
+        table.loc[passed[0], "note"] = f"no variable reached p < {p_enter}: the strongest is kept"
+
+    def aic(vars_):
+        cols = [c for v in vars_ for c in groups[v]]
+        return CoxModel(penalizer=penalizer).fit(X[cols], time, event).aic_
+
+    current, step = list(passed), 0
+    while len(current) > 1:
+        best_aic = aic(current)
+        trial = {v: aic([w for w in current if w != v]) for v in current}
+        drop = min(trial, key=lambda v: (trial[v], current.index(v)))
+        if trial[drop] >= best_aic:
+            break
+        step += 1
+        current.remove(drop)
+        table.loc[drop, "removed_at_step"] = step
+    table["kept"] = table.index.isin(current)
+    return current, table.reset_index()
