@@ -128,7 +128,10 @@ class TunedClassifier:
             "max_features": trial.suggest_categorical("max_features", list(s.max_features)),
         }
 
-    def fit(self, X: pd.DataFrame, y) -> "TunedClassifier":
+    def fit(self, X: pd.DataFrame, y, folds: pd.Series | None = None) -> "TunedClassifier":
+        """``folds``: the shared cross-fitting folds (patient ID -> fold, ``ctith.crossfit``);
+        without them, seeded stratified ``cv_folds``-fold CV in row order. ``oof_`` holds
+        each patient's probability from the fold model that did not see them."""
         import optuna
 
         y = np.asarray(y).astype(int)
@@ -136,7 +139,13 @@ class TunedClassifier:
         if np.isnan(x).any():
             pid = X.index[np.isnan(x).any(axis=1)][0]
             raise ModelError(f"patient {pid}: missing feature values in the training cohort")
-        folds = _folds(y, self.cv_folds, self.seed)
+        if folds is None:
+            folds = _folds(y, self.cv_folds, self.seed)
+        else:
+            from .crossfit import fold_positions
+
+            folds = fold_positions(folds, X.index)
+            self.cv_folds = len(folds)
         k = smote_neighbours(y, folds, self.smote_k)
         self.smote_k_used_ = k
         self.features_ = list(X.columns)

@@ -79,7 +79,11 @@ class RadScore:
     alpha_rule: str = "max"
     seed: int = 0
 
-    def fit(self, X: pd.DataFrame, event, time) -> "RadScore":
+    def fit(self, X: pd.DataFrame, event, time, folds: pd.Series | None = None) -> "RadScore":
+        """``folds``: the shared cross-fitting folds (patient ID -> fold, ``ctith.crossfit``)
+        for the LASSO's cross-validation; without them, seeded stratified ``n_folds``-fold.
+        ``oof_`` holds each training patient's Rad-score from the fold's LASSO-Cox (fitted
+        without that patient) at the chosen alpha."""
         from sklearn.model_selection import StratifiedKFold
         from sksurv.exceptions import NoComparablePairException
         from sksurv.linear_model import CoxnetSurvivalAnalysis
@@ -93,6 +97,11 @@ class RadScore:
             pid = X.index[X.isna().any(axis=1).to_numpy()][0]
             raise SelectionError(f"patient {pid}: missing feature values in the training cohort")
         n_events = int(event.sum())
+        if folds is not None:
+            from .crossfit import fold_positions
+
+            splits = fold_positions(folds, X.index)
+            self.n_folds = len(splits)
         if n_events < self.n_folds:
             raise SelectionError(f"the training cohort has {n_events} DM events; LASSO-Cox with {self.n_folds}-fold "
                                  "cross-validation needs at least one per fold")
@@ -111,15 +120,18 @@ class RadScore:
 
         path = self._fit_quietly(coxnet(), Z, y)
         alphas = path.alphas_
-        folds = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed)
+        if folds is None:
+            splits = list(StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed).split(Z, event))
         scores = np.full((self.n_folds, len(alphas)), np.nan)
-        for f, (tr, te) in enumerate(folds.split(Z, event)):
+        fold_risk = np.full((len(Z), len(alphas)), np.nan)
+        for f, (tr, te) in enumerate(splits):
             # Standardise on the fold's training part only.
             mu, sd = Z[tr].mean(axis=0), Z[tr].std(axis=0)
             sd[sd == 0] = 1.0
             model = self._fit_quietly(coxnet(alphas), (Z[tr] - mu) / sd, y[tr])
             for k, a in enumerate(alphas):
                 risk = model.predict((Z[te] - mu) / sd, alpha=a)
+                fold_risk[te, k] = risk
                 try:
                     scores[f, k] = concordance_index_censored(event[te], time[te], risk)[0]
                 except NoComparablePairException:  # a small fold: its C-index is undefined
@@ -138,6 +150,7 @@ class RadScore:
             ok = candidates[mean[candidates] >= mean[best] - se[best]]
             best = ok[np.argmax(alphas[ok])]
         self.alpha_ = float(alphas[best])
+        self.oof_ = pd.Series(fold_risk[:, best], index=X.index, name="rad_score")
         self.cv_results_ = pd.DataFrame({"alpha": alphas, "cv_cindex_mean": mean, "cv_cindex_se": se,
                                          "n_features": n_nonzero})
         coef = path.coef_[:, best]

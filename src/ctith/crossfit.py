@@ -1,0 +1,62 @@
+"""Cross-fitting folds shared by every signature that feeds a survival model.
+
+A signature used as a covariate must score each training patient with a model that never
+saw that patient (out-of-fold), or the survival model over-weights it. All signatures
+(ITH model, Rad-score, DL) use one fold assignment: stratified on DM, seeded, keyed by
+patient ID (not by row order), so that every stage, in any row order, agrees on it.
+Validation patients are scored by the model refitted on all training patients.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import CtithError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OOF, REFIT = "oof", "refit"
+
+
+class CrossfitError(CtithError):
+    pass
+
+
+def assign_folds(patient_ids, event, n_folds: int, seed: int) -> pd.Series:
+    """Fold number (0..n_folds-1) of each training patient: scikit-learn's shuffled
+    ``StratifiedKFold`` on DM status, over the patients sorted by ID."""
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold
+
+    y = pd.Series(np.asarray(event).astype(int), index=pd.Index(patient_ids, name="patient_id")).sort_index()
+    if y.index.has_duplicates:
+        raise CrossfitError(f"patient {y.index[y.index.duplicated()][0]} appears twice in the training cohort")
+    smaller = int(np.bincount(y.to_numpy(), minlength=2).min())
+    if smaller < n_folds:
+        raise CrossfitError(f"the training cohort has {smaller} patients of its smaller DM class; stratified "
+                            f"{n_folds}-fold cross-fitting needs at least {n_folds}: lower crossfit.folds")
+    fold = np.empty(len(y), dtype=int)
+    for k, (_, te) in enumerate(StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+                                .split(np.zeros(len(y)), y.to_numpy())):
+        fold[te] = k
+    return pd.Series(fold, index=y.index, name="fold")
+
+
+def fold_positions(folds: pd.Series, patient_ids) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, held-out rows) per fold, as positions in ``patient_ids``' order."""
+    ids = list(patient_ids)
+    missing = [p for p in ids if p not in folds.index]
+    if missing:
+        raise CrossfitError(f"patient {missing[0]} is a training patient without a cross-fitting fold")
+    f = folds.reindex(ids).to_numpy()
+    return [(np.flatnonzero(f != k), np.flatnonzero(f == k)) for k in sorted(set(f.tolist()))]
+
+
+def read_folds(path) -> pd.Series:
+    from .io import read_table
+
+    t = read_table(path)
+    return t.set_index("patient_id")["fold"].astype(int)
