@@ -127,6 +127,10 @@ def test_every_ci_contains_its_estimate_and_resamples_are_paired():
     assert r["c_index_ci"][0] <= r["c_index"] <= r["c_index_ci"][1]
     assert r["uno_c_ci"][0] <= r["uno_c"] <= r["uno_c_ci"][1]
     assert r["ibs_ci"][0] <= r["ibs"] <= r["ibs_ci"][1]
+    from sklearn.metrics import roc_auc_score
+
+    assert r["auc_dm"] == pytest.approx(roc_auc_score(e_te, m.predict_risk(X_te)), abs=1e-15)
+    assert r["auc_dm_ci"][0] <= r["auc_dm"] <= r["auc_dm_ci"][1]
     for t in times:
         v, lo, hi = r["auc"][t]
         assert lo <= v <= hi
@@ -224,3 +228,38 @@ def test_clinical_selection_keeps_the_prognostic_variables():
     X2 = pd.DataFrame({"noise": df2["noise"], "noise2": rng.normal(size=60)}, index=df2.index)
     chosen2, table2 = select_clinical(X2, {"noise": ["noise"], "noise2": ["noise2"]}, t2, e2, p_enter=0.001)
     assert len(chosen2) == 1 and "strongest is kept" in " ".join(table2["note"])
+
+
+def test_predictions_and_tables_s4_s5():
+    from ctith.survival import HORIZONS, metrics_rows, predictions_table, risk_cutoff, table_s4, table_s5
+
+    x_tr, t_tr, e_tr = _cohort(120, 11, 84)
+    x_in, t_in, e_in = _cohort(50, 12, 84)
+    x_ex, t_ex, e_ex = _cohort(40, 13, 40)  # followed up to 40 months only
+    X = pd.DataFrame({"ith": np.concatenate([x_tr, x_in, x_ex])},
+                     index=[f"P{i:03d}" for i in range(210)])
+    cohort = pd.Series(["train"] * 120 + ["internal_validation"] * 50 + ["external_validation"] * 40,
+                       index=X.index)
+    fit = pd.Series(np.where(cohort == "train", "oof", "refit"), index=X.index)
+    m = CoxModel().fit(X.iloc[:120], t_tr, e_tr)
+    cut = risk_cutoff(m.predict_risk(X.iloc[:120]))
+    pred = predictions_table(m, X, cohort, fit, cut)
+    assert list(pred.columns[:4]) == ["patient_id", "cohort", "covariates", "risk"]
+    assert [c for c in pred.columns if c.startswith("survival_")] == [f"survival_{t:g}m" for t in HORIZONS]
+    assert (pred.loc[pred["cohort"] == "train", "risk_group"] == "high").sum() == 60
+    assert (np.diff(pred.filter(like="survival_").to_numpy(), axis=1) <= 0).all()  # S(t) falls
+
+    rows = []
+    for name, sl, (t, e) in (("internal_validation", slice(120, 170), (t_in, e_in)),
+                             ("external_validation", slice(170, 210), (t_ex, e_ex))):
+        Xc = X.iloc[sl]
+        r = survival_metrics(t_tr, e_tr, t, e, m.predict_risk(Xc), m.predict_survival(Xc, HORIZONS), HORIZONS,
+                             n_bootstrap=100, seed=0)
+        rows += metrics_rows("ITH", name, r)
+    metrics = pd.DataFrame(rows)
+    s4 = table_s4(metrics, ["ITH", "Clinical"], ["internal_validation", "external_validation"])
+    assert s4.loc[0, "internal_validation C-index"].count("(") == 1
+    assert (s4.iloc[1, 1:] == "-").all()  # a model without metrics gives dashes, not a crash
+    s5 = table_s5(metrics, ["ITH"], ["internal_validation", "external_validation"])
+    ext = s5[s5["Cohort"] == "external_validation"].iloc[0]
+    assert ext["48 months"] == "-" and ext["60 months"] == "-" and ext["12 months"] != "-"

@@ -220,7 +220,11 @@ def _point_metrics(y_train, time_test, event_test, risk, surv, times, ok_times):
                                 integrated_brier_score)
 
     y_test = surv_array(time_test, event_test)
-    out = {"c_index": None, "uno_c": None, "auc": {t: None for t in times}, "ibs": None}
+    out = {"c_index": None, "uno_c": None, "auc": {t: None for t in times}, "ibs": None, "auc_dm": None}
+    if 0 < event_test.sum() < len(event_test):
+        from sklearn.metrics import roc_auc_score
+
+        out["auc_dm"] = float(roc_auc_score(event_test, risk))
     if event_test.any() and len(np.unique(time_test)) > 1:
         try:
             out["c_index"] = float(concordance_index_censored(event_test, time_test, risk)[0])
@@ -259,7 +263,8 @@ def survival_metrics(time_train, event_train, time_test, event_test, risk, surv,
     The training cohort's outcomes serve only the IPCW censoring distribution.
 
     Returns Harrell's C (``c_index``, ``c_index_ci``), Uno's C (``uno_c``, ``uno_c_ci``),
-    ``auc[t] = (value, lo, hi)`` or None per horizon (lo, hi None without resamples), ``ibs`` (over the horizons this cohort
+    ``auc[t] = (value, lo, hi)`` or None per horizon (lo, hi None without resamples),
+    ``auc_dm`` (the risk's ROC AUC for DM status, as Table S2 and S4 report) and ``auc_dm_ci``, ``ibs`` (over the horizons this cohort
     supports, ``ibs_times``) and ``ibs_ci``, ``n_bootstrap_used`` (resamples that gave Harrell's
     C) and per horizon ``n_bootstrap_skipped``. CIs are 2.5/97.5 percentiles of the
     resampled values; every resample is drawn from ``bootstrap_indices(n, n_bootstrap, seed)``
@@ -281,12 +286,12 @@ def survival_metrics(time_train, event_train, time_test, event_test, risk, surv,
     point = _point_metrics(y_train, time_test, event_test, risk, surv, times, ok)
     if indices is None:
         indices = bootstrap_indices(len(time_test), n_bootstrap, seed)
-    boot = {"c_index": [], "uno_c": [], "ibs": [], **{t: [] for t in times}}
+    boot = {"c_index": [], "uno_c": [], "ibs": [], "auc_dm": [], **{t: [] for t in times}}
     for idx in indices:
         tt, ee = time_test[idx], event_test[idx]
         b = _point_metrics(y_train, tt, ee, risk[idx], surv[idx], times,
                            [t for t in supported(tt, ee) if t in ok])
-        for key in ("c_index", "uno_c", "ibs"):
+        for key in ("c_index", "uno_c", "ibs", "auc_dm"):
             if b[key] is not None and point[key] is not None:
                 boot[key].append(b[key])
         for t in ok:
@@ -304,6 +309,7 @@ def survival_metrics(time_train, event_train, time_test, event_test, risk, surv,
         "c_index": point["c_index"], "c_index_ci": ci(boot["c_index"], point["c_index"]),
         "uno_c": point["uno_c"], "uno_c_ci": ci(boot["uno_c"], point["uno_c"]),
         "ibs": point["ibs"], "ibs_ci": ci(boot["ibs"], point["ibs"]), "ibs_times": ok if point["ibs"] else [],
+        "auc_dm": point["auc_dm"], "auc_dm_ci": ci(boot["auc_dm"], point["auc_dm"]),
         "auc": {}, "n_bootstrap": int(len(indices)), "n_bootstrap_used": len(boot["c_index"]),
         "n_bootstrap_skipped": {},
         "horizon_problems": {t: horizon_problem(time_train, event_train, time_test, event_test, t) for t in times},
@@ -454,3 +460,96 @@ def select_clinical(X: pd.DataFrame, groups: dict[str, list[str]], time, event, 
         table.loc[drop, "removed_at_step"] = step
     table["kept"] = table.index.isin(current)
     return current, table.reset_index()
+
+
+# ---------------------------------------------------------------- predictions, metrics, tables
+
+HORIZONS = (12.0, 24.0, 36.0, 48.0, 60.0)
+
+
+def risk_cutoff(train_risk) -> float:
+    """High/low risk cut-off: the training cohort's median risk, fixed before any validation
+    patient is scored."""
+    return float(np.median(np.asarray(train_risk, dtype=float)))
+
+
+def predictions_table(model: CoxModel, X: pd.DataFrame, cohort: pd.Series, fit: pd.Series, cutoff: float,
+                      horizons=HORIZONS) -> pd.DataFrame:
+    """One row per patient: cohort, the risk (linear predictor), S(t) at each horizon, the
+    risk group by the training cut-off, and whether the covariates were out-of-fold or refit."""
+    import pandas as pd
+
+    risk = model.predict_risk(X)
+    surv = model.predict_survival(X, horizons)
+    out = pd.DataFrame({"patient_id": X.index, "cohort": cohort.reindex(X.index).to_numpy(),
+                        "covariates": fit.reindex(X.index).to_numpy(), "risk": risk})
+    for j, t in enumerate(horizons):
+        out[f"survival_{t:g}m"] = surv[:, j]
+    out["risk_group"] = np.where(risk > cutoff, "high", "low")
+    return out
+
+
+def metrics_rows(model_name: str, cohort: str, r: dict) -> list[dict]:
+    """``survival_metrics``' result as long-form rows (model, cohort, metric, horizon, value,
+    lo, hi, resamples used); None stays None."""
+    def row(metric, value, ci=None, horizon=None, used=None):
+        lo, hi = ci if ci else (None, None)
+        return {"model": model_name, "cohort": cohort, "metric": metric, "horizon_months": horizon,
+                "value": value, "ci_low": lo, "ci_high": hi,
+                "n": r["n"], "events": r["n_events"],
+                "bootstrap_used": used if used is not None else r["n_bootstrap_used"]}
+
+    rows = [row("c_index", r["c_index"], r["c_index_ci"]), row("uno_c", r["uno_c"], r["uno_c_ci"]),
+            row("auc_dm", r["auc_dm"], r["auc_dm_ci"]), row("ibs", r["ibs"], r["ibs_ci"])]
+    for t, v in r["auc"].items():
+        used = r["n_bootstrap"] - r["n_bootstrap_skipped"][t]
+        rows.append(row("td_auc", None if v is None else v[0], None if v is None or v[1] is None else v[1:],
+                        horizon=t, used=used))
+    return rows
+
+
+def _cell(value, lo, hi) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if lo is None or hi is None or (isinstance(lo, float) and np.isnan(lo)):
+        return f"{value:.3f}"
+    return f"{value:.3f} ({lo:.3f}-{hi:.3f})"
+
+
+def table_s4(metrics: pd.DataFrame, models: list[str], cohorts: list[str]) -> pd.DataFrame:
+    """The paper's Table S4: per model and validation cohort, C-index, AUC (for DM status)
+    and IBS with 95% CIs; "-" where a value cannot be computed."""
+    import pandas as pd
+
+    m = metrics.set_index(["model", "cohort", "metric"])
+    rows = []
+    for model in models:
+        row = {"Model": model}
+        for cohort in cohorts:
+            for metric, label in (("c_index", "C-index"), ("auc_dm", "AUC"), ("ibs", "IBS")):
+                key = (model, cohort, metric)
+                if key in m.index:
+                    v = m.loc[key]
+                    row[f"{cohort} {label}"] = _cell(v["value"], v["ci_low"], v["ci_high"])
+                else:
+                    row[f"{cohort} {label}"] = "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_s5(metrics: pd.DataFrame, models: list[str], cohorts: list[str], horizons=HORIZONS) -> pd.DataFrame:
+    """The paper's Table S5: time-dependent AUC at each horizon with 95% CI, per model and
+    cohort; "-" where the follow-up cannot support the horizon."""
+    import pandas as pd
+
+    td = metrics[metrics["metric"] == "td_auc"].set_index(["model", "cohort", "horizon_months"])
+    rows = []
+    for cohort in cohorts:
+        for model in models:
+            row = {"Cohort": cohort, "Model": model}
+            for t in horizons:
+                key = (model, cohort, float(t))
+                v = td.loc[key] if key in td.index else None
+                row[f"{t:g} months"] = "-" if v is None else _cell(v["value"], v["ci_low"], v["ci_high"])
+            rows.append(row)
+    return pd.DataFrame(rows)
