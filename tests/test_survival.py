@@ -263,3 +263,36 @@ def test_predictions_and_tables_s4_s5():
     s5 = table_s5(metrics, ["ITH"], ["internal_validation", "external_validation"])
     ext = s5[s5["Cohort"] == "external_validation"].iloc[0]
     assert ext["48 months"] == "-" and ext["60 months"] == "-" and ext["12 months"] != "-"
+
+
+def test_validation_outcomes_never_reach_the_fit():
+    """Editing or permuting the validation cohorts' outcomes leaves every coefficient, the
+    baseline and the cut-off unchanged; only the validation metrics move."""
+    from ctith.survival import clinical_covariates, fit_and_evaluate
+
+    df, t, e = _clinical(150, 21)
+    cohort = pd.Series(["train"] * 90 + ["internal_validation"] * 30 + ["external_validation"] * 30, index=df.index)
+    outcome = pd.DataFrame({"dm_time_months": t, "dm_event": e.astype(int)}, index=df.index)
+    train = df.index[:90]
+
+    def run(out):
+        Xc, decided = clinical_covariates(df, SPEC, train, out.loc[train, "dm_time_months"],
+                                          out.loc[train, "dm_event"])
+        cov = pd.Series("refit", index=df.index)
+        return decided, *fit_and_evaluate("Clinical", Xc, cov, out, cohort, n_bootstrap=50, seed=1)
+
+    d1, f1, p1, m1 = run(outcome)
+    shuffled = outcome.copy()
+    val = outcome.index[90:]
+    rng = np.random.default_rng(0)
+    shuffled.loc[val] = outcome.loc[val].to_numpy()[rng.permutation(60)]
+    shuffled.loc[val[:5], "dm_event"] = 1 - shuffled.loc[val[:5], "dm_event"]
+    d2, f2, p2, m2 = run(shuffled)
+    assert d1 == d2 and f1 == f2
+    pd.testing.assert_frame_equal(p1, p2)
+    m1, m2 = pd.DataFrame(m1), pd.DataFrame(m2)
+    tr = m1["cohort"] == "train"
+    pd.testing.assert_frame_equal(m1[tr], m2[tr])
+    assert not m1[~tr].equals(m2[~tr])
+    assert set(m1["cohort"]) == {"train", "internal_validation", "external_validation"}
+    assert "histology" in d1["chosen"]

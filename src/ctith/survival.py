@@ -553,3 +553,56 @@ def table_s5(metrics: pd.DataFrame, models: list[str], cohorts: list[str], horiz
                 row[f"{t:g} months"] = "-" if v is None else _cell(v["value"], v["ci_low"], v["ci_high"])
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- one model, fitted and evaluated
+
+TRAIN = "train"
+
+
+def clinical_covariates(clinical: pd.DataFrame, spec: dict, train, time, event, p_enter: float = 0.1,
+                        penalizer: float = 0.0) -> tuple[pd.DataFrame, dict]:
+    """The clinical model's covariates for every patient: the encoder's levels and the
+    variable selection come from the training patients (``train``: their IDs) only.
+    Returns the encoded columns of the chosen variables, and what was decided (the
+    encoder, the chosen variables, the selection table) for the model file."""
+    enc = ClinicalEncoder(spec).fit(clinical.loc[train])
+    X = enc.transform(clinical)
+    chosen, table = select_clinical(X.loc[train], enc.columns_, time, event, p_enter, penalizer)
+    cols = [c for v in chosen for c in enc.columns_[v]]
+    return X[cols], {"encoder": enc.to_dict(), "chosen": chosen, "columns": enc.describe(),
+                     "selection": table.astype(object).where(table.notna(), None).to_dict(orient="records")}
+
+
+def fit_and_evaluate(name: str, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,
+                     penalizer: float = 0.0, horizons=HORIZONS, n_bootstrap: int = 1000,
+                     seed: int = 0) -> tuple[dict, pd.DataFrame, list[dict]]:
+    """Fit one Cox model on the training cohort and evaluate it, frozen, on every cohort.
+
+    ``X``: covariates of every patient (training rows out-of-fold where they come from a
+    fitted signature; ``covariates`` says 'oof' or 'refit' per patient). ``outcome``:
+    ``dm_time_months`` and ``dm_event``. ``cohort``: 'train' or a validation cohort's name.
+    Returns the model file's content (coefficients, baseline, cut-off, follow-up range),
+    the per-patient predictions and the long-form metrics (training rows are apparent).
+    Nothing here reads a validation patient's outcome before the model and cut-off exist.
+    """
+    cohort = cohort.reindex(X.index)
+    train = X.index[(cohort == TRAIN).to_numpy()]
+    if len(train) == 0:
+        raise SurvivalError(f"model {name}: no training patient")
+    t_tr = outcome.loc[train, "dm_time_months"].to_numpy(dtype=float)
+    e_tr = outcome.loc[train, "dm_event"].to_numpy().astype(bool)
+    model = CoxModel(penalizer=penalizer).fit(X.loc[train], t_tr, e_tr)
+    cutoff = risk_cutoff(model.predict_risk(X.loc[train]))
+    fitted = {"name": name, **model.to_dict(), "risk_cutoff": cutoff, "horizons": list(horizons),
+              "training_follow_up_months": list(model.train_time_range_)}
+    predictions = predictions_table(model, X, cohort, covariates, cutoff, horizons)
+    rows = []
+    for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN}):
+        ids = X.index[(cohort == c).to_numpy()]
+        t = outcome.loc[ids, "dm_time_months"].to_numpy(dtype=float)
+        e = outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
+        r = survival_metrics(t_tr, e_tr, t, e, model.predict_risk(X.loc[ids]),
+                             model.predict_survival(X.loc[ids], horizons), horizons, n_bootstrap, seed)
+        rows += metrics_rows(name, c, r)
+    return fitted, predictions, rows
