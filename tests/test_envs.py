@@ -29,6 +29,8 @@ PACKAGES = {
     "pingouin": ({"pingouin"}, "pingouin"), "matplotlib": ({"matplotlib", "matplotlib-base"}, "matplotlib"),
     "yaml": ({"pyyaml"}, "pyyaml"), "jsonschema": ({"jsonschema"}, "jsonschema"), "torch": ({"torch"}, "torch"),
     "captum": ({"captum"}, "captum"), "shap": ({"shap"}, "shap"), "joblib": ({"joblib"}, "joblib"),
+    "dcurves": ({"dcurves"}, "dcurves"), "lifelines": ({"lifelines"}, "lifelines"),
+    "statsmodels": ({"statsmodels"}, "statsmodels"),
 }
 
 
