@@ -606,3 +606,168 @@ def fit_and_evaluate(name: str, X: pd.DataFrame, covariates: pd.Series, outcome:
                              model.predict_survival(X.loc[ids], horizons), horizons, n_bootstrap, seed)
         rows += metrics_rows(name, c, r)
     return fitted, predictions, rows
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def cumulative_dynamic_roc(time_train, event_train, time_test, event_test, risk, t: float):
+    """The ROC curve behind ``cumulative_dynamic_auc`` at ``t``: cases had DM by t, weighted
+    by the inverse of the training cohort's censoring distribution at their DM time;
+    controls are still DM-free after t. Returns (false positive rate, true positive rate)
+    from the highest cut-off down; their area is scikit-survival's AUC."""
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    time_test, event_test = np.asarray(time_test, float), np.asarray(event_test, bool)
+    risk = np.asarray(risk, float)
+    cens = CensoringDistributionEstimator().fit(surv_array(time_train, event_train))
+    case = event_test & (time_test <= t)
+    control = time_test > t
+    w = np.zeros(len(time_test))
+    w[case] = 1.0 / cens.predict_proba(time_test[case])
+    cut = np.unique(risk)[::-1]
+    tpr = np.array([w[case & (risk >= c)].sum() for c in cut]) / w[case].sum()
+    fpr = np.array([(control & (risk >= c)).sum() for c in cut]) / control.sum()
+    return np.r_[0.0, fpr], np.r_[0.0, tpr]
+
+
+def km_risk_groups_figure(panels: list[dict], title: str, ticks=(0, 12, 24, 36, 48, 60, 72, 84)):
+    """Kaplan-Meier DM-free survival of the high and low risk groups, one panel per cohort,
+    with the log-rank p (scikit-survival's ``compare_survival``) and the numbers at risk.
+
+    ``panels``: dicts with ``cohort``, ``time``, ``event`` and ``group`` ('high'/'low')."""
+    from sksurv.compare import compare_survival
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    colours = {"low": "#1f77b4", "high": "#d62728"}
+    for ax, p in zip(axes[0], panels):
+        time, event, group = np.asarray(p["time"], float), np.asarray(p["event"], bool), np.asarray(p["group"])
+        at_risk = {}
+        for g in ("low", "high"):
+            sel = group == g
+            at_risk[g] = [int((time[sel] >= x).sum()) for x in ticks]
+            if not sel.any():
+                continue
+            x, s = kaplan_meier_estimator(event[sel], time[sel])
+            ax.step(np.r_[0.0, x], np.r_[1.0, s], where="post", color=colours[g],
+                    label=f"{g} risk (n = {sel.sum()}, {int(event[sel].sum())} DM)")
+            cens = sel & ~event
+            ax.plot(time[cens], np.interp(time[cens], np.r_[0.0, x], np.r_[1.0, s]), "|", color=colours[g], ms=6)
+        if len(set(group.tolist())) == 2 and event.any():
+            _, pval = compare_survival(surv_array(time, event), group)
+            ax.text(0.03, 0.05, f"log-rank p = {pval:.3g}", transform=ax.transAxes)
+        ax.set(title=p["cohort"], xlabel="months", ylabel="DM-free survival", ylim=(0, 1.02),
+               xlim=(0, ticks[-1]), xticks=ticks)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+        table = ax.table(cellText=[at_risk["high"], at_risk["low"]], rowLabels=["high", "low"],
+                         colLabels=None, cellLoc="center", bbox=[0.0, -0.42, 1.0, 0.14], edges="open")
+        table.set_fontsize(8)
+        ax.text(0.0, -0.27, "at risk", transform=ax.transAxes, fontsize=8)
+    fig.suptitle(title)
+    fig.subplots_adjust(bottom=0.3, top=0.85, wspace=0.3)
+    return fig
+
+
+def td_roc_figure(curves: list[dict], title: str):
+    """Time-dependent ROC curves: one panel per cohort, one line per horizon.
+    ``curves``: dicts with ``cohort``, ``horizon``, ``fpr``, ``tpr`` and ``auc``."""
+    plt = _pyplot()
+    cohorts = list(dict.fromkeys(c["cohort"] for c in curves))
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 4.2), squeeze=False)
+    for ax, cohort in zip(axes[0], cohorts):
+        for c in (c for c in curves if c["cohort"] == cohort):
+            ax.step(c["fpr"], c["tpr"], where="post", label=f"{c['horizon']:g} months: AUC {c['auc']:.3f}")
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+        ax.set(title=cohort, xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01),
+               aspect="equal")
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration_points(time, event, predicted_dm, t: float, groups: int = 5):
+    """Predicted against observed risk of DM by t, by quantile group of the prediction:
+    mean predicted 1 - S(t | x) and the Kaplan-Meier estimate 1 - S(t) in each group."""
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    time, event, pred = np.asarray(time, float), np.asarray(event, bool), np.asarray(predicted_dm, float)
+    order = np.argsort(pred, kind="stable")
+    rows = []
+    for idx in np.array_split(order, groups):
+        if len(idx) == 0:
+            continue
+        x, s = kaplan_meier_estimator(event[idx], time[idx])
+        known = time[idx].max() >= t
+        observed = 1.0 - (s[x <= t][-1] if (x <= t).any() else 1.0) if known else np.nan
+        rows.append({"predicted": float(pred[idx].mean()), "observed": float(observed), "n": int(len(idx))})
+    return rows
+
+
+def calibration_figure(panels: list[dict], title: str):
+    """``panels``: dicts with ``cohort``, ``horizon`` and ``points`` (``calibration_points``)."""
+    plt = _pyplot()
+    cohorts = list(dict.fromkeys(p["cohort"] for p in panels))
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(4.2 * len(cohorts), 4.2), squeeze=False)
+    for ax, cohort in zip(axes[0], cohorts):
+        top = 0.0
+        for p in (p for p in panels if p["cohort"] == cohort):
+            pr = np.array([q["predicted"] for q in p["points"]])
+            ob = np.array([q["observed"] for q in p["points"]])
+            ax.plot(pr, ob, "o-", label=f"{p['horizon']:g} months")
+            top = max(top, np.nanmax(np.r_[pr, ob, 0.0]))
+        lim = min(1.0, top * 1.1 + 0.05)
+        ax.plot([0, lim], [0, lim], ls=":", color="grey")
+        ax.set(title=cohort, xlabel="predicted probability of DM", ylabel="observed (Kaplan-Meier)",
+               xlim=(0, lim), ylim=(0, lim), aspect="equal")
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def decision_curves(frame: pd.DataFrame, models: list[str], t: float, thresholds=None) -> pd.DataFrame:
+    """Net benefit at ``t`` months of each model's frozen predicted risk of DM by t (columns
+    of ``frame``, with ``dm_time_months`` and ``dm_event``), beside treat-all and treat-none,
+    by the ``dcurves`` package. dcurves is never asked to convert a score to a probability
+    (its ``models_to_prob`` would fit a model on the data it evaluates)."""
+    import warnings
+
+    from dcurves import dca
+
+    thresholds = np.round(np.arange(0.0, 0.81, 0.01), 2) if thresholds is None else thresholds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dca(data=frame[["dm_time_months", "dm_event", *models]].reset_index(drop=True), outcome="dm_event",
+                   modelnames=models, thresholds=thresholds, time=t, time_to_outcome_col="dm_time_months")
+
+
+def decision_curve_figure(panels: list[dict], t: float, title: str):
+    """``panels``: dicts with ``cohort`` and ``curves`` (``decision_curves``' output)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        d = p["curves"]
+        for name, g in d.groupby("model", sort=False):
+            style = {"all": dict(color="grey", ls="--"), "none": dict(color="black", ls=":")}.get(name, {})
+            label = {"all": "treat all", "none": "treat none"}.get(name, name)
+            ax.plot(g["threshold"], g["net_benefit"], label=label, **style)
+        nb = d["net_benefit"].to_numpy(dtype=float)
+        top = np.nanmax(nb) if np.isfinite(nb).any() else 0.1
+        ax.set(title=p["cohort"], xlabel=f"threshold probability of DM by {t:g} months", ylabel="net benefit",
+               ylim=(-0.05, max(top * 1.1, 0.05)), xlim=(0, float(d["threshold"].max())))
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
