@@ -71,3 +71,21 @@ def test_out_of_fold_signatures_do_not_carry_overfitting():
     c_oof = concordance_index_censored(y.astype(bool), time, r.oof_.to_numpy())[0]
     assert c_in > c_oof + 0.05
     assert abs(c_oof - 0.5) < 0.12
+
+
+def test_crossfit_folds_command(tmp_path):
+    from ctith import cli
+
+    ids = _ids(30)
+    cohort = ["train"] * 20 + ["internal_validation"] * 10
+    event = [1, 0, 0] * 10
+    pd.DataFrame({"patient_id": ids, "institution": "A", "cohort": cohort}).to_csv(tmp_path / "split.tsv", sep="\t",
+                                                                                   index=False)
+    pd.DataFrame({"patient_id": ids, "dm_event": event, "dm_time_months": 40.0}).to_csv(
+        tmp_path / "clinical.tsv", sep="\t", index=False)
+    args = ["crossfit-folds", "--split", str(tmp_path / "split.tsv"), "--clinical", str(tmp_path / "clinical.tsv"),
+            "--seed", "5", "--out", str(tmp_path / "folds.tsv")]
+    assert cli.main([*args, "--folds", "4"]) == 0
+    folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t")
+    assert list(folds["patient_id"]) == ids[:20] and set(folds["fold"]) == {0, 1, 2, 3}
+    assert cli.main([*args, "--folds", "8"]) != 0  # 7 training patients with DM

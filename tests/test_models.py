@@ -201,7 +201,14 @@ def test_table_s2_and_signature_same_seed_identical(tmp_path):
     hp = pd.read_csv(a / "hp.tsv", sep="\t")
     assert {"n_estimators", "max_depth", "min_samples_leaf", "max_features", "threshold"} <= set(hp.columns)
     sig = pd.read_csv(a / "sig.tsv", sep="\t")
-    assert list(sig.columns) == ["patient_id", "cohort", "ith_signature"] and len(sig) == 150
+    assert list(sig.columns) == ["patient_id", "cohort", "ith_signature", "fit"] and len(sig) == 150
+    # Training patients: the out-of-fold probability, never the refitted forest's.
+    pred = pd.read_csv(tmp_path / "a" / "k2-5" / "predictions.tsv", sep="\t").set_index("patient_id")
+    s = sig.set_index("patient_id")
+    tr, val = s.index[s["cohort"] == "train"], s.index[s["cohort"] != "train"]
+    assert set(s.loc[tr, "fit"]) == {"oof"} and set(s.loc[val, "fit"]) == {"refit"}
+    np.testing.assert_array_equal(s.loc[val, "ith_signature"], pred.loc[val, "probability"])
+    assert not np.allclose(s.loc[tr, "ith_signature"], pred.loc[tr, "probability"])
     assert "Chosen hyper-parameters" in (a / "s2.md").read_text()
     for name in ("shap_summary.png", "shap_beeswarm.png"):
         assert (tmp_path / "a" / "k2-5" / name).stat().st_size > 5_000

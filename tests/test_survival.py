@@ -336,3 +336,41 @@ def test_calibration_and_decision_curves_of_a_true_model(tmp_path):
     nb = d.pivot(index="threshold", columns="model", values="net_benefit")
     assert set(nb.columns) == {"true", "noise", "all", "none"}
     assert (nb["true"] > nb["all"]).all() and (nb["true"] > nb["noise"]).all() and (nb["none"] == 0).all()
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_resampled_metrics_equal_scikit_survivals(ties):
+    """The bootstrap's numpy metrics give scikit-survival's numbers on every resample, with
+    tied times (months rounded) and tied risks (a discrete covariate) included."""
+    from ctith.survival import _point_metrics, _ResampledMetrics, horizon_problem, surv_array
+
+    rng = np.random.default_rng(50 + ties)
+    x_tr, t_tr, e_tr = _cohort(90, 51, 84)
+    x_te, t_te, e_te = _cohort(45, 52, 84)
+    if ties:
+        x_tr, x_te = np.round(x_tr), np.round(x_te)
+        t_tr, t_te = np.ceil(t_tr / 6) * 6, np.ceil(t_te / 6) * 6
+    m = CoxModel().fit(pd.DataFrame({"x": x_tr}), t_tr, e_tr)
+    X = pd.DataFrame({"x": x_te})
+    risk, times = m.predict_risk(X), [12.0, 24.0, 36.0, 48.0, 60.0]
+    surv = m.predict_survival(X, times)
+    ok = [t for t in times if horizon_problem(t_tr, e_tr, t_te, e_te, t) is None]
+    fast = _ResampledMetrics(t_tr, e_tr, t_te, e_te, risk, surv, times, ok)
+    y_train = surv_array(t_tr, e_tr)
+    compared = 0
+    for idx in [np.arange(45)] + [rng.integers(0, 45, 45) for _ in range(25)]:
+        tt, ee = t_te[idx], e_te[idx]
+        ref = _point_metrics(y_train, tt, ee, risk[idx], surv[idx], times,
+                             [t for t in ok if horizon_problem(t_tr, e_tr, tt, ee, t) is None])
+        got = fast(idx)
+        for key in ("c_index", "uno_c", "ibs", "auc_dm"):
+            assert (got[key] is None) == (ref[key] is None), key
+            if ref[key] is not None:
+                assert got[key] == pytest.approx(ref[key], abs=1e-12), key
+                compared += 1
+        for t in times:
+            assert (got["auc"][t] is None) == (ref["auc"][t] is None)
+            if ref["auc"][t] is not None:
+                assert got["auc"][t] == pytest.approx(ref["auc"][t], abs=1e-12)
+                compared += 1
+    assert compared > 150

@@ -54,6 +54,7 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
     check_radiomics_outputs(work, ids)
     check_dl_outputs(work, ids)
     check_ith_model_outputs(work, ids)
+    check_survival_outputs(work, ids)
     again = smk(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -80,7 +81,7 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
         assert jobs.pop("radiomics_reader2") == ["NEW01"]
     assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
                          "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "ith_model",
-                         "table_s2", "all"}
+                         "table_s2", "crossfit_folds", "survival_model", "survival_report", "all"}
 
 
 def check_radiomics_outputs(work, ids):
@@ -105,6 +106,13 @@ def check_radiomics_outputs(work, ids):
     assert report["features_in"] == int(icc["reproducible"].sum())
     scores = pd.read_csv(work / "results/cohort/radscore.tsv", sep="\t")
     assert sorted(scores["patient_id"]) == sorted(ids) and scores["rad_score"].notna().all()
+    folds = pd.read_csv(work / "results/cohort/crossfit_folds.tsv", sep="\t")
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
+    assert sorted(folds["patient_id"]) == sorted(split.loc[split["cohort"] == "train", "patient_id"])
+    assert set(folds["fold"]) == {0, 1}
+    oof = scores["patient_id"].isin(folds["patient_id"])
+    assert (scores.loc[oof, "fit"] == "oof").all() and (scores.loc[~oof, "fit"] == "refit").all()
+    assert (scores.loc[~oof, "rad_score"] == scores.loc[~oof, "rad_score_refit"]).all()
     assert set(scores["combat_mode"]) == {"transductive"}
     signature = pd.read_csv(work / "results/cohort/radiomics_signature.tsv", sep="\t")
     assert len(signature) >= 1 and (signature["coefficient"] != 0).all()
@@ -137,9 +145,40 @@ def check_ith_model_outputs(work, ids):
     assert (work / "results/tables/table_s2.md").read_text().startswith("| Cluster numbers |")
     signature = pd.read_csv(work / "results/cohort/ith_signature.tsv", sep="\t")
     assert sorted(signature["patient_id"]) == sorted(ids) and signature["ith_signature"].between(0, 1).all()
+    assert set(signature.loc[signature["cohort"] == "train", "fit"]) == {"oof"}
     fitted = json.loads((work / "results/cohort/ith_model/k2-5/fitted.json").read_text())
     assert fitted["features"] == ["ith_k2", "ith_k3", "ith_k4", "ith_k5"] and fitted["n_trials"] == 3
     assert (work / "results/cohort/ith_model/k2-5/shap_beeswarm.png").stat().st_size > 5_000
+
+
+def check_survival_outputs(work, ids):
+    """Survival stage: every model fitted on training, every patient predicted, Tables S4
+    and S5 in the paper's layout, every figure drawn."""
+    import yaml
+
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    models = config["survival"]["models"]
+    metrics = pd.read_csv(work / "results/cohort/survival/metrics.tsv", sep="\t")
+    assert set(metrics["model"]) == {m["label"] for m in models.values()}
+    assert set(metrics["cohort"]) == {"train", "internal_validation", "external_validation"}
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]
+    for key, spec in models.items():
+        pred = pd.read_csv(work / f"results/cohort/survival/{key}/predictions.tsv", sep="\t")
+        assert sorted(pred["patient_id"]) == sorted(ids) and set(pred["risk_group"]) <= {"high", "low"}
+        fitted = json.loads((work / f"results/cohort/survival/{key}/model.json").read_text())
+        assert fitted["n_train"] == int((split == "train").sum())
+        signature = "ith" in spec["covariates"] or "radscore" in spec["covariates"]
+        train = pred["cohort"] == "train"
+        assert set(pred.loc[train, "covariates"]) == ({"oof"} if signature else {"measured"})
+    s4 = pd.read_csv(work / "results/tables/table_s4.tsv", sep="\t", keep_default_na=False)
+    assert list(s4["Model"]) == [m["label"] for m in models.values()]
+    assert list(s4.columns[1:4]) == ["internal_validation C-index", "internal_validation AUC",
+                                     "internal_validation IBS"]
+    s5 = pd.read_csv(work / "results/tables/table_s5.tsv", sep="\t", keep_default_na=False)
+    assert list(s5.columns) == ["Cohort", "Model", "12 months", "24 months", "36 months", "48 months", "60 months"]
+    for name in ("survival_km_risk_groups", "survival_td_roc", "survival_calibration", "survival_decision_curves",
+                 "figure_s4_shap_summary", "figure_s4_shap_beeswarm"):
+        assert (work / f"results/figures/{name}.png").stat().st_size > 5_000, name
 
 
 def test_bad_patient_inputs_fail_alone(work):
@@ -284,7 +323,9 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     ids = eligible(work)
     assert sorted(jobs.pop("ith")) == sorted(ids)
     assert len(jobs.pop("ith_model")) == 8
-    assert set(jobs) == {"ith_cohort", "table_s2", "all"}
+    with_ith = [m for m, spec in config["survival"]["models"].items() if "ith" in spec["covariates"]]
+    assert sorted(jobs.pop("survival_model")) == sorted(with_ith)
+    assert set(jobs) == {"ith_cohort", "table_s2", "survival_report", "all"}
     smk(work, "--cores", "2", f"results/patients/{ids[0]}/ith/scores.json")
     rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
     assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30

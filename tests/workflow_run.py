@@ -27,9 +27,10 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     # re-segmentations and cross-validation 2 folds; train small and briefly.
     config["reproducibility"].update(icc_cohorts=["train", "internal_validation", "external_validation"],
                                      min_patients=3)
-    config["selection"]["cv_folds"] = 2
+    config["crossfit"]["folds"] = 2
     config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
-    config["ith_model"].update(cv_folds=2, n_trials=3)
+    config["ith_model"].update(n_trials=3)
+    config["survival"]["n_bootstrap"] = 50
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return work
 

@@ -197,5 +197,38 @@ def ith_model_files(name):
 def ith_model_options(wildcards):
     c = config["ith_model"]
     return (f"--clusters {' '.join(map(str, ITH_MODELS[wildcards.model]))} --n-trials {c['n_trials']}"
-            f" --cv-folds {c['cv_folds']} --smote-k {c['smote_k']} --space {shlex.quote(json.dumps(c['space']))}"
+            f" --smote-k {c['smote_k']} --space {shlex.quote(json.dumps(c['space']))}"
             f" --seed {config['seed']}")
+
+
+# Survival stage: one Cox model per key of survival.models.
+SURVIVAL_MODELS = config["survival"]["models"]
+SIGNATURE_FILES = {"ith": "results/cohort/ith_signature.tsv", "radscore": "results/cohort/radscore.tsv"}
+for _key in ("figure_model", "clinical_model"):
+    if config["survival"][_key] not in SURVIVAL_MODELS:
+        raise WorkflowError(f"config survival.{_key}: '{config['survival'][_key]}' is not a key of survival.models "
+                            f"({', '.join(SURVIVAL_MODELS)})")
+if "clinical" not in SURVIVAL_MODELS[config["survival"]["clinical_model"]]["covariates"]:
+    raise WorkflowError("config survival.clinical_model: Figure S4 explains the clinical model; its covariates "
+                        "must include 'clinical'")
+
+
+def survival_model_inputs(wildcards):
+    sources = SURVIVAL_MODELS[wildcards.model]["covariates"]
+    return {"split": "results/cohort/split.tsv", "clinical": config["clinical"],
+            **{s: SIGNATURE_FILES[s] for s in sources if s in SIGNATURE_FILES}}
+
+
+def survival_model_options(wildcards, input):
+    m, s = SURVIVAL_MODELS[wildcards.model], config["survival"]
+    signatures = " ".join(f"{src}={input[src]}" for src in m["covariates"] if src in SIGNATURE_FILES)
+    return (f"--label {shlex.quote(m['label'])} --covariates {' '.join(m['covariates'])}"
+            + (f" --signatures {signatures}" if signatures else "")
+            + f" --clinical-spec {shlex.quote(json.dumps(s['clinical']['variables']))}"
+            f" --p-enter {s['clinical']['p_enter']} --penalizer {s['penalizer']}"
+            f" --horizons {' '.join(map(str, s['horizons']))} --n-bootstrap {s['n_bootstrap']}"
+            f" --seed {config['seed']}")
+
+
+def survival_model_dirs():
+    return [f"results/cohort/survival/{m}" for m in SURVIVAL_MODELS]

@@ -52,6 +52,31 @@ rule split:
         " --out {output} > {log} 2>&1"
 
 
+rule crossfit_folds:
+    input:
+        split="results/cohort/split.tsv",
+        clinical=config["clinical"],
+    output:
+        report(
+            "results/cohort/crossfit_folds.tsv",
+            caption="../report/crossfit_folds.rst",
+            category="Cohort",
+        ),
+    params:
+        clinical=clinical_options(),
+        folds=config["crossfit"]["folds"],
+        seed=config["seed"],
+    log:
+        "results/logs/crossfit_folds.log",
+    benchmark:
+        "results/benchmarks/crossfit_folds.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith crossfit-folds --split {input.split} {params.clinical}"
+        " --folds {params.folds} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
 localrules:
     eligibility,
     split,

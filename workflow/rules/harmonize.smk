@@ -39,6 +39,7 @@ rule select:
         features="results/cohort/radiomics_harmonized.tsv",
         harmonization="results/cohort/harmonization.json",
         split="results/cohort/split.tsv",
+        folds="results/cohort/crossfit_folds.tsv",
         clinical=config["clinical"],
     output:
         scores=report(
@@ -66,7 +67,7 @@ rule select:
     shell:
         "ctith select --features {input.features} --harmonization {input.harmonization} --split {input.split}"
         " {params.clinical} --variance-threshold {params.s[variance_threshold]}"
-        " --correlation-cutoff {params.s[correlation_cutoff]} --cv-folds {params.s[cv_folds]}"
+        " --correlation-cutoff {params.s[correlation_cutoff]} --folds {input.folds}"
         " --n-alphas {params.s[n_alphas]} --alpha-min-ratio {params.s[alpha_min_ratio]}"
         " --alpha-rule {params.s[alpha_rule]} --seed {params.seed} --out-scores {output.scores}"
         " --out-signature {output.signature} --out-cv {output.cv} --out-report {output.report} > {log} 2>&1"

@@ -2,6 +2,7 @@ rule ith_model:
     input:
         scores="results/cohort/ith_scores.tsv",
         split="results/cohort/split.tsv",
+        folds="results/cohort/crossfit_folds.tsv",
         clinical=config["clinical"],
     output:
         predictions="results/cohort/ith_model/{model}/predictions.tsv",
@@ -35,6 +36,7 @@ rule ith_model:
         "../../envs/modeling.yaml"
     shell:
         "ctith ith-model --scores {input.scores} --name {wildcards.model} --split {input.split}"
+        " --folds {input.folds}"
         " {params.clinical} {params.options} --out-dir $(dirname {output.predictions}) > {log} 2>&1"
 
 

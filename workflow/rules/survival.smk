@@ -1,0 +1,65 @@
+rule survival_model:
+    input:
+        unpack(survival_model_inputs),
+    output:
+        model="results/cohort/survival/{model}/model.json",
+        predictions="results/cohort/survival/{model}/predictions.tsv",
+        metrics="results/cohort/survival/{model}/metrics.tsv",
+        covariates="results/cohort/survival/{model}/covariates.tsv",
+    params:
+        options=survival_model_options,
+        clinical=clinical_options(),
+    log:
+        "results/logs/survival/{model}.log",
+    benchmark:
+        "results/benchmarks/survival/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(re.escape(m) for m in SURVIVAL_MODELS),
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith survival-model --name {wildcards.model} {params.options} --split {input.split}"
+        " {params.clinical} --out-dir $(dirname {output.model}) > {log} 2>&1"
+
+
+rule survival_report:
+    input:
+        models=expand("results/cohort/survival/{model}/{f}", model=SURVIVAL_MODELS,
+                      f=["model.json", "predictions.tsv", "metrics.tsv", "covariates.tsv"]),
+        split="results/cohort/split.tsv",
+        clinical=config["clinical"],
+    output:
+        metrics="results/cohort/survival/metrics.tsv",
+        s4=report("results/tables/table_s4.tsv", caption="../report/table_s4.rst", category="Tables"),
+        s4_md="results/tables/table_s4.md",
+        s5=report("results/tables/table_s5.tsv", caption="../report/table_s5.rst", category="Tables"),
+        s5_md="results/tables/table_s5.md",
+        km=report("results/figures/survival_km_risk_groups.png", caption="../report/survival_km.rst",
+                  category="Survival"),
+        roc=report("results/figures/survival_td_roc.png", caption="../report/survival_roc.rst",
+                   category="Survival"),
+        calibration=report("results/figures/survival_calibration.png",
+                           caption="../report/survival_calibration.rst", category="Survival"),
+        dca=report("results/figures/survival_decision_curves.png", caption="../report/survival_dca.rst",
+                   category="Survival"),
+        s4_summary=report("results/figures/figure_s4_shap_summary.png", caption="../report/figure_s4.rst",
+                          category="Survival"),
+        s4_beeswarm=report("results/figures/figure_s4_shap_beeswarm.png", caption="../report/figure_s4.rst",
+                           category="Survival"),
+    params:
+        models=" ".join(f"{m}={d}" for m, d in zip(SURVIVAL_MODELS, survival_model_dirs())),
+        clinical=clinical_options(),
+        s=config["survival"],
+        seed=config["seed"],
+    log:
+        "results/logs/survival_report.log",
+    benchmark:
+        "results/benchmarks/survival_report.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith survival-report --models {params.models} --split {input.split} {params.clinical}"
+        " --figure-model {params.s[figure_model]} --clinical-model {params.s[clinical_model]}"
+        " --horizons {params.s[horizons]} --n-bootstrap {params.s[n_bootstrap]} --seed {params.seed}"
+        " --out-metrics {output.metrics} --out-s4 {output.s4} --out-s4-md {output.s4_md} --out-s5 {output.s5}"
+        " --out-s5-md {output.s5_md} --figures-dir $(dirname {output.km}) > {log} 2>&1"
