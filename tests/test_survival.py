@@ -258,10 +258,10 @@ def test_predictions_and_tables_s4_s5():
         rows += metrics_rows("ITH", name, r)
     metrics = pd.DataFrame(rows)
     s4 = table_s4(metrics, ["ITH", "Clinical"], ["internal_validation", "external_validation"])
-    assert s4.loc[0, "internal_validation C-index"].count("(") == 1
+    assert s4.loc[0, "Internal validation C-index"].count("(") == 1
     assert (s4.iloc[1, 1:] == "-").all()  # a model without metrics gives dashes, not a crash
     s5 = table_s5(metrics, ["ITH"], ["internal_validation", "external_validation"])
-    ext = s5[s5["Cohort"] == "external_validation"].iloc[0]
+    ext = s5[s5["Cohort"] == "External validation"].iloc[0]
     assert ext["48 months"] == "-" and ext["60 months"] == "-" and ext["12 months"] != "-"
 
 
@@ -374,3 +374,20 @@ def test_resampled_metrics_equal_scikit_survivals(ties):
                 assert got["auc"][t] == pytest.approx(ref["auc"][t], abs=1e-12)
                 compared += 1
     assert compared > 150
+
+
+def test_clinical_selection_skips_what_training_cannot_estimate():
+    """A variable with one level in training (no column after reference coding) or one
+    value only is reported and skipped, not fitted."""
+    from ctith.survival import ClinicalEncoder, select_clinical
+
+    df, t, e = _clinical(80, 4)
+    df["n_stage"] = "N0"
+    df["constant"] = 1.0
+    spec = {**SPEC, "n_stage": {"reference": "N0"}, "constant": "numeric"}
+    enc = ClinicalEncoder(spec).fit(df)
+    assert enc.columns_["n_stage"] == []
+    chosen, table = select_clinical(enc.transform(df), enc.columns_, t, e)
+    notes = table.set_index("variable")["note"]
+    assert notes["n_stage"] == notes["constant"] == "one value only in training"
+    assert "n_stage" not in chosen and "constant" not in chosen and chosen

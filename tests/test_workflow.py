@@ -172,8 +172,8 @@ def check_survival_outputs(work, ids):
         assert set(pred.loc[train, "covariates"]) == ({"oof"} if signature else {"measured"})
     s4 = pd.read_csv(work / "results/tables/table_s4.tsv", sep="\t", keep_default_na=False)
     assert list(s4["Model"]) == [m["label"] for m in models.values()]
-    assert list(s4.columns[1:4]) == ["internal_validation C-index", "internal_validation AUC",
-                                     "internal_validation IBS"]
+    assert list(s4.columns[1:4]) == ["Internal validation C-index", "Internal validation AUC",
+                                     "Internal validation IBS"]
     s5 = pd.read_csv(work / "results/tables/table_s5.tsv", sep="\t", keep_default_na=False)
     assert list(s5.columns) == ["Cohort", "Model", "12 months", "24 months", "36 months", "48 months", "60 months"]
     for name in ("survival_km_risk_groups", "survival_td_roc", "survival_calibration", "survival_decision_curves",

@@ -775,7 +775,7 @@ def cmd_survival_report(args) -> None:
     for c in validation:
         ids = pred.index[(pred["cohort"] == c).to_numpy()]
         t, e = outcome.loc[ids, "dm_time_months"].to_numpy(), outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
-        name = c.replace("_", " ")
+        name = survival.cohort_label(c)
         km.append({"cohort": name, "time": t, "event": e, "group": pred.loc[ids, "risk_group"].to_numpy()})
         for h in (12.0, 36.0, 60.0):
             if survival.horizon_problem(t_tr, e_tr, t, e, h) is None:

@@ -490,11 +490,16 @@ def select_clinical(X: pd.DataFrame, groups: dict[str, list[str]], time, event, 
 
     rows = {}
     for var, cols in groups.items():
-        if X[cols].nunique().max() < 2:
-            rows[var] = {"univariable_p": float("nan"), "note": "constant in training"}
+        if not cols or X[cols].nunique().max() < 2:
+            rows[var] = {"univariable_p": float("nan"), "note": "one value only in training"}
             continue
-        m = CoxModel(penalizer=penalizer).fit(X[cols], time, event)
-        rows[var] = {"univariable_p": m.likelihood_ratio_p(), "note": ""}
+        try:
+            m = CoxModel(penalizer=penalizer).fit(X[cols], time, event)
+        except (ValueError, ArithmeticError) as exc:  # e.g. a level that separates events exactly
+            rows[var] = {"univariable_p": float("nan"), "note": f"Cox fit failed: {exc}"}
+            continue
+        rows[var] = {"univariable_p": m.likelihood_ratio_p(),
+                     "note": "" if m.converged_ else "did not converge (a level may separate DM exactly)"}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "variable"
     passed = [v for v in groups if table.loc[v, "univariable_p"] < p_enter]
@@ -571,6 +576,11 @@ def metrics_rows(model_name: str, cohort: str, r: dict) -> list[dict]:
     return rows
 
 
+def cohort_label(cohort: str) -> str:
+    """'internal_validation' -> 'Internal validation', as Table S2 names the cohorts."""
+    return cohort.replace("_", " ").capitalize()
+
+
 def _cell(value, lo, hi) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
@@ -593,9 +603,9 @@ def table_s4(metrics: pd.DataFrame, models: list[str], cohorts: list[str]) -> pd
                 key = (model, cohort, metric)
                 if key in m.index:
                     v = m.loc[key]
-                    row[f"{cohort} {label}"] = _cell(v["value"], v["ci_low"], v["ci_high"])
+                    row[f"{cohort_label(cohort)} {label}"] = _cell(v["value"], v["ci_low"], v["ci_high"])
                 else:
-                    row[f"{cohort} {label}"] = "-"
+                    row[f"{cohort_label(cohort)} {label}"] = "-"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -609,7 +619,7 @@ def table_s5(metrics: pd.DataFrame, models: list[str], cohorts: list[str], horiz
     rows = []
     for cohort in cohorts:
         for model in models:
-            row = {"Cohort": cohort, "Model": model}
+            row = {"Cohort": cohort_label(cohort), "Model": model}
             for t in horizons:
                 key = (model, cohort, float(t))
                 v = td.loc[key] if key in td.index else None
