@@ -415,11 +415,14 @@ class ClinicalEncoder:
             return [f"{var}_{lvl}" for lvl in self.levels_[var]]
         return [var]
 
-    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, frame: pd.DataFrame, variables=None) -> pd.DataFrame:
+        """Encoded columns of ``variables`` (default: every variable of the spec); only
+        those are checked, so a variable the model does not use cannot stop it."""
         import pandas as pd
 
         out = {}
-        for var, how in self.spec.items():
+        for var in self.spec if variables is None else variables:
+            how = self.spec[var]
             if var not in frame.columns:
                 raise SurvivalError(f"clinical column '{var}' is missing")
             col = frame[var]
@@ -640,10 +643,11 @@ def clinical_covariates(clinical: pd.DataFrame, spec: dict, train, time, event, 
     Returns the encoded columns of the chosen variables, and what was decided (the
     encoder, the chosen variables, the selection table) for the model file."""
     enc = ClinicalEncoder(spec).fit(clinical.loc[train])
-    X = enc.transform(clinical)
-    chosen, table = select_clinical(X.loc[train], enc.columns_, time, event, p_enter, penalizer)
-    cols = [c for v in chosen for c in enc.columns_[v]]
-    return X[cols], {"encoder": enc.to_dict(), "chosen": chosen, "columns": enc.describe(),
+    chosen, table = select_clinical(enc.transform(clinical.loc[train]), enc.columns_, time, event, p_enter,
+                                    penalizer)
+    # Validation patients need only the chosen variables, at levels training has seen.
+    X = enc.transform(clinical, chosen)
+    return X, {"encoder": enc.to_dict(), "chosen": chosen, "columns": enc.describe(),
                      "selection": table.astype(object).where(table.notna(), None).to_dict(orient="records")}
 
 
