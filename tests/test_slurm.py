@@ -64,7 +64,7 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     planned = dry_run_jobs(work)
     per_patient = {rule for rule, wc in local_run.planned if wc and wc[0] in redo}
     assert {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"} <= per_patient
-    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule == "ith_model"]
+    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in ("ith_model", "survival_model")]
     assert sorted(planned) == sorted([(r, wc) for r, wc in local_run.planned if wc and wc[0] in redo]
                                      + cohort_jobs)
     # The profile as shipped; only the DL rules' 8 threads do not fit a small test node.
