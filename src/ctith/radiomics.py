@@ -50,6 +50,37 @@ def _quiet_pyradiomics():
         logger.setLevel(level)
 
 
+def _bin_edges_from_extremes(library_bin_edges):
+    """pyradiomics' own ``getBinEdges``, fed the ROI's extremes instead of every voxel.
+
+    With a fixed bin width the edges depend on min and max alone, but pyradiomics finds them
+    with Python's ``min``/``max`` element by element: a fifth of the extraction time on a
+    60 mm tumour. numpy finds the same extremes; the library still computes the edges.
+    Bin counts (a histogram of every voxel) and non-finite values go to the library as is.
+    """
+    def bin_edges(parameterValues, **kwargs):  # noqa: N803 (pyradiomics' argument name)
+        values = np.asarray(parameterValues)
+        if kwargs.get("binCount") is None and values.size:
+            extremes = np.array([values.min(), values.max()], dtype=values.dtype)
+            if np.isfinite(extremes).all():
+                return library_bin_edges(extremes, **kwargs)
+        return library_bin_edges(parameterValues, **kwargs)
+
+    return bin_edges
+
+
+@contextmanager
+def _fast_bin_edges():
+    from radiomics import imageoperations
+
+    library = imageoperations.getBinEdges
+    imageoperations.getBinEdges = _bin_edges_from_extremes(library)
+    try:
+        yield
+    finally:
+        imageoperations.getBinEdges = library
+
+
 def make_extractor(params: dict):
     from radiomics import featureextractor
 
@@ -62,7 +93,7 @@ def extract(image: sitk.Image, mask: sitk.Image, params: dict, patient: str | No
     """Features (name -> float, pyradiomics' names and order) and diagnostics of one mask."""
     extractor = make_extractor(params)
     try:
-        with _quiet_pyradiomics():
+        with _quiet_pyradiomics(), _fast_bin_edges():
             result = extractor.execute(image, mask, label=int(params["setting"].get("label", 1)))
     except (ValueError, RuntimeError) as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
