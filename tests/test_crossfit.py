@@ -6,9 +6,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from ctith.crossfit import CrossfitError, assign_folds, fold_positions
+from ctith.crossfit import CrossfitError, assign_folds, fold_positions, two_stage_scores
 from ctith.models import TunedClassifier
-from ctith.selection import RadScore
+from ctith.selection import RadScore, radscore_fitter
 
 
 def _ids(n):
@@ -117,3 +117,51 @@ def test_cox_does_not_overweight_a_cross_fitted_noise_signature():
     coef_oof, p_oof = added(m.oof_.to_numpy())
     assert p_in < 1e-4 and coef_in > 2
     assert p_oof > 0.05 and abs(coef_oof) < coef_in / 3
+
+
+def _memorising_first_stage(ids, event, folds, rng, n_features=16):
+    """Deep features as an overfit network gives them: patients it trained on carry their
+    label in every feature, patients it never saw get noise. Returns every patient's
+    features from the refit (validation patients: noise) and fold k -> training patients'
+    features from the net trained without fold k."""
+    y = pd.Series(event.astype(float), index=ids)
+
+    def net(seen):
+        signal = np.where(np.isin(ids, seen), 2.0 * y.to_numpy() - 1.0, 0.0)[:, None]
+        return pd.DataFrame(signal + rng.normal(0, 0.5, (len(ids), n_features)), index=ids,
+                            columns=[f"dlf_{j:03d}" for j in range(n_features)])
+
+    train = list(folds.index)
+    return net(train), {k: net(list(folds.index[folds != k])).loc[train] for k in sorted(set(folds))}
+
+
+def test_two_stage_cross_fitting_does_not_carry_a_memorising_network():
+    """DL_F's two stages: a network that memorises its training patients makes the refit's
+    LASSO-Cox look perfect in sample; the two-stage out-of-fold scores, from fold nets and
+    fold LASSOs that never saw the patient, are noise, as on validation patients."""
+    rng = np.random.default_rng(5)
+    ids = _ids(90)
+    event = rng.random(90) < 0.4
+    time = pd.Series(np.where(event, rng.uniform(3, 40, 90), 60.0), index=ids)
+    train = ids[:60]
+    folds = assign_folds(train, event[:60], 5, seed=42)
+    refit_features, fold_features = _memorising_first_stage(ids, event, folds, rng)
+    fit = radscore_fitter(pd.Series(event, index=ids), time)
+    table, model, fold_models = two_stage_scores(refit_features, fold_features, folds, fit, name="dl_f_score")
+    t = table.set_index("patient_id")
+    assert list(t["fit"]) == ["oof"] * 60 + ["refit"] * 30 and len(fold_models) == 5
+    in_sample = roc_auc_score(event[:60], t.loc[train, "dl_f_score_refit"])
+    oof = roc_auc_score(event[:60], t.loc[train, "dl_f_score"])
+    assert in_sample > 0.99 and abs(oof - 0.5) < 0.15, (in_sample, oof)
+    assert (t.loc[ids[60:], "dl_f_score"] == t.loc[ids[60:], "dl_f_score_refit"]).all()
+
+    # A fold-0 patient's value depends only on fold 0's net; never on the refit's features
+    # of training patients, nor on what other fold nets make of anyone.
+    edited = {k: (f if k == 0 else f * 3.0 + 1.0) for k, f in fold_features.items()}
+    refit_edit = refit_features.copy()
+    refit_edit.loc[train] = rng.normal(size=refit_edit.loc[train].shape)
+    again, _, _ = two_stage_scores(refit_edit, edited, folds, fit, name="dl_f_score")
+    fold0 = t.index.isin(folds.index[folds == 0])
+    assert np.array_equal(again.set_index("patient_id").loc[fold0, "dl_f_score"], t.loc[fold0, "dl_f_score"])
+    with pytest.raises(CrossfitError, match="no first-stage model was fitted without fold 4"):
+        two_stage_scores(refit_features, {k: f for k, f in fold_features.items() if k != 4}, folds, fit)

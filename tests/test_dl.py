@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctith import cli, dl
+from ctith import cli, crossfit, dl
 from ctith.io import read_json, write_tsv
 
 
@@ -123,7 +123,9 @@ def test_gradcam_shape_and_range():
 
 
 def test_cli_trains_on_training_patients_only(tmp_path):
-    """dl-train sees training patients only: validation labels and images change nothing."""
+    """dl-train sees training patients only: validation labels and images change nothing.
+    The fold nets give every training patient an out-of-fold DL_E, and the DL_F signature
+    is cross-fitted on their features."""
     x, y = blobs(n=40)
     ids = [f"P{i:02d}" for i in range(40)]
     cohort = ["train"] * 28 + ["internal_validation"] * 6 + ["external_validation"] * 6
@@ -136,34 +138,71 @@ def test_cli_trains_on_training_patients_only(tmp_path):
         paths.append(str(d / "input.npy"))
     write_tsv(pd.DataFrame({"patient_id": ids, "institution": "A", "cohort": cohort, "assigned_by": "sheet"}),
               tmp_path / "split.tsv")
+    folds = crossfit.assign_folds(ids[:28], y[:28], 2, seed=0)
+    write_tsv(folds.reset_index(), tmp_path / "folds.tsv")
+    months = np.random.default_rng(1).uniform(3, 60, 40).round(1)
 
     def run(tag, labels):
-        write_tsv(pd.DataFrame({"patient_id": ids, "dm_event": labels, "dm_time_months": 12.0}),
+        write_tsv(pd.DataFrame({"patient_id": ids, "dm_event": labels, "dm_time_months": months}),
                   tmp_path / "clinical.tsv")
         params = '{"depth": 18, "base_width": 8, "head_hidden": 16, "epochs": 3, "batch_size": 8}'
+        common = ["--inputs", *paths, "--split", str(tmp_path / "split.tsv"), "--clinical", str(tmp_path / "clinical.tsv")]
         out = tmp_path / tag
-        assert cli.main(["dl-train", "--inputs", *paths, "--split", str(tmp_path / "split.tsv"),
-                         "--clinical", str(tmp_path / "clinical.tsv"), "--params", params, "--device", "cpu",
-                         "--out-dir", str(out), "--figure", str(out / "s3.png")]) == 0
-        assert cli.main(["dl-predict", "--inputs", *paths, "--split", str(tmp_path / "split.tsv"),
-                         "--clinical", str(tmp_path / "clinical.tsv"), "--model", str(out / "model.pt"),
-                         "--training", str(out / "training.json"), "--gradcam-patients", "4",
-                         "--out-dl-e", str(out / "dl_e.tsv"), "--out-dl-f", str(out / "dl_f.tsv"),
-                         "--out-gradcam", str(out / "gc.npz"), "--figure", str(out / "s5.png")]) == 0
+        for fit, fold in (("refit", []), ("fold0", ["--fold", "0"]), ("fold1", ["--fold", "1"])):
+            assert cli.main(["dl-train", *common, "--params", params, "--device", "cpu", "--folds",
+                             str(tmp_path / "folds.tsv"), *fold, "--out-dir", str(out / fit)]) == 0
+        assert cli.main(["dl-predict", *common, "--model", str(out / "refit/model.pt"),
+                         "--fold-models", str(out / "fold0/model.pt"), str(out / "fold1/model.pt"),
+                         "--gradcam-patients", "4", "--out-dl-e", str(out / "dl_e.tsv"), "--out-dl-f",
+                         str(out / "dl_f.tsv"), "--out-fold-features", str(out / "fold_features.tsv"),
+                         "--out-gradcam", str(out / "gc.npz"), "--loss-figure", str(out / "s3.png"),
+                         "--figure", str(out / "s5.png")]) == 0
+        assert cli.main(["dl-signature", "--dl-f", str(out / "dl_f.tsv"), "--fold-features",
+                         str(out / "fold_features.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--clinical",
+                         str(tmp_path / "clinical.tsv"), "--out-scores", str(out / "dl_f_signature.tsv"),
+                         "--out-signature", str(out / "lasso.tsv"), "--out-report", str(out / "selection.json")]) == 0
         return out
 
     a = run("a", y)
     flipped = y.copy()
     flipped[28:] = 1 - flipped[28:]
     b = run("b", flipped)
-    assert (a / "model.pt").read_bytes() == (b / "model.pt").read_bytes()
-    assert read_json(a / "training.json")["train_patients"] == ids[:28]
+    for fit in ("refit", "fold0", "fold1"):
+        assert (a / fit / "model.pt").read_bytes() == (b / fit / "model.pt").read_bytes()
+    for name in ("dl_e.tsv", "fold_features.tsv", "dl_f_signature.tsv", "lasso.tsv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert read_json(a / "refit/training.json")["train_patients"] == ids[:28]
+    held = read_json(a / "fold1/training.json")
+    assert held["held_out_patients"] == sorted(folds.index[folds == 1]) and held["fold"] == 1
+    assert sorted(held["train_patients"]) == sorted(folds.index[folds == 0])
     dl_e = pd.read_csv(a / "dl_e.tsv", sep="\t")
     dl_f = pd.read_csv(a / "dl_f.tsv", sep="\t")
     assert list(dl_e["patient_id"]) == ids and dl_e["dl_e"].between(0, 1).all()
+    assert list(dl_e["fit"]) == ["oof"] * 28 + ["refit"] * 12
+    assert (dl_e["dl_e"][28:] == dl_e["dl_e_refit"][28:]).all() and (dl_e["dl_e"][:28] != dl_e["dl_e_refit"][:28]).any()
+    assert np.allclose(dl_e["dl_e_logit"], np.log(dl_e["dl_e"] / (1 - dl_e["dl_e"])))
     assert dl_f.shape == (40, 2 + 16) and list(dl_f.columns[:3]) == ["patient_id", "cohort", "dlf_000"]
+    fold_features = pd.read_csv(a / "fold_features.tsv", sep="\t")
+    assert len(fold_features) == 2 * 28 and list(fold_features.columns[:3]) == ["fold", "patient_id", "dlf_000"]
+    signature = pd.read_csv(a / "dl_f_signature.tsv", sep="\t")
+    assert list(signature["fit"]) == ["oof"] * 28 + ["refit"] * 12
+    assert signature["dl_f_score"].notna().all()
+    assert (signature["dl_f_score"][28:] == signature["dl_f_score_refit"][28:]).all()
     gc = np.load(a / "gc.npz")
     assert list(gc["patient_id"]) == ids[28:] and gc["gradcam"].shape == (12, 48, 48)
-    loss = pd.read_csv(a / "loss.tsv", sep="\t")
+    loss = pd.read_csv(a / "refit/loss.tsv", sep="\t")
     assert list(loss.columns[:2]) == ["epoch", "train_loss"] and "val_loss" in loss
     assert (a / "s3.png").stat().st_size > 10_000 and (a / "s5.png").stat().st_size > 10_000
+
+
+def test_inner_split_stratified_and_unchanged_by_the_small_fold_rule():
+    from sklearn.model_selection import train_test_split
+
+    labels = np.array([0, 1] * 15 + [0] * 10)
+    fit, val = dl.inner_split(labels, 0.2, seed=3)
+    idx = np.arange(len(labels))
+    expected = train_test_split(idx, test_size=0.2, random_state=3, stratify=labels)[1]
+    assert list(val) == sorted(expected) and len(val) == 8 and len(fit) == 32
+    # 6 patients, 2 with DM: a fifth is one patient, too few to hold both classes.
+    fit, val = dl.inner_split(np.array([0, 1, 0, 0, 1, 0]), 0.2, seed=3)
+    assert len(val) == 2 and sorted(np.array([0, 1, 0, 0, 1, 0])[val]) == [0, 1] and len(fit) == 4

@@ -64,7 +64,7 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     planned = dry_run_jobs(work)
     per_patient = {rule for rule, wc in local_run.planned if wc and wc[0] in redo}
     assert {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"} <= per_patient
-    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in ("ith_model", "survival_model")]
+    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in ("ith_model", "survival_model", "dl_train")]
     assert sorted(planned) == sorted([(r, wc) for r, wc in local_run.planned if wc and wc[0] in redo]
                                      + cohort_jobs)
     # The profile as shipped; only the DL rules' 8 threads do not fit a small test node.
@@ -84,10 +84,12 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     remote = sorted(comment(rule, wc) for rule, wc in planned if rule not in local)
     assert sorted(job["Comment"] for job in jobs) == remote
     assert {job["State"] for job in jobs} == {"COMPLETED"}
-    # The DL training job went to the GPU partition and asked SLURM for a GPU.
-    dl_train = [job for job in jobs if job["Comment"] == "rule_dl_train"]
-    assert [(j["Partition"], j["tres-per-job"], j["NumCPUs"]) for j in dl_train] == [("gpu", "gres:gpu:1", str(threads))]
-    assert {job["Partition"] for job in jobs if job["Comment"] != "rule_dl_train"} == {"cpu"}
+    # Each DL training job (the refit and one per cross-fitting fold) went to the GPU
+    # partition and asked SLURM for a GPU.
+    dl_train = sorted((job for job in jobs if job["Comment"].startswith("rule_dl_train_")), key=lambda j: j["Comment"])
+    assert [j["Comment"] for j in dl_train] == [f"rule_dl_train_wildcards_{f}" for f in ("fold0", "fold1", "refit")]
+    assert {(j["Partition"], j["tres-per-job"], j["NumCPUs"]) for j in dl_train} == {("gpu", "gres:gpu:1", str(threads))}
+    assert {job["Partition"] for job in jobs if job not in dl_train} == {"cpu"}
 
     # Same seed, same results: the cluster run equals the local one, file for file.
     digest = outputs_digest(work / "results")

@@ -401,12 +401,15 @@ def test_clinical_selection_skips_what_training_cannot_estimate():
 
 @pytest.mark.slow
 def test_null_shuffled_training_outcomes_give_chance_validation_c_index():
-    """The chain of the combined model (cross-fitted ITH signature from the tuned forest,
-    clinical selection, Cox on training), fitted on shuffled training outcomes: its
-    validation C-index averages 0.5 +/- 0.1 over 5 seeds. The outcome depends on the planted
-    heterogeneity behind the ITH scores; unshuffled, the same chain finds it."""
-    from ctith.crossfit import assign_folds
+    """The chain of the Combined model (clinical selection; the cross-fitted ITH signature
+    from the tuned forest; the two-stage cross-fitted DL_F signature from deep features of
+    nets that memorise their training patients' outcomes; Cox on training), fitted on
+    shuffled training outcomes: its validation C-index averages 0.5 +/- 0.1 over 5 seeds.
+    The outcome depends on the planted heterogeneity behind the ITH scores and the deep
+    features; unshuffled, the same chain finds it."""
+    from ctith.crossfit import assign_folds, two_stage_scores
     from ctith.models import TunedClassifier
+    from ctith.selection import radscore_fitter
     from ctith.survival import clinical_covariates, fit_and_evaluate
 
     def validation_c(seed, shuffle):
@@ -422,15 +425,25 @@ def test_null_shuffled_training_outcomes_give_chance_validation_c_index():
         if shuffle:
             outcome.loc[train] = outcome.loc[train].to_numpy()[rng.permutation(120)]
         y = outcome.loc[train, "dm_event"].to_numpy()
-        forest = TunedClassifier(n_trials=4, seed=seed).fit(ith.loc[train], y, folds=assign_folds(train, y, 5, seed))
+        folds = assign_folds(train, y, 5, seed)
+        forest = TunedClassifier(n_trials=4, seed=seed).fit(ith.loc[train], y, folds=folds)
         signature = pd.Series(forest.predict_proba(ith), index=df.index)
         signature.loc[train] = forest.oof_.to_numpy()
+
+        def deep(seen):  # a net's features: the image's heterogeneity, and the labels it trained on
+            memorised = np.where(df.index.isin(seen), 2.0 * outcome["dm_event"].to_numpy() - 1.0, 0.0)
+            return pd.DataFrame((0.5 * h + 0.5 * memorised)[:, None] + rng.normal(0, 0.5, (240, 8)), index=df.index,
+                                columns=[f"dlf_{j:03d}" for j in range(8)])
+
+        fit_lasso = radscore_fitter(outcome["dm_event"], outcome["dm_time_months"])
+        fold_features = {k: deep(train[(folds != k).to_numpy()]).loc[train] for k in range(5)}
+        dl_f, _, _ = two_stage_scores(deep(train), fold_features, folds, fit_lasso, name="dl_f")
         Xc, _ = clinical_covariates(df, SPEC, train, outcome.loc[train, "dm_time_months"], y)
+        X = Xc.assign(ith=signature, dl_f=dl_f.set_index("patient_id")["dl_f"])
         fit = pd.Series(np.where(cohort == "train", "oof", "refit"), index=df.index)
-        _, _, rows = fit_and_evaluate("Clinical + ITH", Xc.assign(ith=signature), fit, outcome, cohort,
-                                      n_bootstrap=0)
+        _, _, rows = fit_and_evaluate("Combined", X, fit, outcome, cohort, n_bootstrap=0)
         return next(r["value"] for r in rows if r["cohort"] == "external_validation" and r["metric"] == "c_index")
 
     null = [validation_c(seed, shuffle=True) for seed in range(5)]
     assert abs(np.mean(null) - 0.5) <= 0.1, null
-    assert validation_c(0, shuffle=False) > 0.56  # 0.598: the signal is there to find
+    assert validation_c(0, shuffle=False) > 0.56  # 0.573: the signal is there to find

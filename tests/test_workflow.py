@@ -80,7 +80,7 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
     if samples.set_index("patient_id").loc["NEW01", "mask_reader2"]:
         assert jobs.pop("radiomics_reader2") == ["NEW01"]
     assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
-                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "ith_model",
+                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "dl_signature", "ith_model",
                          "table_s2", "crossfit_folds", "survival_model", "survival_report", "all"}
 
 
@@ -124,15 +124,24 @@ def check_dl_outputs(work, ids):
     split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]
     for pid in ids:
         assert np.load(work / f"results/patients/{pid}/dl/input.npy").shape == (3, 224, 224)
-    training = json.loads((work / "results/cohort/dl/training.json").read_text())
-    assert sorted(training["train_patients"]) == sorted(split.index[split == "train"])
+    training = json.loads((work / "results/cohort/dl/refit/training.json").read_text())
+    train = sorted(split.index[split == "train"])
+    assert sorted(training["train_patients"]) == train
     assert training["device"] == "cpu" and training["params"]["base_width"] == 16
-    loss = pd.read_csv(work / "results/cohort/dl/loss.tsv", sep="\t")
+    loss = pd.read_csv(work / "results/cohort/dl/refit/loss.tsv", sep="\t")
     assert list(loss["epoch"]) == [1, 2, 3]
+    folds = pd.read_csv(work / "results/cohort/crossfit_folds.tsv", sep="\t").set_index("patient_id")["fold"]
+    for k in (0, 1):  # one net per cross-fitting fold, trained without that fold
+        held = json.loads((work / f"results/cohort/dl/fold{k}/training.json").read_text())
+        assert held["held_out_patients"] == sorted(folds.index[folds == k])
+        assert sorted(held["train_patients"]) == sorted(folds.index[folds != k])
     dl_e = pd.read_csv(work / "results/cohort/dl_e.tsv", sep="\t")
     dl_f = pd.read_csv(work / "results/cohort/dl_f.tsv", sep="\t")
     assert sorted(dl_e["patient_id"]) == sorted(dl_f["patient_id"]) == sorted(ids)
     assert dl_f.shape[1] == 2 + 64 and dl_e["dl_e"].between(0, 1).all()
+    for table in (dl_e, pd.read_csv(work / "results/cohort/dl_f_signature.tsv", sep="\t")):
+        assert sorted(table.loc[table["fit"] == "oof", "patient_id"]) == train
+        assert sorted(table.loc[table["fit"] == "refit", "patient_id"]) == sorted(set(ids) - set(train))
     gradcam = np.load(work / "results/cohort/dl/gradcam.npz")
     assert sorted(gradcam["patient_id"]) == sorted(split.index[split != "train"])
     for name in ("figure_s3_loss_curve.png", "figure_s5_gradcam.png"):
@@ -167,7 +176,7 @@ def check_survival_outputs(work, ids):
         assert sorted(pred["patient_id"]) == sorted(ids) and set(pred["risk_group"]) <= {"high", "low"}
         fitted = json.loads((work / f"results/cohort/survival/{key}/model.json").read_text())
         assert fitted["n_train"] == int((split == "train").sum())
-        signature = "ith" in spec["covariates"] or "radscore" in spec["covariates"]
+        signature = spec["covariates"] != ["clinical"]  # every other source is a cross-fitted signature
         train = pred["cohort"] == "train"
         assert set(pred.loc[train, "covariates"]) == ({"oof"} if signature else {"measured"})
     s4 = pd.read_csv(work / "results/tables/table_s4.tsv", sep="\t", keep_default_na=False)

@@ -492,19 +492,32 @@ def cmd_dl_train(args) -> None:
     train = [i for i, pid in enumerate(ids) if cohorts.get(pid) == "train"]
     if not train:
         raise CtithError(f"split '{args.split}' puts none of the {len(ids)} patients in the train cohort")
+    held_out = []
+    if args.fold is not None:  # a cross-fitting net: the training patients of the other folds
+        from .crossfit import read_folds
+
+        folds = read_folds(args.folds)
+        unknown = [ids[i] for i in train if ids[i] not in folds.index]
+        if unknown:
+            raise CtithError(f"patient {unknown[0]}: a training patient without a fold in '{args.folds}'")
+        if args.fold not in set(folds.tolist()):
+            raise CtithError(f"fold {args.fold} is not in '{args.folds}' (folds {sorted(set(folds.tolist()))})")
+        held_out = [ids[i] for i in train if folds[ids[i]] == args.fold]
+        train = [i for i in train if folds[ids[i]] != args.fold]
     labels = pd.to_numeric(clinical.loc[[ids[i] for i in train], "dm_event"]).to_numpy().astype(int)
     params = _dl_params(args)
+    what = "DL training" if args.fold is None else f"DL training without fold {args.fold}"
     try:
         result = dl.train(images[train], labels, params, log=lambda s: print(s, flush=True))
     except ValueError as exc:
-        raise CtithError(f"DL training: {exc}") from None
+        raise CtithError(f"{what}: {exc}") from None
     out = Path(args.out_dir)
     dl.save_weights(result.model, out / "model.pt")
     write_tsv(pd.DataFrame(result.history), out / "loss.tsv")
-    write_json({**result.info, "train_patients": [ids[i] for i in train]}, out / "training.json")
-    save_figure(dl.loss_figure(result.history, result.info["best_epoch"]), args.figure)
+    write_json({**result.info, "fold": args.fold, "train_patients": [ids[i] for i in train],
+                "held_out_patients": held_out}, out / "training.json")
     i = result.info
-    print(f"trained on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
+    print(f"{what} on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
           f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({i['seconds']} s)")
 
 
@@ -514,21 +527,49 @@ def cmd_dl_predict(args) -> None:
     import torch
 
     from . import dl
-    from .io import atomic_path, read_json, write_tsv
+    from .io import atomic_path, read_json, read_table, write_tsv
 
     torch.set_num_threads(args.threads)
     ids, images = _dl_inputs(args.inputs)
     cohorts = _cohorts(args.split)
-    info = read_json(args.training)
-    params = dl.TrainParams(**info["params"])
+    model_dir = Path(args.model).parent
+    params = dl.TrainParams(**read_json(model_dir / "training.json")["params"])
     model = dl.load_model(args.model, params)
     prob, feats = dl.predict(model, images)
     cohort = [cohorts.get(pid, "") for pid in ids]
-    write_tsv(pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob}), args.out_dl_e)
-    dlf = pd.DataFrame(feats, columns=[f"dlf_{j:03d}" for j in range(feats.shape[1])])
+    names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
+    # DL_E as a signature: each training patient's probability from the fold net that never
+    # saw them, everyone else's from the refit (crossfit.py).
+    dl_e = pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob, "fit": "refit", "dl_e_refit": prob})
+    row = {pid: i for i, pid in enumerate(ids)}
+    fold_rows = []
+    for path in args.fold_models or []:
+        info = read_json(Path(path).parent / "training.json")
+        net = dl.load_model(path, dl.TrainParams(**info["params"]))
+        train = [row[p] for p in info["train_patients"] + info["held_out_patients"] if p in row]
+        p_fold, f_fold = dl.predict(net, images[train])
+        held = np.isin([ids[i] for i in train], info["held_out_patients"])
+        dl_e.loc[np.array(train)[held], "dl_e"] = p_fold[held]
+        dl_e.loc[np.array(train)[held], "fit"] = "oof"
+        fold_rows.append(pd.DataFrame(f_fold, columns=names).assign(
+            fold=info["fold"], patient_id=[ids[i] for i in train])[["fold", "patient_id", *names]])
+    if args.fold_models:
+        unseen = dl_e.loc[(dl_e["cohort"] == "train") & (dl_e["fit"] != "oof"), "patient_id"].tolist()
+        if unseen:
+            raise CtithError(f"patient {unseen[0]}: a training patient that no fold net held out; were the "
+                             "fold nets trained with other cross-fitting folds?")
+        write_tsv(pd.concat(fold_rows, ignore_index=True), args.out_fold_features)
+    # The survival models take DL_E on the logit scale (a probability is bounded; its log-odds is not).
+    p = np.clip(dl_e["dl_e"].to_numpy(float), 1e-6, 1 - 1e-6)
+    dl_e.insert(3, "dl_e_logit", np.log(p / (1 - p)))
+    write_tsv(dl_e, args.out_dl_e)
+    dlf = pd.DataFrame(feats, columns=names)
     dlf.insert(0, "cohort", cohort)
     dlf.insert(0, "patient_id", ids)
     write_tsv(dlf, args.out_dl_f)
+    loss = read_table(model_dir / "loss.tsv")
+    save_figure(dl.loss_figure(loss.to_dict("records"), read_json(model_dir / "training.json")["best_epoch"]),
+                args.loss_figure)
 
     clinical = _clinical(args)
     val = [i for i, c in enumerate(cohort) if c in ("internal_validation", "external_validation")]
@@ -548,6 +589,45 @@ def cmd_dl_predict(args) -> None:
     save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure)
     print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
           f"validation patients, {len(shown)} in {args.figure}")
+
+
+def cmd_dl_signature(args) -> None:
+    import pandas as pd
+
+    from . import selection
+    from .crossfit import read_folds, two_stage_scores
+    from .io import read_table, write_json, write_tsv
+
+    refit = read_table(args.dl_f).set_index("patient_id")
+    cohorts = refit.pop("cohort") if "cohort" in refit else None
+    refit = refit.apply(pd.to_numeric)
+    folds = read_folds(args.folds)
+    fold_table = read_table(args.fold_features)
+    fold_features = {int(k): g.drop(columns="fold").set_index("patient_id").apply(pd.to_numeric)
+                     for k, g in fold_table.groupby("fold")}
+    clinical = _clinical(args).reindex(folds.index)
+    event = pd.to_numeric(clinical["dm_event"], errors="coerce")
+    time_ = pd.to_numeric(clinical["dm_time_months"], errors="coerce")
+    bad = folds.index[(event.isna() | time_.isna()).to_numpy()]
+    if len(bad):
+        raise CtithError(f"patient {bad[0]}: dm_event / dm_time_months missing in '{args.clinical}'")
+    fit = selection.radscore_fitter(event, time_, variance_threshold=args.variance_threshold,
+                                    correlation_cutoff=args.correlation_cutoff, n_alphas=args.n_alphas,
+                                    alpha_min_ratio=args.alpha_min_ratio, alpha_rule=args.alpha_rule, seed=args.seed)
+    try:
+        table, model, fold_models = two_stage_scores(refit, fold_features, folds, fit, name="dl_f_score")
+    except selection.SelectionError as exc:
+        raise CtithError(f"DL_F signature: {exc}") from None
+    if cohorts is not None:
+        table.insert(1, "cohort", cohorts.reindex(table["patient_id"]).to_numpy())
+    write_tsv(table, args.out_scores)
+    write_tsv(model.signature(), args.out_signature)
+    report = {**model.report(), "n_train": int(len(folds)), "train_events": int(event.sum()),
+              "folds": {str(k): {"selected": int(len(m.coef_)), "alpha": m.alpha_} for k, m in fold_models.items()}}
+    write_json(report, args.out_report)
+    print(f"DL_F signature: {report['features_in']} deep features -> LASSO-Cox {report['selected']} "
+          f"(alpha {report['alpha']:.4g}); fold LASSOs keep "
+          + ", ".join(str(v["selected"]) for v in report["folds"].values()))
 
 
 # --------------------------------------------------------------------------- ITH model
@@ -670,7 +750,7 @@ def cmd_crossfit_folds(args) -> None:
 
 # --------------------------------------------------------------------------- survival
 
-SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score"}
+SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_logit", "dl_f": "dl_f_score"}
 
 
 def cmd_survival_model(args) -> None:
@@ -917,6 +997,14 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--out-figure", required=True)
     tc.set_defaults(func=cmd_ith_cohort)
 
+    def selection_args(sp):  # the Rad-score's settings (config `selection`), for C-radiomics and DL_F
+        sp.add_argument("--variance-threshold", type=float, default=1e-3)
+        sp.add_argument("--correlation-cutoff", type=float, default=0.9)
+        sp.add_argument("--n-alphas", type=int, default=50)
+        sp.add_argument("--alpha-min-ratio", type=float, default=0.05)
+        sp.add_argument("--alpha-rule", default="max", choices=["max", "1se"])
+        sp.add_argument("--seed", type=int, default=42)
+
     def clinical_args(sp):
         sp.add_argument("--clinical", required=True, help="clinical table")
         sp.add_argument("--clinical-columns", type=_json_arg, help="JSON: canonical -> your column")
@@ -996,15 +1084,10 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--harmonization", help="harmonize report (JSON): its mode is carried to the outputs")
     sl.add_argument("--split", required=True)
     clinical_args(sl)
-    sl.add_argument("--variance-threshold", type=float, default=1e-3)
-    sl.add_argument("--correlation-cutoff", type=float, default=0.9)
+    selection_args(sl)
     sl.add_argument("--cv-folds", type=int, default=5, help="without --folds: seeded stratified CV folds")
     sl.add_argument("--folds", help="cross-fitting folds (TSV): the LASSO's CV folds, and out-of-fold "
                                     "Rad-scores for training patients")
-    sl.add_argument("--n-alphas", type=int, default=50)
-    sl.add_argument("--alpha-min-ratio", type=float, default=0.05)
-    sl.add_argument("--alpha-rule", default="max", choices=["max", "1se"])
-    sl.add_argument("--seed", type=int, default=42)
     sl.add_argument("--out-scores", required=True)
     sl.add_argument("--out-signature", required=True)
     sl.add_argument("--out-cv", required=True)
@@ -1030,20 +1113,34 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--params", type=_json_arg, help="JSON: TrainParams fields")
     dt.add_argument("--seed", type=int, default=42)
     dt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    dt.add_argument("--folds", help="cross-fitting folds (TSV), with --fold")
+    dt.add_argument("--fold", type=int, help="train without this fold's training patients (a cross-fitting net)")
     dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
-    dt.add_argument("--figure", required=True, help="Figure S3 (loss curves)")
     dt.set_defaults(func=cmd_dl_train)
 
     dp = sub.add_parser("dl-predict", help="DL_E, DL_F for every patient; Grad-CAM for validation patients")
     dl_args(dp)
-    dp.add_argument("--model", required=True)
-    dp.add_argument("--training", required=True, help="training.json (architecture)")
+    dp.add_argument("--model", required=True, help="the refit's model.pt (training.json and loss.tsv beside it)")
+    dp.add_argument("--fold-models", nargs="*", help="the cross-fitting nets' model.pt (training.json beside each)")
+    dp.add_argument("--out-fold-features", help="DL_F of the training patients from each fold net (with --fold-models)")
+    dp.add_argument("--loss-figure", required=True, help="Figure S3 (the refit's loss curves)")
     dp.add_argument("--gradcam-patients", type=int, default=8, help="validation patients in the figure")
     dp.add_argument("--out-dl-e", required=True)
     dp.add_argument("--out-dl-f", required=True)
     dp.add_argument("--out-gradcam", required=True)
     dp.add_argument("--figure", required=True, help="Figure S5 (Grad-CAM)")
     dp.set_defaults(func=cmd_dl_predict)
+
+    ds = sub.add_parser("dl-signature", help="DL_F signature: LASSO-Cox on the deep features, cross-fitted")
+    ds.add_argument("--dl-f", required=True, help="dl_f.tsv: every patient's deep features from the refit net")
+    ds.add_argument("--fold-features", required=True, help="the training patients' deep features per fold net")
+    ds.add_argument("--folds", required=True, help="cross-fitting folds (TSV)")
+    clinical_args(ds)
+    selection_args(ds)
+    ds.add_argument("--out-scores", required=True)
+    ds.add_argument("--out-signature", required=True)
+    ds.add_argument("--out-report", required=True)
+    ds.set_defaults(func=cmd_dl_signature)
 
     im = sub.add_parser("ith-model", help="SMOTE + random forest on ITH scores, tuned by optuna (Appendix 6)")
     im.add_argument("--scores", required=True, help="cohort ITH score table")

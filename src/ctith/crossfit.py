@@ -60,3 +60,45 @@ def read_folds(path) -> pd.Series:
 
     t = read_table(path)
     return t.set_index("patient_id")["fold"].astype(int)
+
+
+def two_stage_scores(refit_features: pd.DataFrame, fold_features: dict, folds: pd.Series, fit,
+                     name: str = "score") -> tuple[pd.DataFrame, object, dict]:
+    """Cross-fit a score computed from features that a fitted model made (e.g. DL_F: the
+    network's deep features, then a LASSO-Cox on them).
+
+    ``refit_features``: every patient's features from the first-stage model fitted on all
+    training patients. ``fold_features``: fold k -> the training patients' features from
+    the first-stage model fitted without fold k. ``fit(X, folds)`` fits the second stage on
+    the rows of X (training patients; ``folds`` gives their folds, for its own tuning) and
+    returns an object with ``predict(X) -> Series``.
+
+    A training patient of fold k is scored by fold k's second stage on fold k's features
+    (neither stage saw them); every other patient by the refit of both stages. Returns the
+    table (patient_id, ``name``, fit, ``name``_refit) in ``refit_features``' row order, the
+    refitted second stage and the fold second stages.
+    """
+    import pandas as pd
+
+    train = folds.index
+    missing = train.difference(refit_features.index)
+    if len(missing):
+        raise CrossfitError(f"patient {missing[0]} has a cross-fitting fold but no first-stage features")
+    refit = fit(refit_features.loc[train], folds)
+    refit_score = refit.predict(refit_features)
+    score = refit_score.copy()
+    models = {}
+    for k in sorted(set(folds.tolist())):
+        if k not in fold_features:
+            raise CrossfitError(f"no first-stage model was fitted without fold {k}")
+        feats = fold_features[k]
+        held, rest = train[(folds == k).to_numpy()], train[(folds != k).to_numpy()]
+        absent = held.append(rest).difference(feats.index)
+        if len(absent):
+            raise CrossfitError(f"patient {absent[0]}: no features from the model fitted without fold {k}")
+        models[k] = fit(feats.loc[rest], folds.loc[rest])
+        score.loc[held] = models[k].predict(feats.loc[held]).to_numpy()
+    is_train = refit_features.index.isin(train)
+    table = pd.DataFrame({"patient_id": refit_features.index, name: score.to_numpy(),
+                          "fit": np.where(is_train, OOF, REFIT), f"{name}_refit": refit_score.to_numpy()})
+    return table, refit, models

@@ -207,7 +207,10 @@ def inner_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndar
     if fraction <= 0:
         return idx, idx[:0]
     stratify = labels if min(np.bincount(labels.astype(int), minlength=2)) >= 2 else None
-    fit, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    n_val = math.ceil(fraction * len(idx))  # what scikit-learn takes from the fraction
+    if stratify is not None:  # a small fold's training part: one patient of each class at least
+        n_val = max(n_val, 2)
+    fit, val = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
     return np.sort(fit), np.sort(val)
 
 

@@ -197,3 +197,17 @@ class RadScore:
                          "correlation_cutoff": self.correlation_cutoff, "n_alphas": self.n_alphas,
                          "alpha_min_ratio": self.alpha_min_ratio, "seed": self.seed},
         }
+
+
+def radscore_fitter(event: pd.Series, time: pd.Series, **settings):
+    """``fit(X, folds)`` for ``crossfit.two_stage_scores``: a Rad-score (variance filter,
+    pruning, LASSO-Cox) fitted on X's rows, its alpha cross-validated on their shared
+    cross-fitting folds (on seeded stratified folds, two, where fewer than two remain)."""
+    def fit(X: pd.DataFrame, folds: pd.Series) -> RadScore:
+        model = RadScore(**settings)
+        folds = folds.reindex(X.index)
+        if folds.nunique() < 2:
+            model.n_folds, folds = 2, None
+        return model.fit(X, event.reindex(X.index), time.reindex(X.index), folds=folds)
+
+    return fit

@@ -175,6 +175,23 @@ def dl_train_params():
     return shlex.quote(json.dumps({k: config["dl"][k] for k in keep}))
 
 
+# The network's fits: the refit on every training patient and one net per cross-fitting fold.
+DL_FITS = ["refit"] + [f"fold{k}" for k in range(config["crossfit"]["folds"])]
+DL_FIT_PATTERN = "refit|fold[0-9]+"
+
+
+def dl_fit_files(name, folds_only=False):
+    return [f"results/cohort/dl/{fit}/{name}" for fit in DL_FITS if not (folds_only and fit == "refit")]
+
+
+def dl_train_inputs(wildcards):
+    return {} if wildcards.fit == "refit" else {"folds": "results/cohort/crossfit_folds.tsv"}
+
+
+def dl_fold_option(wildcards, input):
+    return "" if wildcards.fit == "refit" else f"--folds {input.folds} --fold {wildcards.fit[len('fold'):]}"
+
+
 def ith_model_name(clusters):
     """k2-5 for consecutive K, k2_4_6 otherwise, k3 for one K."""
     ks = sorted(clusters)
@@ -203,7 +220,8 @@ def ith_model_options(wildcards):
 
 # Survival stage: one Cox model per key of survival.models.
 SURVIVAL_MODELS = config["survival"]["models"]
-SIGNATURE_FILES = {"ith": "results/cohort/ith_signature.tsv", "radscore": "results/cohort/radscore.tsv"}
+SIGNATURE_FILES = {"ith": "results/cohort/ith_signature.tsv", "radscore": "results/cohort/radscore.tsv",
+                   "dl_e": "results/cohort/dl_e.tsv", "dl_f": "results/cohort/dl_f_signature.tsv"}
 for _key in ("figure_model", "clinical_model"):
     if config["survival"][_key] not in SURVIVAL_MODELS:
         raise WorkflowError(f"config survival.{_key}: '{config['survival'][_key]}' is not a key of survival.models "

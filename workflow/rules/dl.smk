@@ -26,40 +26,42 @@ rule dl_input:
 
 
 # GPU-tagged: `resources: gpu` lets a cluster profile send it to a GPU node; on a
-# workstation without a GPU it trains on the CPU.
+# workstation without a GPU it trains on the CPU. One job per fit: `refit` (every training
+# patient: the network that scores validation patients) and `fold{k}` (without the training
+# patients of cross-fitting fold k: the network that scores them), so a cluster trains the
+# folds in parallel.
 rule dl_train:
     input:
+        unpack(dl_train_inputs),
         tensors=eligible_files("results/patients/{patient}/dl/input.npy"),
         qc=eligible_files("results/patients/{patient}/dl/qc.json"),
         split="results/cohort/split.tsv",
         clinical=config["clinical"],
     output:
-        model="results/cohort/dl/model.pt",
-        loss="results/cohort/dl/loss.tsv",
-        training="results/cohort/dl/training.json",
-        figure=report(
-            "results/figures/figure_s3_loss_curve.png",
-            caption="../report/figure_s3.rst",
-            category="Deep learning",
-        ),
+        model="results/cohort/dl/{fit}/model.pt",
+        loss="results/cohort/dl/{fit}/loss.tsv",
+        training="results/cohort/dl/{fit}/training.json",
+    wildcard_constraints:
+        fit=DL_FIT_PATTERN,
     params:
         clinical=clinical_options(),
         train=dl_train_params(),
+        fold=dl_fold_option,
         device=config["dl"]["device"],
         seed=config["seed"],
     threads: config["dl"]["threads"]
     resources:
         gpu=config["dl"]["gpus"],
     log:
-        "results/logs/dl_train.log",
+        "results/logs/dl_train/{fit}.log",
     benchmark:
-        "results/benchmarks/dl_train.tsv"
+        "results/benchmarks/dl_train/{fit}.tsv"
     conda:
         "../../envs/dl.yaml"
     shell:
-        "ctith dl-train --inputs {input.tensors} --split {input.split} {params.clinical}"
+        "ctith dl-train --inputs {input.tensors} --split {input.split} {params.clinical} {params.fold}"
         " --params {params.train} --seed {params.seed} --device {params.device} --threads {threads}"
-        " --out-dir $(dirname {output.model}) --figure {output.figure} > {log} 2>&1"
+        " --out-dir $(dirname {output.model}) > {log} 2>&1"
 
 
 rule dl_predict:
@@ -68,8 +70,11 @@ rule dl_predict:
         qc=eligible_files("results/patients/{patient}/dl/qc.json"),
         split="results/cohort/split.tsv",
         clinical=config["clinical"],
-        model="results/cohort/dl/model.pt",
-        training="results/cohort/dl/training.json",
+        model="results/cohort/dl/refit/model.pt",
+        training="results/cohort/dl/refit/training.json",
+        loss="results/cohort/dl/refit/loss.tsv",
+        fold_models=dl_fit_files("model.pt", folds_only=True),
+        fold_training=dl_fit_files("training.json", folds_only=True),
     output:
         dl_e=report(
             "results/cohort/dl_e.tsv",
@@ -81,7 +86,13 @@ rule dl_predict:
             caption="../report/dl_f.rst",
             category="Deep learning",
         ),
+        fold_features="results/cohort/dl/fold_features.tsv",
         gradcam="results/cohort/dl/gradcam.npz",
+        loss_figure=report(
+            "results/figures/figure_s3_loss_curve.png",
+            caption="../report/figure_s3.rst",
+            category="Deep learning",
+        ),
         figure=report(
             "results/figures/figure_s5_gradcam.png",
             caption="../report/figure_s5.rst",
@@ -99,6 +110,41 @@ rule dl_predict:
         "../../envs/dl.yaml"
     shell:
         "ctith dl-predict --inputs {input.tensors} --split {input.split} {params.clinical}"
-        " --model {input.model} --training {input.training} --threads {threads}"
+        " --model {input.model} --fold-models {input.fold_models} --threads {threads}"
         " --gradcam-patients {params.n} --out-dl-e {output.dl_e} --out-dl-f {output.dl_f}"
+        " --out-fold-features {output.fold_features} --loss-figure {output.loss_figure}"
         " --out-gradcam {output.gradcam} --figure {output.figure} > {log} 2>&1"
+
+
+# DL_F as a signature (Table S4): a LASSO-Cox on the 64 deep features, with the Rad-score's
+# settings; cross-fitted in two stages (each fold net's features, each fold's LASSO).
+rule dl_signature:
+    input:
+        dl_f="results/cohort/dl_f.tsv",
+        fold_features="results/cohort/dl/fold_features.tsv",
+        folds="results/cohort/crossfit_folds.tsv",
+        clinical=config["clinical"],
+    output:
+        scores=report(
+            "results/cohort/dl_f_signature.tsv",
+            caption="../report/dl_f_signature.rst",
+            category="Deep learning",
+        ),
+        signature="results/cohort/dl/dl_f_lasso.tsv",
+        report="results/cohort/dl/dl_f_selection.json",
+    params:
+        clinical=clinical_options(),
+        s=config["selection"],
+        seed=config["seed"],
+    log:
+        "results/logs/dl_signature.log",
+    benchmark:
+        "results/benchmarks/dl_signature.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith dl-signature --dl-f {input.dl_f} --fold-features {input.fold_features} --folds {input.folds}"
+        " {params.clinical} --variance-threshold {params.s[variance_threshold]}"
+        " --correlation-cutoff {params.s[correlation_cutoff]} --n-alphas {params.s[n_alphas]}"
+        " --alpha-min-ratio {params.s[alpha_min_ratio]} --alpha-rule {params.s[alpha_rule]} --seed {params.seed}"
+        " --out-scores {output.scores} --out-signature {output.signature} --out-report {output.report} > {log} 2>&1"
