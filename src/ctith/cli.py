@@ -886,7 +886,7 @@ def cmd_survival_report(args) -> None:
     cp = clin["pred"].set_index("patient_id")
     tr = X.index[(cp.reindex(X.index)["cohort"] == "train").to_numpy()]
     values = survival.linear_shap(clin["fitted"]["coef"], X.loc[tr], X.loc[tr])
-    for fig, fname in zip(shap_figures(values, X.loc[tr], clin["fitted"]["name"], args.seed),
+    for fig, fname in zip(shap_figures(values, X.loc[tr], clin["fitted"]["name"], args.seed, scale="log-hazard"),
                           ("figure_s4_shap_summary.png", "figure_s4_shap_beeswarm.png")):
         save_figure(fig, fig_dir / fname)
     print(markdown_table(s4))

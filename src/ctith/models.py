@@ -211,9 +211,10 @@ def shap_values(model: TunedClassifier, X: pd.DataFrame) -> np.ndarray:
     return values
 
 
-def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str, seed: int = 0):
+def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str, seed: int = 0, scale: str = "DM probability"):
     """SHAP summary (mean |SHAP| bar) and beeswarm plots, as two figures. The beeswarm's
-    point order and jitter are random: ``seed`` makes them repeatable."""
+    point order and jitter are random: ``seed`` makes them repeatable. ``scale``: what the
+    explained output is (a forest's DM probability, a Cox model's log-hazard)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,7 +227,10 @@ def shap_figures(values: np.ndarray, X: pd.DataFrame, title: str, seed: int = 0)
         shap.summary_plot(values, X, plot_type=kind, show=False, color_bar=kind == "dot",
                           max_display=min(20, X.shape[1]), rng=seed)
         fig = plt.gcf()
-        fig.suptitle(f"{title}: SHAP {'summary' if kind == 'bar' else 'beeswarm'}", fontsize=10)
+        # shap's own x-labels run past its 8-inch figure; these say the scale and fit.
+        fig.axes[0].set_xlabel(f"mean |SHAP value| ({scale})" if kind == "bar" else f"SHAP value ({scale})",
+                               fontsize=11)
+        fig.suptitle(f"{title}: SHAP {'summary' if kind == 'bar' else 'beeswarm'}, {scale} scale", fontsize=10)
         fig.tight_layout()
         figs.append(fig)
     return figs
