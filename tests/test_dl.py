@@ -206,3 +206,14 @@ def test_inner_split_stratified_and_unchanged_by_the_small_fold_rule():
     # 6 patients, 2 with DM: a fifth is one patient, too few to hold both classes.
     fit, val = dl.inner_split(np.array([0, 1, 0, 0, 1, 0]), 0.2, seed=3)
     assert len(val) == 2 and sorted(np.array([0, 1, 0, 0, 1, 0])[val]) == [0, 1] and len(fit) == 4
+
+
+def test_loss_figure_plots_numbers_read_back_as_text():
+    # dl-predict draws Figure S3 from loss.tsv, read back as text: the axes must be numeric.
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in range(1, 6)]
+    as_text = [{k: str(v) for k, v in h.items()} for h in history]
+    for h in (history, as_text):
+        ax = dl.loss_figure(h, best_epoch=3).axes[0]
+        assert np.allclose(ax.lines[0].get_ydata(), [1.0 / e for e in range(1, 6)])
+        assert np.allclose(ax.lines[1].get_xdata(), range(1, 6))
+        assert ax.get_ylim()[1] < 1.5  # a numeric axis, not one category per value

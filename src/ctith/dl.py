@@ -386,11 +386,14 @@ def loss_figure(history: list[dict], best_epoch: int | None = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
+    def column(name):  # numbers, also when the history was read back from loss.tsv as text
+        return np.array([h[name] for h in history], dtype=float)
+
+    epochs = column("epoch")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, [h["train_loss"] for h in history], label="training loss", color="#1f77b4")
+    ax.plot(epochs, column("train_loss"), label="training loss", color="#1f77b4")
     if history and "val_loss" in history[0]:
-        ax.plot(epochs, [h["val_loss"] for h in history], label="validation loss (inner split)", color="#d62728")
+        ax.plot(epochs, column("val_loss"), label="validation loss (inner split)", color="#d62728")
     if best_epoch:
         ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"kept: epoch {best_epoch}")
     ax.set_xlabel("epoch")
