@@ -122,7 +122,7 @@ def test_gradcam_shape_and_range():
     assert maps.min() >= 0 and maps.max() <= 1
 
 
-def test_cli_trains_on_training_patients_only(tmp_path):
+def test_cli_trains_on_training_patients_only(tmp_path, capsys):
     """dl-train sees training patients only: validation labels and images change nothing.
     The fold nets give every training patient an out-of-fold DL_E, and the DL_F signature
     is cross-fitted on their features."""
@@ -148,9 +148,11 @@ def test_cli_trains_on_training_patients_only(tmp_path):
         params = '{"depth": 18, "base_width": 8, "head_hidden": 16, "epochs": 3, "batch_size": 8}'
         common = ["--inputs", *paths, "--split", str(tmp_path / "split.tsv"), "--clinical", str(tmp_path / "clinical.tsv")]
         out = tmp_path / tag
-        for fit, fold in (("refit", []), ("fold0", ["--fold", "0"]), ("fold1", ["--fold", "1"])):
-            assert cli.main(["dl-train", *common, "--params", params, "--device", "cpu", "--folds",
-                             str(tmp_path / "folds.tsv"), *fold, "--out-dir", str(out / fit)]) == 0
+        folds_file = ["--folds", str(tmp_path / "folds.tsv")]
+        for fit, fold in (("refit", []), ("fold0", [*folds_file, "--fold", "0"]),
+                          ("fold1", [*folds_file, "--fold", "1"])):
+            assert cli.main(["dl-train", *common, "--params", params, "--device", "cpu", *fold,
+                             "--out-dir", str(out / fit)]) == 0
         assert cli.main(["dl-predict", *common, "--model", str(out / "refit/model.pt"),
                          "--fold-models", str(out / "fold0/model.pt"), str(out / "fold1/model.pt"),
                          "--gradcam-patients", "4", "--out-dl-e", str(out / "dl_e.tsv"), "--out-dl-f",
@@ -164,6 +166,11 @@ def test_cli_trains_on_training_patients_only(tmp_path):
         return out
 
     a = run("a", y)
+    # The folds table alone would be ignored: refused, so a refit is never mistaken for a fold net.
+    assert cli.main(["dl-train", "--inputs", *paths, "--split", str(tmp_path / "split.tsv"), "--clinical",
+                     str(tmp_path / "clinical.tsv"), "--folds", str(tmp_path / "folds.tsv"),
+                     "--out-dir", str(tmp_path / "x")]) == 1
+    assert "needs both --folds" in capsys.readouterr().err and not (tmp_path / "x").exists()
     flipped = y.copy()
     flipped[28:] = 1 - flipped[28:]
     b = run("b", flipped)

@@ -70,11 +70,15 @@ def rules() -> dict:
     return found
 
 
-def _imports(tree) -> tuple[set, set]:
-    """(ctith modules, third-party top-level modules) imported anywhere in an AST."""
+def _imports(tree, level: int = 1) -> tuple[set, set]:
+    """(ctith modules, third-party top-level modules) imported anywhere in an AST. ``level``:
+    the relative level that reaches the ``ctith`` package (2 inside ``ctith/cli/``, whose own
+    modules are followed by the caller)."""
     local, third = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
+            if node.level and node.level != level:
+                continue
             if node.level:
                 if node.module:
                     local.add(node.module.split(".")[0])
@@ -102,22 +106,28 @@ def module_closure(modules: set) -> set:
 
 
 def subcommand_packages(name: str) -> set:
-    """Third-party packages ``ctith <name>`` imports: its function, the cli helpers it
-    calls, and the ctith modules they import (cli.py's own top-level imports included)."""
+    """Third-party packages ``ctith <name>`` imports: its function, the cli helpers it calls
+    (its family's module and ``cli/_common.py``), the ctith modules they import, and the
+    top-level imports of the modules on the way (``cli/__init__.py`` included)."""
     parser = cli.build_parser()
     sub = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices[name]
-    func = sub.get_default("func").__name__
-    tree = ast.parse((SRC / "cli.py").read_text())
-    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    top_local, top_third = _imports(ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)],
-                                               type_ignores=[]))
-    local, third, todo, seen = set(top_local), set(top_third), [func], set()
+    func = sub.get_default("func")
+    family = func.__module__.rsplit(".", 1)[-1]
+    local, third, defs = set(), set(), {}
+    for mod in ("__init__", "_common", family):
+        tree = ast.parse((SRC / "cli" / f"{mod}.py").read_text())
+        defs.update({n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)})
+        loc, ext = _imports(ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)],
+                                       type_ignores=[]), level=2)
+        local |= loc
+        third |= ext
+    todo, seen = [func.__name__], set()
     while todo:
         f = todo.pop()
         if f in seen:
             continue
         seen.add(f)
-        loc, ext = _imports(defs[f])
+        loc, ext = _imports(defs[f], level=2)
         local |= loc
         third |= ext
         todo += [n.func.id for n in ast.walk(defs[f]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
@@ -173,8 +183,10 @@ def test_every_env_installs_ctith_after_creation():
         assert "--editable \"$CTITH_SOURCE\"" in script.read_text(), script.name
         assert "setuptools" in env_packages(env), f"{env.name}: no setuptools for the ctith build"
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert 'os.environ.setdefault("CTITH_SOURCE", os.path.dirname(workflow.basedir))' in common
-    assert (REPO / "workflow" / "Snakefile").is_file()  # so dirname(basedir) is the repository
+    assert 'os.environ.setdefault("CTITH_SOURCE", REPOSITORY)' in common
+    # REPOSITORY: two folders above common.smk, whichever Snakefile is the main one.
+    assert "REPOSITORY = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))" in common
+    assert (REPO / "workflow" / "rules" / "common.smk").is_file()
 
 
 def test_post_deploy_script_gives_the_env_a_ctith_from_this_repository(tmp_path):

@@ -243,3 +243,16 @@ def test_shap_beeswarm_is_repeatable_with_its_seed():
 
     assert png(3) == png(3)
     assert png(3) != png(4)  # the seed reaches the jitter
+
+
+def test_table_s2_rows_and_cluster_labels_without_the_command_line():
+    """Table S2 is composed in the stage module: its row names, '-' for a cohort without
+    both classes, and the hyper-parameter table beside it."""
+    assert [models.cluster_label(k) for k in ([2, 3, 4, 5], [3], [2, 4, 8])] == ["2-5", "3", "2,4,8"]
+    metric = {"clusters": [2, 3, 4, 5], "internal_validation": {"accuracy": 0.71234, "auc": 0.8},
+              "external_validation": {"accuracy": 0.6, "auc": None}}
+    fitted = {"cv_auc": 0.66666, "threshold": 0.4, "smote_k": 3,
+              "best_params": {"n_estimators": 120, "max_depth": 4, "min_samples_leaf": 2, "max_features": "sqrt"}}
+    table, hyper = models.table_s2([metric], [fitted])
+    assert table.iloc[0].tolist() == ["2-5", "0.712", "0.800", "0.600", "-"]
+    assert hyper.iloc[0].tolist() == ["2-5", "0.667", "0.400", 3, 120, 4, 2, "sqrt"]

@@ -163,8 +163,9 @@ def test_select_without_training_patients_fails_clearly(tmp_path):
     X, event, time, cohort = survival_cohort(n=20)
     write_inputs(tmp_path, X, event, time, cohort.replace("train", "internal_validation"))
     with pytest.raises(CtithError, match="puts no patient with features in the train cohort"):
-        cli.cmd_select(cli.build_parser().parse_args([
+        args = cli.build_parser().parse_args([
             "select", "--features", str(tmp_path / "features.tsv"), "--split", str(tmp_path / "split.tsv"),
             "--clinical", str(tmp_path / "clinical.tsv"), "--clinical-columns",
             '{"patient_id": "pid", "dm_event": "event", "dm_time_months": "months"}',
-            "--out-scores", "s", "--out-signature", "g", "--out-cv", "c", "--out-report", "r"]))
+            "--out-scores", "s", "--out-signature", "g", "--out-cv", "c", "--out-report", "r"])
+        args.func(args)

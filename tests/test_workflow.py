@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from conftest import REPO
 from workflow_run import dry_run_jobs, make_workdir, smk
 
 pytestmark = pytest.mark.slow
@@ -286,6 +287,20 @@ def test_lint_is_clean(work):
     proc = smk(work, "--lint", check=False)
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     assert proc.returncode == 0
+
+
+def test_top_level_snakefile_keeps_the_default_profile(work):
+    """`snakemake` in the repository root runs the thin top-level Snakefile (which includes
+    workflow/Snakefile): the same jobs, and still the default profile (found through the
+    `profiles` link beside it, where Snakemake looks)."""
+    proc = smk(work, "-n", "--cores", "1", from_root=True)
+    out = proc.stdout + proc.stderr
+    assert "Using workflow specific profile profiles/default" in out, out[-2000:]
+    assert (REPO / "profiles" / "default" / "config.yaml").samefile(
+        REPO / "workflow" / "profiles" / "default" / "config.yaml")
+    # The same jobs, the target rule renamed (an include keeps the including file's target).
+    jobs = [("all", ()) if job == ("default", ()) else job for job in dry_run_jobs(work, from_root=True)]
+    assert len(jobs) > 100 and jobs == dry_run_jobs(work)
 
 
 def test_real_ct_through_the_per_patient_rules(work, real_ct):

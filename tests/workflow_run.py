@@ -14,6 +14,8 @@ import yaml
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
+# As a user types it in the repository root: the top-level Snakefile, found by name.
+SNAKEMAKE_FROM_ROOT = [sys.executable, "-m", "snakemake"]
 
 
 def make_workdir(cohort: Path, root: Path) -> Path:
@@ -35,10 +37,13 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     return work
 
 
-def smk(work: Path, *args, check=True) -> subprocess.CompletedProcess:
+def smk(work: Path, *args, check=True, from_root=False) -> subprocess.CompletedProcess:
+    """Snakemake on ``work``: workflow/Snakefile given by path, or (``from_root``) started in
+    the repository root, where Snakemake finds the top-level Snakefile and profile itself."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"), *args],
-                          capture_output=True, text=True, env=env, cwd=work)
+    command = SNAKEMAKE_FROM_ROOT if from_root else SNAKEMAKE
+    proc = subprocess.run([*command, "--directory", str(work), "--configfile", str(work / "config.yaml"), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO if from_root else work)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -76,9 +81,9 @@ def outputs_digest(results: Path) -> dict:
     return digest
 
 
-def dry_run_jobs(work: Path) -> list[tuple[str, tuple]]:
+def dry_run_jobs(work: Path, from_root=False) -> list[tuple[str, tuple]]:
     """(rule, wildcard values) of every job a dry run plans."""
-    proc = smk(work, "-n", "--cores", "1")
+    proc = smk(work, "-n", "--cores", "1", from_root=from_root)
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
         m = re.match(r"(?:local)?rule (\w+):", block)

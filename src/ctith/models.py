@@ -199,6 +199,39 @@ def classification_metrics(y, p, threshold: float) -> dict:
             else float("nan"), "auc": auc}
 
 
+def _number(x) -> str:
+    return "-" if x is None or pd.isna(x) else f"{x:.3f}"
+
+
+def cluster_label(ks: list[int]) -> str:
+    """Table S2's row name of a model's K: "3", "2-5", or "2,4,8"."""
+    if len(ks) == 1:
+        return str(ks[0])
+    return f"{ks[0]}-{ks[-1]}" if list(ks) == list(range(ks[0], ks[-1] + 1)) else ",".join(map(str, ks))
+
+
+def table_s2(metrics: list[dict], fitted: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table S2 (accuracy and AUC per validation cohort, one row per ITH model) and the chosen
+    hyper-parameters, from each model's ``metrics.json`` and ``fitted.json``."""
+    rows, params = [], []
+    for m, f in zip(metrics, fitted):
+        label = cluster_label(m["clusters"])
+        iv, ev = m["internal_validation"], m["external_validation"]
+        rows.append({"Cluster numbers": label, "Internal validation accuracy": _number(iv["accuracy"]),
+                     "Internal validation AUC": _number(iv["auc"]),
+                     "External validation accuracy": _number(ev["accuracy"]),
+                     "External validation AUC": _number(ev["auc"])})
+        params.append({"Cluster numbers": label, "CV AUC (train)": _number(f["cv_auc"]),
+                       "threshold": _number(f["threshold"]), "SMOTE k": f["smote_k"], **f["best_params"]})
+    return pd.DataFrame(rows), pd.DataFrame(params)
+
+
+def ith_signature(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The ITH signature a survival model takes, from the ITH model's ``predictions.tsv``:
+    out-of-fold for training patients, the refitted forest's for the others."""
+    return predictions.rename(columns={"signature": "ith_signature"})[["patient_id", "cohort", "ith_signature", "fit"]]
+
+
 def shap_values(model: TunedClassifier, X: pd.DataFrame) -> np.ndarray:
     """TreeExplainer SHAP values of the forest for the DM class: (patients, features)."""
     import shap

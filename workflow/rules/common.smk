@@ -17,9 +17,12 @@ from ctith.sheets import load_inputs
 
 validate(config, schema="../schemas/config.schema.yaml")
 
+# The repository root, two folders above this file: whichever Snakefile is the main one
+# (the top-level one, or workflow/Snakefile given with --snakefile).
+REPOSITORY = os.path.dirname(os.path.dirname(str(workflow.current_basedir)))
 # For the envs' post-deploy script (envs/install-ctith.sh): under --sdm conda each env
 # installs this repository's ctith package, found through this variable.
-os.environ.setdefault("CTITH_SOURCE", os.path.dirname(workflow.basedir))
+os.environ.setdefault("CTITH_SOURCE", REPOSITORY)
 
 
 wildcard_constraints:
@@ -124,7 +127,7 @@ def radiomics_params_file():
     path = config["radiomics"]["params"]
     if not os.path.isabs(path) and not os.path.exists(path):
         # Shipped paths in config.yaml are relative to the repository root, above workflow/.
-        shipped = os.path.join(os.path.dirname(workflow.basedir), path)
+        shipped = os.path.join(REPOSITORY, path)
         if os.path.exists(shipped):
             return shipped
     return path

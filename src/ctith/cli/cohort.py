@@ -1,0 +1,195 @@
+"""Cohort set-up: the demo cohort, ingest and QC, sheet validation, eligibility, the split, cross-
+fitting folds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CtithError
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts
+
+
+def sheet_args(sp):
+    sp.add_argument("--samples", required=True)
+    sp.add_argument("--clinical", required=True)
+    sp.add_argument("--clinical-columns", type=json_arg, help="JSON: canonical -> your column")
+    sp.add_argument("--criteria", type=json_arg, default=[], help="JSON list of criteria")
+
+
+def cmd_demo(args) -> None:
+    from .. import demo
+
+    counts = None
+    if args.n_a is not None or args.n_b is not None:
+        base = demo.PRESETS[args.preset].n_patients
+        counts = {"A": base["A"] if args.n_a is None else args.n_a,
+                  "B": base["B"] if args.n_b is None else args.n_b}
+    t0 = time.time()
+
+    def progress(i, n, pid):
+        if not args.quiet:
+            print(f"[{i}/{n}] {pid} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+
+    sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
+    print(f"demo cohort ({args.preset}, seed {args.seed}) written: {sheet}")
+
+
+def cmd_ingest(args) -> None:
+    from .. import ingest
+
+    result = ingest.ingest(args.image, args.mask, patient_id=args.patient_id or Path(args.out).name,
+                           series_uid=args.series_uid or None, mask_label=args.mask_label,
+                           orientation=None if args.orientation in (None, "none") else args.orientation,
+                           tolerance_mm=args.tolerance_mm, direction_tolerance=args.direction_tolerance)
+    paths = ingest.write_result(result, args.out)
+    q = result.qc
+    print(f"{q['patient_id']}: {q['tumour_voxels']} tumour voxels, {q['tumour_volume_ml']} ml, "
+          f"spacing {q['spacing']}, largest slice {q['largest_slice']['index']} -> {paths['qc'].parent}")
+    for w in q["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def cmd_qc_table(args) -> None:
+    from ..ingest import qc_table
+    from ..io import read_json, write_tsv
+
+    table = qc_table([read_json(p) for p in args.qc])
+    write_tsv(table, args.out)
+    print(f"QC table of {len(table)} patients -> {args.out}")
+
+
+def _inputs(args, check_files=False):
+    from ..io import read_table
+    from ..sheets import validate_inputs
+
+    config = {"clinical_columns": args.clinical_columns or {}, "eligibility": {"criteria": args.criteria or []}}
+    return validate_inputs(read_table(args.samples), read_table(args.clinical), config,
+                           args.samples, args.clinical, check_files=check_files)
+
+
+def cmd_validate(args) -> None:
+    import yaml
+
+    from ..sheets import load_inputs
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    inputs = load_inputs(config)
+    print(f"OK: {len(inputs.samples)} patients in '{config['samples']}', "
+          f"clinical table '{config['clinical']}' complete")
+
+
+def cmd_eligibility(args) -> None:
+    from ..eligibility import apply_criteria
+    from ..io import write_markdown, write_tsv
+
+    inputs = _inputs(args)
+    res = apply_criteria(inputs.clinical, inputs.samples["institution"], args.criteria)
+    out = Path(args.out_dir)
+    write_tsv(res.eligible, out / "eligible.tsv")
+    write_tsv(res.flow, out / "eligibility_flow.tsv")
+    write_markdown(res.flow, out / "eligibility_flow.md")
+    write_tsv(res.excluded, out / "excluded.tsv")
+    print(f"{len(res.eligible)} of {len(inputs.samples)} patients eligible -> {out}")
+
+
+def cmd_split(args) -> None:
+    import pandas as pd
+
+    from ..io import read_table, write_tsv
+    from ..split import assign_cohorts
+
+    inputs = _inputs(args)
+    eligible = read_table(args.eligible)["patient_id"]
+    s = inputs.samples.loc[eligible]
+    event = inputs.clinical.reindex(eligible)["dm_event"]
+    patients = pd.DataFrame({"patient_id": s["patient_id"].to_numpy(), "institution": s["institution"].to_numpy(),
+                             "cohort": s["cohort"].to_numpy(), "event": event.fillna(0).to_numpy()})
+    out = assign_cohorts(patients, args.internal, args.external, args.train_fraction, args.seed)
+    write_tsv(out, args.out)
+    counts = out.groupby("cohort").size().to_dict()
+    print(f"cohorts: {counts} -> {args.out}")
+
+
+def cmd_crossfit_folds(args) -> None:
+    import pandas as pd
+
+    from ..crossfit import assign_folds
+    from ..io import write_tsv
+
+    cohorts = read_cohorts(args.split)
+    train = cohorts.index[(cohorts == "train").to_numpy()]
+    clinical = read_clinical(args)
+    missing = [p for p in train if p not in clinical.index]
+    if missing:
+        raise CtithError(f"patient {missing[0]}: in the training cohort of '{args.split}' but not in the "
+                         f"clinical table '{args.clinical}'")
+    event = pd.to_numeric(clinical.loc[train, "dm_event"], errors="coerce")
+    if event.isna().any():
+        raise CtithError(f"patient {event.index[event.isna()][0]}: dm_event is not 0/1 in '{args.clinical}'")
+    folds = assign_folds(train, event.astype(int), args.folds, args.seed)
+    out = pd.DataFrame({"patient_id": folds.index, "fold": folds.to_numpy(),
+                        "dm_event": event.reindex(folds.index).astype(int).to_numpy()})
+    write_tsv(out, args.out)
+    per = out.groupby("fold")["dm_event"].agg(["size", "sum"])
+    print(f"{len(out)} training patients in {args.folds} folds (seed {args.seed}); patients / DM per fold: "
+          + ", ".join(f"{n}/{e}" for n, e in per.itertuples(index=False)))
+
+
+def register(sub) -> None:
+    """Add this family's subcommands to the ``ctith`` parser."""
+    d = sub.add_parser("demo", help="generate the synthetic demo cohort")
+    d.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
+    d.add_argument("--seed", type=int, default=20240601)
+    d.add_argument("--out", required=True, help="output folder (replaced)")
+    d.add_argument("--n-a", type=int, help="patients of institution A (overrides the preset)")
+    d.add_argument("--n-b", type=int, help="patients of institution B (overrides the preset)")
+    d.add_argument("--jobs", type=int, default=1, help="worker processes (same files for any number)")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("ingest", help="check and canonicalise one patient's CT and mask")
+    i.add_argument("--image", required=True, help="CT file or DICOM series folder")
+    i.add_argument("--mask", required=True, help="tumour mask (label image)")
+    i.add_argument("--out", required=True, help="folder for image.nii.gz, mask.nii.gz, qc.json")
+    i.add_argument("--patient-id", help="patient ID for messages (default: the --out folder name)")
+    i.add_argument("--series-uid", help="SeriesInstanceUID when the folder holds several series")
+    i.add_argument("--mask-label", type=int, help="label of the tumour in a multi-label mask")
+    i.add_argument("--orientation", default="LPS", help="canonical orientation code, or 'none'")
+    i.add_argument("--tolerance-mm", type=float, default=0.01, help="origin/spacing tolerance (mm)")
+    i.add_argument("--direction-tolerance", type=float, default=1e-4)
+    i.set_defaults(func=cmd_ingest)
+
+    q = sub.add_parser("qc-table", help="cohort QC table from per-patient qc.json files")
+    q.add_argument("--qc", nargs="+", required=True)
+    q.add_argument("--out", required=True)
+    q.set_defaults(func=cmd_qc_table)
+
+    v = sub.add_parser("validate", help="check a config's sample sheet and clinical table")
+    v.add_argument("--config", default="config.yaml")
+    v.set_defaults(func=cmd_validate)
+
+    e = sub.add_parser("eligibility", help="Appendix 1 criteria: eligible list, flow, exclusions")
+    sheet_args(e)
+    e.add_argument("--out-dir", required=True)
+    e.set_defaults(func=cmd_eligibility)
+
+    s = sub.add_parser("split", help="assign train / internal / external validation cohorts")
+    sheet_args(s)
+    s.add_argument("--eligible", required=True)
+    s.add_argument("--internal", nargs="*", default=[], help="institutions split into train/internal")
+    s.add_argument("--external", nargs="*", default=[], help="institutions forming external validation")
+    s.add_argument("--train-fraction", type=float, default=0.7)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_split)
+
+    cf = sub.add_parser("crossfit-folds", help="cross-fitting folds of the training cohort (stratified on DM)")
+    cf.add_argument("--split", required=True)
+    clinical_args(cf)
+    cf.add_argument("--folds", type=int, default=10)
+    cf.add_argument("--seed", type=int, default=42)
+    cf.add_argument("--out", required=True)
+    cf.set_defaults(func=cmd_crossfit_folds)

@@ -1,0 +1,257 @@
+"""2.5D deep learning (Appendices 4 and 7): the input, the refit and fold nets, DL_E, DL_F, Grad-
+CAM, the DL_F signature.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import CtithError
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts, save_figure, selection_args
+
+
+def dl_args(sp):
+    sp.add_argument("--inputs", nargs="+", required=True, help="per-patient input.npy files")
+    sp.add_argument("--split", required=True)
+    clinical_args(sp)
+    sp.add_argument("--threads", type=int, default=2)
+
+
+def cmd_dl_input(args) -> None:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .. import dl_input
+    from ..ingest import axial_axis
+    from ..io import atomic_path, write_json
+
+    params = dl_input.DLInputParams(**(args.params or {}))
+    image = sitk.ReadImage(str(args.image))
+    mask = sitk.ReadImage(str(args.mask))
+    tensor, qc = dl_input.build_input(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask),
+                                      axial_axis(image), params, args.patient_id)
+    out = Path(args.out_dir)
+    with atomic_path(out / "input.npy") as tmp:
+        np.save(tmp, tensor)
+    write_json(qc, out / "qc.json")
+    save_figure(dl_input.preview_figure(tensor, f"{args.patient_id}: 2.5D input", qc["channel_slices"]),
+                out / "preview.png")
+    print(f"{args.patient_id}: slices {qc['channel_slices']}, crop {qc['crop_shape']} -> {tensor.shape} in {out}")
+    if qc["clamped"]:
+        print(f"warning: {args.patient_id}: {qc['warning']}", file=sys.stderr)
+
+
+def _dl_inputs(paths) -> tuple[list[str], object]:
+    """Patient IDs (from each input's qc.json) and the stacked (N, 3, H, W) inputs."""
+    import numpy as np
+
+    from ..io import read_json
+
+    ids = [read_json(Path(p).with_name("qc.json"))["patient_id"] for p in paths]
+    return ids, np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 3, 1, 1), np.float32)
+
+
+def _dl_params(args):
+    from ..dl import TrainParams
+
+    return TrainParams(**{**(args.params or {}), "seed": args.seed, "device": args.device})
+
+
+def cmd_dl_train(args) -> None:
+    import pandas as pd
+    import torch
+
+    from .. import dl
+    from ..io import write_json, write_tsv
+
+    if (args.folds is None) != (args.fold is None):
+        raise CtithError("a cross-fitting net needs both --folds (the folds table) and --fold (the fold it holds out)")
+    torch.set_num_threads(args.threads)
+    ids, images = _dl_inputs(args.inputs)
+    cohorts = read_cohorts(args.split)
+    clinical = read_clinical(args)
+    train = [i for i, pid in enumerate(ids) if cohorts.get(pid) == "train"]
+    if not train:
+        raise CtithError(f"split '{args.split}' puts none of the {len(ids)} patients in the train cohort")
+    held_out = []
+    if args.fold is not None:  # a cross-fitting net: the training patients of the other folds
+        from ..crossfit import read_folds
+
+        folds = read_folds(args.folds)
+        unknown = [ids[i] for i in train if ids[i] not in folds.index]
+        if unknown:
+            raise CtithError(f"patient {unknown[0]}: a training patient without a fold in '{args.folds}'")
+        if args.fold not in set(folds.tolist()):
+            raise CtithError(f"fold {args.fold} is not in '{args.folds}' (folds {sorted(set(folds.tolist()))})")
+        held_out = [ids[i] for i in train if folds[ids[i]] == args.fold]
+        train = [i for i in train if folds[ids[i]] != args.fold]
+    labels = pd.to_numeric(clinical.loc[[ids[i] for i in train], "dm_event"]).to_numpy().astype(int)
+    params = _dl_params(args)
+    what = "DL training" if args.fold is None else f"DL training without fold {args.fold}"
+    try:
+        result = dl.train(images[train], labels, params, log=lambda s: print(s, flush=True))
+    except ValueError as exc:
+        raise CtithError(f"{what}: {exc}") from None
+    out = Path(args.out_dir)
+    dl.save_weights(result.model, out / "model.pt")
+    write_tsv(pd.DataFrame(result.history), out / "loss.tsv")
+    write_json({**result.info, "fold": args.fold, "train_patients": [ids[i] for i in train],
+                "held_out_patients": held_out}, out / "training.json")
+    i = result.info
+    print(f"{what} on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
+          f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({i['seconds']} s)")
+
+
+def cmd_dl_predict(args) -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from .. import dl
+    from ..io import atomic_path, read_json, read_table, write_tsv
+
+    torch.set_num_threads(args.threads)
+    ids, images = _dl_inputs(args.inputs)
+    cohorts = read_cohorts(args.split)
+    model_dir = Path(args.model).parent
+    refit_info = read_json(model_dir / "training.json")
+    params = dl.TrainParams(**refit_info["params"])
+    model = dl.load_model(args.model, params)
+    prob, feats = dl.predict(model, images)
+    cohort = [cohorts.get(pid, "") for pid in ids]
+    names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
+    # DL_E as a signature: each training patient's probability from the fold net that never
+    # saw them, everyone else's from the refit (crossfit.py).
+    dl_e = pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob, "fit": "refit", "dl_e_refit": prob})
+    row = {pid: i for i, pid in enumerate(ids)}
+    fold_rows = []
+    for path in args.fold_models or []:
+        info = read_json(Path(path).parent / "training.json")
+        net = dl.load_model(path, dl.TrainParams(**info["params"]))
+        train = [row[p] for p in info["train_patients"] + info["held_out_patients"] if p in row]
+        p_fold, f_fold = dl.predict(net, images[train])
+        held = np.isin([ids[i] for i in train], info["held_out_patients"])
+        dl_e.loc[np.array(train)[held], "dl_e"] = p_fold[held]
+        dl_e.loc[np.array(train)[held], "fit"] = "oof"
+        fold_rows.append(pd.DataFrame(f_fold, columns=names).assign(
+            fold=info["fold"], patient_id=[ids[i] for i in train])[["fold", "patient_id", *names]])
+    if args.fold_models:
+        unseen = dl_e.loc[(dl_e["cohort"] == "train") & (dl_e["fit"] != "oof"), "patient_id"].tolist()
+        if unseen:
+            raise CtithError(f"patient {unseen[0]}: a training patient that no fold net held out; were the "
+                             "fold nets trained with other cross-fitting folds?")
+        write_tsv(pd.concat(fold_rows, ignore_index=True), args.out_fold_features)
+    # The survival models take DL_E on the logit scale (a probability is bounded; its log-odds is not).
+    p = np.clip(dl_e["dl_e"].to_numpy(float), 1e-6, 1 - 1e-6)
+    dl_e.insert(3, "dl_e_logit", np.log(p / (1 - p)))
+    write_tsv(dl_e, args.out_dl_e)
+    dlf = pd.DataFrame(feats, columns=names)
+    dlf.insert(0, "cohort", cohort)
+    dlf.insert(0, "patient_id", ids)
+    write_tsv(dlf, args.out_dl_f)
+    loss = read_table(model_dir / "loss.tsv")
+    save_figure(dl.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
+
+    clinical = read_clinical(args)
+    val = [i for i, c in enumerate(cohort) if c in ("internal_validation", "external_validation")]
+    maps = dl.gradcam(model, images[val])
+    with atomic_path(args.out_gradcam) as tmp:
+        np.savez_compressed(tmp, patient_id=np.array([ids[i] for i in val]), gradcam=maps.astype(np.float32))
+    if not val:
+        raise CtithError("no validation patient to show Grad-CAM maps for")
+    dm = [str(clinical["dm_event"].get(ids[i], "")) == "1" for i in val]
+    # Figure S5 shows DM and non-DM patients alike: alternate between the two groups.
+    with_dm = [k for k, d in enumerate(dm) if d]
+    without = [k for k, d in enumerate(dm) if not d]
+    order = [k for pair in zip(with_dm, without) for k in pair]
+    order += [k for k in with_dm + without if k not in order]
+    shown = sorted(order[: args.gradcam_patients])
+    labels = [f"{ids[val[k]]} ({'DM' if dm[k] else 'no DM'})\nDL_E {prob[val[k]]:.2f}" for k in shown]
+    save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure)
+    print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
+          f"validation patients, {len(shown)} in {args.figure}")
+
+
+def cmd_dl_signature(args) -> None:
+    import pandas as pd
+
+    from .. import selection
+    from ..crossfit import read_folds, two_stage_scores
+    from ..io import read_table, write_json, write_tsv
+
+    refit = read_table(args.dl_f).set_index("patient_id")
+    cohorts = refit.pop("cohort") if "cohort" in refit else None
+    refit = refit.apply(pd.to_numeric)
+    folds = read_folds(args.folds)
+    fold_table = read_table(args.fold_features)
+    fold_features = {int(k): g.drop(columns="fold").set_index("patient_id").apply(pd.to_numeric)
+                     for k, g in fold_table.groupby("fold")}
+    clinical = read_clinical(args).reindex(folds.index)
+    event = pd.to_numeric(clinical["dm_event"], errors="coerce")
+    time_ = pd.to_numeric(clinical["dm_time_months"], errors="coerce")
+    bad = folds.index[(event.isna() | time_.isna()).to_numpy()]
+    if len(bad):
+        raise CtithError(f"patient {bad[0]}: dm_event / dm_time_months missing in '{args.clinical}'")
+    fit = selection.radscore_fitter(event, time_, variance_threshold=args.variance_threshold,
+                                    correlation_cutoff=args.correlation_cutoff, n_alphas=args.n_alphas,
+                                    alpha_min_ratio=args.alpha_min_ratio, alpha_rule=args.alpha_rule, seed=args.seed)
+    try:
+        table, model, fold_models = two_stage_scores(refit, fold_features, folds, fit, name="dl_f_score")
+    except selection.SelectionError as exc:
+        raise CtithError(f"DL_F signature: {exc}") from None
+    if cohorts is not None:
+        table.insert(1, "cohort", cohorts.reindex(table["patient_id"]).to_numpy())
+    write_tsv(table, args.out_scores)
+    write_tsv(model.signature(), args.out_signature)
+    report = {**model.report(), "n_train": int(len(folds)), "train_events": int(event.sum()),
+              "folds": {str(k): {"selected": int(len(m.coef_)), "alpha": m.alpha_} for k, m in fold_models.items()}}
+    write_json(report, args.out_report)
+    print(f"DL_F signature: {report['features_in']} deep features -> LASSO-Cox {report['selected']} "
+          f"(alpha {report['alpha']:.4g}); fold LASSOs keep "
+          + ", ".join(str(v["selected"]) for v in report["folds"].values()))
+
+
+def register(sub) -> None:
+    """Add this family's subcommands to the ``ctith`` parser."""
+    di = sub.add_parser("dl-input", help="2.5D deep-learning input of one patient (Appendix 4)")
+    di.add_argument("--image", required=True, help="ingested image.nii.gz")
+    di.add_argument("--mask", required=True, help="ingested mask.nii.gz")
+    di.add_argument("--params", type=json_arg, help="JSON: DLInputParams fields")
+    di.add_argument("--patient-id", required=True)
+    di.add_argument("--out-dir", required=True, help="folder for input.npy, qc.json, preview.png")
+    di.set_defaults(func=cmd_dl_input)
+
+    dt = sub.add_parser("dl-train", help="train the CBAM-ResNet on the training cohort")
+    dl_args(dt)
+    dt.add_argument("--params", type=json_arg, help="JSON: TrainParams fields")
+    dt.add_argument("--seed", type=int, default=42)
+    dt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    dt.add_argument("--folds", help="cross-fitting folds (TSV); with --fold only")
+    dt.add_argument("--fold", type=int, help="train without this fold's training patients (a cross-fitting net)")
+    dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
+    dt.set_defaults(func=cmd_dl_train)
+
+    dp = sub.add_parser("dl-predict", help="DL_E, DL_F for every patient; Grad-CAM for validation patients")
+    dl_args(dp)
+    dp.add_argument("--model", required=True, help="the refit's model.pt (training.json and loss.tsv beside it)")
+    dp.add_argument("--fold-models", nargs="*", help="the cross-fitting nets' model.pt (training.json beside each)")
+    dp.add_argument("--out-fold-features", help="DL_F of the training patients from each fold net (with --fold-models)")
+    dp.add_argument("--loss-figure", required=True, help="Figure S3 (the refit's loss curves)")
+    dp.add_argument("--gradcam-patients", type=int, default=8, help="validation patients in the figure")
+    dp.add_argument("--out-dl-e", required=True)
+    dp.add_argument("--out-dl-f", required=True)
+    dp.add_argument("--out-gradcam", required=True)
+    dp.add_argument("--figure", required=True, help="Figure S5 (Grad-CAM)")
+    dp.set_defaults(func=cmd_dl_predict)
+
+    ds = sub.add_parser("dl-signature", help="DL_F signature: LASSO-Cox on the deep features, cross-fitted")
+    ds.add_argument("--dl-f", required=True, help="dl_f.tsv: every patient's deep features from the refit net")
+    ds.add_argument("--fold-features", required=True, help="the training patients' deep features per fold net")
+    ds.add_argument("--folds", required=True, help="cross-fitting folds (TSV)")
+    clinical_args(ds)
+    selection_args(ds)
+    ds.add_argument("--out-scores", required=True)
+    ds.add_argument("--out-signature", required=True)
+    ds.add_argument("--out-report", required=True)
+    ds.set_defaults(func=cmd_dl_signature)

@@ -1,0 +1,239 @@
+"""ITH habitats and the ITH model (Appendix 6): per-patient habitats, the cohort table and Figure
+S6, the tuned forests, Table S2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CtithError
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts, save_figure
+
+
+def ith_args(sp):
+    from ..names import FEATURE_CLASSES
+
+    sp.add_argument("--window", type=int, default=2, help="w: features of the (2w+1)^2 window")
+    sp.add_argument("--padding", type=int, default=2, help="pixels around the tumour's bounding box")
+    sp.add_argument("--border", default="edge", choices=["edge", "reflect", "symmetric"],
+                    help="how image values continue past the image border")
+    sp.add_argument("--bin-width", type=float, default=25.0)
+    sp.add_argument("--feature-classes", nargs="+", default=list(FEATURE_CLASSES), choices=FEATURE_CLASSES)
+    sp.add_argument("--n-init", type=int, default=10, help="k-means restarts")
+    sp.add_argument("--min-region-pixels", type=int, default=1,
+                    help="regions of at most this many pixels are ignored by the score")
+    sp.add_argument("--connectivity", type=int, default=8, choices=[4, 8])
+    sp.add_argument("--on-small-tumour", default="error", choices=["error", "nan"])
+    sp.add_argument("--seed", type=int, default=42)
+    v = sp.add_mutually_exclusive_group()
+    v.add_argument("--feature-smoothing-mm", type=float,
+                   help="variant: Gaussian sigma (mm) on each feature map before k-means")
+    v.add_argument("--feature-smoothing-fraction", type=float,
+                   help="variant: that sigma as a fraction of the tumour's diameter on the slice")
+    sp.add_argument("--feature-smoothing-edge-hu", type=float,
+                    help="variant: make that smoothing edge-preserving, keeping CT contrasts of this many HU")
+    sp.add_argument("--pca-components", type=float,
+                    help="variant: PCA before k-means, a count or a variance share below 1")
+
+
+def _ith_params(args):
+    from ..ith import ITHParams
+
+    return ITHParams(window=args.window, padding=args.padding, border=args.border, bin_width=args.bin_width,
+                     feature_classes=tuple(args.feature_classes), clusters=tuple(args.clusters),
+                     n_init=args.n_init, min_region_pixels=args.min_region_pixels,
+                     connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed,
+                     feature_smoothing_mm=args.feature_smoothing_mm,
+                     feature_smoothing_fraction=args.feature_smoothing_fraction,
+                     pca_components=args.pca_components, feature_smoothing_edge_hu=args.feature_smoothing_edge_hu)
+
+
+def cmd_ith(args) -> None:
+    import warnings
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .. import ith
+    from ..ingest import axial_axis
+    from ..io import atomic_path, write_json
+
+    params = _ith_params(args)
+    patient = args.patient_id or Path(args.out_dir).parent.name
+    image = sitk.ReadImage(str(args.image))
+    mask = sitk.ReadImage(str(args.mask))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        axis = axial_axis(image)
+        spacing = [s for i, s in enumerate(image.GetSpacing()[::-1]) if i != axis]  # (rows, cols) of a slice
+        result = ith.run_ith(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), axis,
+                             params, patient, str(args.mask), spacing=spacing)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    record = ith.summary(result, params, patient)
+    record["seconds"] = round(time.perf_counter() - t0, 3)
+    out = Path(args.out_dir)
+    arrays = {f"k{k}": m for k, m in result.maps.items()}
+    with atomic_path(out / "label_maps.npz") as tmp:
+        np.savez_compressed(tmp, image=result.image.astype(np.float32), mask=result.mask,
+                            crop_origin=np.array(result.info["crop_origin"]),
+                            slice_index=np.array(result.info["slice_index"]), **arrays)
+    write_json(record, out / "scores.json")
+    fig = ith.habitat_figure(result, params.clusters, f"{patient}: habitats on the largest tumour slice")
+    save_figure(fig, out / "habitats.png")
+    scores = ", ".join(f"K{k} {v:.3f}" for k, v in result.scores.items())
+    print(f"{patient}: slice {result.info['slice_index']}, {result.info['tumour_pixels']} px, "
+          f"{record['seconds']} s; ITH {scores}")
+
+
+def cmd_ith_cohort(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from .. import ith
+    from ..io import read_json, read_table, write_tsv
+
+    records = [read_json(p) for p in args.scores]
+    table = ith.scores_table(records, args.clusters)
+    write_tsv(table, args.out_table)
+    events = None
+    if args.clinical:
+        clinical = read_table(args.clinical).set_index(args.id_column)
+        events = pd.to_numeric(clinical[args.event_column], errors="coerce")
+    low, high = ith.pick_comparison(table, events, args.figure_clusters)
+    by_id = {r["patient_id"]: p for r, p in zip(records, args.scores)}
+    rows = []
+    for pid, what in ((low, "low ITH"), (high, "high ITH")):
+        data = np.load(Path(by_id[pid]).with_name("label_maps.npz"))
+        rec = next(r for r in records if r["patient_id"] == pid)
+        maps = {k: data[f"k{k}"] for k in args.clusters if f"k{k}" in data}
+        scores = {k: rec["k"][str(k)]["ith_score"] for k in args.clusters if str(k) in rec["k"]}
+        status = "" if events is None else (" DM" if events.get(pid) == 1 else " no DM")
+        rows.append({"image": data["image"], "mask": data["mask"], "maps": maps, "scores": scores,
+                     "label": f"{what}: {pid}{status}"})
+    save_figure(ith.comparison_figure(rows, args.clusters), args.out_figure)
+    print(f"ITH scores of {len(table)} patients -> {args.out_table}; Figure S6: {low} vs {high}")
+
+
+def cmd_ith_model(args) -> None:
+    import joblib
+    import numpy as np
+    import pandas as pd
+
+    from .. import models
+    from ..io import atomic_path, read_table, write_json, write_tsv
+
+    scores = read_table(args.scores).set_index("patient_id")
+    columns = [f"ith_k{k}" for k in args.clusters]
+    missing = [c for c in columns if c not in scores.columns]
+    if missing:
+        raise CtithError(f"ITH score table '{args.scores}' has no column {missing[0]}")
+    X = scores[columns].apply(pd.to_numeric, errors="coerce")
+    cohorts = read_cohorts(args.split).reindex(X.index)
+    clinical = read_clinical(args).reindex(X.index)
+    y = pd.to_numeric(clinical["dm_event"], errors="coerce")
+    train = X.index[(cohorts == "train").to_numpy()]
+    if len(train) == 0:
+        raise CtithError(f"split '{args.split}' puts no patient with ITH scores in the train cohort")
+    space = models.SearchSpace(**{k: tuple(v) for k, v in (args.space or {}).items()})
+    model = models.TunedClassifier(args.n_trials, args.cv_folds, args.smote_k, args.seed, space)
+    folds = None
+    if args.folds:
+        from ..crossfit import read_folds
+
+        folds = read_folds(args.folds)
+    model.fit(X.loc[train], y.loc[train], folds=folds)
+
+    out = Path(args.out_dir)
+    prob = model.predict_proba(X)
+    pred = pd.DataFrame({"patient_id": X.index, "cohort": cohorts.to_numpy(), "probability": prob,
+                         "predicted": (prob >= model.threshold_).astype(int)})
+    # The signature a survival model takes: out-of-fold for training patients (the search's
+    # best trial, whose fold forests never saw them), the refitted forest for the others.
+    is_train = X.index.isin(train)
+    pred["signature"] = np.where(is_train, model.oof_.reindex(X.index).to_numpy(), prob)
+    pred["fit"] = np.where(is_train, "oof", "refit")
+    write_tsv(pred, out / "predictions.tsv")
+    write_json({"name": args.name, **model.fitted()}, out / "fitted.json")
+    write_tsv(model.trials_, out / "trials.tsv")
+    with atomic_path(out / "model.joblib") as tmp:
+        joblib.dump(model.pipeline_, tmp)
+    metrics = {"name": args.name, "clusters": args.clusters}
+    for cohort in ("train", "internal_validation", "external_validation"):
+        rows = (cohorts == cohort).to_numpy() & y.notna().to_numpy()
+        metrics[cohort] = models.classification_metrics(y[rows], prob[rows], model.threshold_)
+    write_json(metrics, out / "metrics.json")
+    values = models.shap_values(model, X.loc[train])
+    write_tsv(pd.DataFrame(values, index=train, columns=columns), out / "shap_values.tsv", index=True)
+    for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})", args.seed),
+                         ("shap_summary.png", "shap_beeswarm.png")):
+        save_figure(fig, out / name)
+    m = metrics
+    print(f"{args.name}: {model.best_params_}, CV AUC {model.cv_auc_:.3f}, threshold {model.threshold_:.3f}; "
+          f"AUC internal {m['internal_validation']['auc']:.3f}, external {m['external_validation']['auc']:.3f}")
+
+
+def cmd_table_s2(args) -> None:
+    from ..io import markdown_table, read_json, read_table, write_markdown, write_tsv
+    from ..models import ith_signature, table_s2
+
+    table, hyper = table_s2([read_json(p) for p in args.metrics], [read_json(p) for p in args.fitted])
+    write_tsv(table, args.out_table)
+    write_tsv(hyper, args.out_params)
+    write_markdown(table, args.out_md, "\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training "
+                                       "cohort):\n\n" + markdown_table(hyper))
+    write_tsv(ith_signature(read_table(args.main_predictions)), args.out_signature)
+    print(table.to_string(index=False))
+
+
+def register(sub) -> None:
+    """Add this family's subcommands to the ``ctith`` parser."""
+    t = sub.add_parser("ith", help="habitats and ITH scores of one patient's largest tumour slice")
+    t.add_argument("--image", required=True, help="ingested image.nii.gz")
+    t.add_argument("--mask", required=True, help="ingested mask.nii.gz")
+    t.add_argument("--out-dir", required=True, help="folder for label_maps.npz, scores.json, habitats.png")
+    t.add_argument("--patient-id", help="patient ID (default: the parent folder of --out-dir)")
+    t.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    ith_args(t)
+    t.set_defaults(func=cmd_ith)
+
+    tc = sub.add_parser("ith-cohort", help="cohort ITH table and the Figure S6 comparison")
+    tc.add_argument("--scores", nargs="+", required=True, help="per-patient scores.json files")
+    tc.add_argument("--clinical", help="clinical table (DM events pick the Figure S6 patients)")
+    tc.add_argument("--id-column", default="patient_id")
+    tc.add_argument("--event-column", default="dm_event")
+    tc.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
+    tc.add_argument("--figure-clusters", type=int, nargs="+", default=[2, 3, 4, 5],
+                    help="K whose mean ITH ranks patients for Figure S6")
+    tc.add_argument("--out-table", required=True)
+    tc.add_argument("--out-figure", required=True)
+    tc.set_defaults(func=cmd_ith_cohort)
+
+    im = sub.add_parser("ith-model", help="SMOTE + random forest on ITH scores, tuned by optuna (Appendix 6)")
+    im.add_argument("--scores", required=True, help="cohort ITH score table")
+    im.add_argument("--clusters", type=int, nargs="+", required=True, help="K whose ITH scores are the features")
+    im.add_argument("--name", required=True)
+    im.add_argument("--split", required=True)
+    clinical_args(im)
+    im.add_argument("--n-trials", type=int, default=25)
+    im.add_argument("--cv-folds", type=int, default=10, help="without --folds: seeded stratified CV folds")
+    im.add_argument("--folds", help="cross-fitting folds (TSV): the search's CV folds, and out-of-fold "
+                                    "signatures for training patients")
+    im.add_argument("--smote-k", type=int, default=5)
+    im.add_argument("--space", type=json_arg, help="JSON: search space (SearchSpace fields)")
+    im.add_argument("--seed", type=int, default=42)
+    im.add_argument("--out-dir", required=True)
+    im.set_defaults(func=cmd_ith_model)
+
+    s2 = sub.add_parser("table-s2", help="Table S2 and the ITH signature")
+    s2.add_argument("--metrics", nargs="+", required=True)
+    s2.add_argument("--fitted", nargs="+", required=True)
+    s2.add_argument("--main-predictions", required=True, help="predictions.tsv of the ITH model")
+    s2.add_argument("--out-table", required=True)
+    s2.add_argument("--out-md", required=True)
+    s2.add_argument("--out-params", required=True)
+    s2.add_argument("--out-signature", required=True)
+    s2.set_defaults(func=cmd_table_s2)

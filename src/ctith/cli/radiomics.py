@@ -1,0 +1,295 @@
+"""C-radiomics and semantic features: extraction, cohort tables, reader agreement and ICC (Appendix
+3), ComBat (Appendix 5), selection and the Rad-score.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import CtithError
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts, selection_args
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def cmd_radiomics(args) -> None:
+    import SimpleITK as sitk
+
+    from .. import radiomics
+    from ..io import write_json, write_tsv
+
+    patient = args.patient_id
+    params = radiomics.load_params(args.params, args.bin_width, args.resampled_spacing)
+    image = sitk.ReadImage(str(args.image))
+    if args.reader == 2:
+        mask = radiomics.reader2_mask_on_image(args.mask, image, patient, args.mask_label,
+                                               image_path=str(args.image))
+    else:
+        mask = sitk.ReadImage(str(args.mask))
+    t0 = time.perf_counter()
+    features, diagnostics = radiomics.extract(image, mask, params, patient, str(args.mask))
+    seconds = time.perf_counter() - t0
+    diagnostics.update({"patient_id": patient, "reader": args.reader, "mask": str(args.mask),
+                        "params_file": str(args.params), "seconds": round(seconds, 3)})
+    write_tsv(radiomics.features_row(features, patient), args.out, index=True)
+    write_json(diagnostics, args.diagnostics)
+    print(f"{patient}: reader {args.reader}, {len(features)} features in {seconds:.1f} s -> {args.out}")
+    for name in diagnostics.get("non_finite_features", []):
+        print(f"warning: {patient}: feature {name} is not finite", file=sys.stderr)
+
+
+def cmd_radiomics_table(args) -> None:
+    from .. import radiomics
+    from ..io import read_feature_table, write_tsv
+
+    rows = [read_feature_table(p) for p in args.features]
+    table = radiomics.cohort_table(rows)
+    write_tsv(table, args.out, index=True)
+    print(f"{table.shape[0]} patients x {table.shape[1]} features -> {args.out}")
+
+
+def cmd_semantic(args) -> None:
+    import SimpleITK as sitk
+
+    from .. import semantic
+    from ..ingest import read_ct
+    from ..io import write_json
+
+    params = semantic.SemanticParams(**(args.params or {}))
+    image = sitk.ReadImage(str(args.image))
+    mask = sitk.ReadImage(str(args.mask))
+    plain = read_ct(args.plain_ct, "plain CT", args.plain_series_uid or None, args.patient_id) if args.plain_ct else None
+    record = semantic.measure(image, mask, plain, params, args.patient_id, args.plain_ct)
+    write_json(record, args.out)
+    ratings = ", ".join(f"{k} {record[k]}" for k in semantic.RATINGS)
+    print(f"{args.patient_id}: {ratings} -> {args.out}")
+
+
+def cmd_semantic_table(args) -> None:
+    from .. import semantic
+    from ..io import read_json, write_tsv
+
+    table = semantic.semantic_table([read_json(p) for p in args.records])
+    write_tsv(table, args.out_table)
+    agreement = semantic.agreement_with_readers(table, read_clinical(args))
+    write_tsv(agreement, args.out_agreement)
+    print(f"semantic features of {len(table)} patients -> {args.out_table}")
+    print(agreement.to_string(index=False))
+
+
+def cmd_reproducibility(args) -> None:
+    import pandas as pd
+
+    from .. import reproducibility
+    from ..io import read_feature_table, read_table, write_markdown, write_tsv
+
+    clinical = read_clinical(args)
+    eligible = read_table(args.eligible)["patient_id"].tolist()
+    s3 = reproducibility.table_s3(clinical.loc[eligible], args.table_s3_items, args.icc_form)
+    write_tsv(s3, args.out_table_s3_values)
+    formatted = reproducibility.format_table_s3(s3)
+    write_tsv(formatted, args.out_table_s3)
+    write_markdown(formatted, args.out_table_s3_md)
+    print(f"Table S3 ({args.icc_form}, {len(eligible)} eligible patients):")
+    print(formatted.to_string(index=False))
+
+    r1 = read_feature_table(args.reader1)
+    r2 = read_feature_table(args.reader2)
+    cohorts = read_cohorts(args.split)
+    use = [p for p in r2.index if p in r1.index and cohorts.get(p) in args.cohorts]
+    if args.icc_threshold is None:
+        table = pd.DataFrame({"feature": r1.columns, "icc": float("nan"), "ci_low": float("nan"),
+                              "ci_high": float("nan"), "n": 0})
+        table["reproducible"] = True
+        print("ICC filter off: every feature kept")
+    else:
+        if len(use) < args.min_patients:
+            raise CtithError(f"{len(use)} patients of cohorts {args.cohorts} have a reader-2 mask; the ICC "
+                             f"filter needs at least {args.min_patients} (config reproducibility.min_patients, "
+                             "icc_cohorts, or icc_threshold: null to switch the filter off)")
+        table = reproducibility.feature_icc(r1.loc[use], r2.loc[use], args.icc_form)
+        table["reproducible"] = reproducibility.reproducible(table, args.icc_threshold).to_numpy()
+        print(f"feature ICC on {len(use)} re-segmented patients of {args.cohorts}: "
+              f"{int(table['reproducible'].sum())} of {len(table)} features with {args.icc_form} >= "
+              f"{args.icc_threshold}")
+    write_tsv(table, args.out_icc)
+
+
+def _batch(args, patients) -> pd.Series:
+    from ..io import read_table
+
+    samples = read_table(args.samples).set_index("patient_id")
+    if args.batch_column in samples.columns:
+        batch = samples[args.batch_column]
+    else:
+        clinical = read_clinical(args)
+        if args.batch_column not in clinical.columns:
+            raise CtithError(f"batch column '{args.batch_column}' is in neither the sample sheet nor the "
+                             "clinical table")
+        batch = clinical[args.batch_column]
+    batch = batch.reindex(patients)
+    blank = batch.isna() | (batch.astype(str).str.strip() == "")
+    if blank.any():
+        raise CtithError(f"patient {batch.index[blank.to_numpy()][0]}: batch column '{args.batch_column}' "
+                         "is blank")
+    return batch.astype(str)
+
+
+def cmd_harmonize(args) -> None:
+    from .. import harmonize
+    from ..io import read_feature_table, read_table, write_json, write_tsv
+
+    features = read_feature_table(args.features)
+    icc = read_table(args.icc)
+    keep = icc.loc[icc["reproducible"].str.lower() == "true", "feature"].tolist()
+    X = features[keep]
+    cohorts = read_cohorts(args.split).reindex(X.index)
+    covariates = read_clinical(args) if (args.categorical or args.continuous) else None
+    result = harmonize.harmonize(X, _batch(args, X.index), cohorts, args.mode, covariates, args.categorical,
+                                 args.continuous, args.constant_in_batch)
+    result.summary.update({"batch_column": args.batch_column, "icc_filtered_out": int(features.shape[1] - len(keep))})
+    write_tsv(result.features, args.out_features, index=True)
+    write_tsv(result.smd, args.out_smd)
+    write_json(result.summary, args.out_report)
+    s = result.summary
+    print(f"ComBat ({s['mode']}, batch '{args.batch_column}', fitted on {s['fitted_on']}): "
+          f"{s['features_out']} features; mean |standardized difference| between batches "
+          f"{s['mean_abs_smd_before']:.3f} -> {s['mean_abs_smd_after']:.3f} "
+          f"({100 * s['smd_reduction']:.1f}% less)")
+
+
+def cmd_select(args) -> None:
+    import pandas as pd
+
+    from .. import selection
+    from ..io import read_feature_table, read_json, write_json, write_tsv
+
+    features = read_feature_table(args.features)
+    cohorts = read_cohorts(args.split).reindex(features.index)
+    clinical = read_clinical(args).reindex(features.index)
+    train = features.index[(cohorts == "train").to_numpy()]
+    if len(train) == 0:
+        raise CtithError(f"split '{args.split}' puts no patient with features in the train cohort")
+    event = pd.to_numeric(clinical.loc[train, "dm_event"])
+    time_ = pd.to_numeric(clinical.loc[train, "dm_time_months"])
+    model = selection.RadScore(args.variance_threshold, args.correlation_cutoff, args.cv_folds, args.n_alphas,
+                               args.alpha_min_ratio, args.alpha_rule, args.seed)
+    folds = None
+    if args.folds:
+        from ..crossfit import read_folds
+
+        folds = read_folds(args.folds)
+    model.fit(features.loc[train], event, time_, folds=folds)
+    mode = read_json(args.harmonization)["mode"] if args.harmonization else "none"
+    refit = model.predict(features)
+    scores = pd.DataFrame({"patient_id": features.index, "cohort": cohorts.to_numpy(),
+                           "rad_score": refit.to_numpy(), "fit": "refit", "rad_score_refit": refit.to_numpy(),
+                           "combat_mode": mode})
+    if folds is not None:  # training patients: the fold LASSO that did not see them
+        is_train = scores["patient_id"].isin(train).to_numpy()
+        scores.loc[is_train, "rad_score"] = model.oof_.reindex(scores.loc[is_train, "patient_id"]).to_numpy()
+        scores.loc[is_train, "fit"] = "oof"
+    write_tsv(scores, args.out_scores)
+    write_tsv(model.signature(), args.out_signature)
+    write_tsv(model.cv_results_, args.out_cv)
+    report = {**model.report(), "n_train": int(len(train)), "train_events": int(event.sum()),
+              "combat_mode": mode}
+    if mode == "transductive":
+        report["note"] = ("features were ComBat-harmonised transductively: ComBat saw every cohort's "
+                          "features (never labels)")
+    write_json(report, args.out_report)
+    r = report
+    print(f"Rad-score: {r['features_in']} -> variance {r['after_variance_filter']} -> |rho| <= "
+          f"{args.correlation_cutoff} {r['after_correlation_pruning']} -> LASSO-Cox {r['selected']} features "
+          f"(alpha {r['alpha']:.4g}, CV C-index {r['cv_cindex_at_alpha']:.3f}); ComBat {mode}")
+
+
+def register(sub) -> None:
+    """Add this family's subcommands to the ``ctith`` parser."""
+    r = sub.add_parser("radiomics", help="pyradiomics features of one patient and reader")
+    r.add_argument("--image", required=True, help="ingested image.nii.gz")
+    r.add_argument("--mask", required=True, help="ingested mask.nii.gz, or the raw reader-2 mask with --reader 2")
+    r.add_argument("--reader", type=int, default=1, choices=[1, 2])
+    r.add_argument("--mask-label", type=int, help="label of the tumour in a multi-label reader-2 mask")
+    r.add_argument("--params", required=True, help="pyradiomics parameter file (YAML)")
+    r.add_argument("--bin-width", type=float, help="overrides the parameter file's binWidth")
+    r.add_argument("--resampled-spacing", type=float, nargs=3, help="mm (x y z); omit for native spacing")
+    r.add_argument("--patient-id", required=True)
+    r.add_argument("--out", required=True, help="one-row feature table (TSV)")
+    r.add_argument("--diagnostics", required=True, help="pyradiomics diagnostics (JSON)")
+    r.set_defaults(func=cmd_radiomics)
+
+    rt = sub.add_parser("radiomics-table", help="cohort feature table from per-patient tables")
+    rt.add_argument("--features", nargs="*", default=[])
+    rt.add_argument("--out", required=True)
+    rt.set_defaults(func=cmd_radiomics_table)
+
+    se = sub.add_parser("semantic", help="quantitative semantic features of one patient (Appendix 2)")
+    se.add_argument("--image", required=True, help="ingested image.nii.gz (venous phase)")
+    se.add_argument("--mask", required=True, help="ingested mask.nii.gz")
+    se.add_argument("--plain-ct", help="plain (non-contrast) CT, any grid of the same frame of reference")
+    se.add_argument("--plain-series-uid", help="its SeriesInstanceUID when the folder holds several series")
+    se.add_argument("--params", type=json_arg, help="JSON: SemanticParams fields")
+    se.add_argument("--patient-id", required=True)
+    se.add_argument("--out", required=True)
+    se.set_defaults(func=cmd_semantic)
+
+    st = sub.add_parser("semantic-table", help="cohort table of measured semantic features, agreement with reader 1")
+    st.add_argument("--records", nargs="+", required=True)
+    clinical_args(st)
+    st.add_argument("--out-table", required=True)
+    st.add_argument("--out-agreement", required=True)
+    st.set_defaults(func=cmd_semantic_table)
+
+    rp = sub.add_parser("reproducibility", help="feature ICC between readers and Table S3")
+    rp.add_argument("--reader1", required=True, help="reader-1 cohort feature table")
+    rp.add_argument("--reader2", required=True, help="reader-2 cohort feature table")
+    rp.add_argument("--split", required=True)
+    rp.add_argument("--eligible", required=True)
+    clinical_args(rp)
+    rp.add_argument("--cohorts", nargs="+", default=["train"], help="cohorts whose re-segmentations give the ICC")
+    rp.add_argument("--icc-form", default="ICC(A,1)", choices=["ICC(1,1)", "ICC(A,1)", "ICC(C,1)"])
+    rp.add_argument("--icc-threshold", type=lambda s: None if s == "none" else float(s), default=0.75,
+                    help="features below it are dropped; 'none' switches the filter off")
+    rp.add_argument("--min-patients", type=int, default=5)
+    rp.add_argument("--table-s3-items", type=json_arg, required=True,
+                    help="JSON list of {label, reader1, reader2, levels}")
+    rp.add_argument("--out-icc", required=True)
+    rp.add_argument("--out-table-s3", required=True)
+    rp.add_argument("--out-table-s3-md", required=True)
+    rp.add_argument("--out-table-s3-values", required=True, help="unrounded ICC, CI, n, exact agreement")
+    rp.set_defaults(func=cmd_reproducibility)
+
+    h = sub.add_parser("harmonize", help="ComBat (neuroCombat) on the reproducible features")
+    h.add_argument("--features", required=True)
+    h.add_argument("--icc", required=True, help="feature ICC table with its 'reproducible' column")
+    h.add_argument("--split", required=True)
+    h.add_argument("--samples", required=True)
+    clinical_args(h)
+    h.add_argument("--batch-column", default="institution")
+    h.add_argument("--mode", default="transductive", choices=["train", "transductive"])
+    h.add_argument("--categorical", nargs="*", default=[], help="categorical covariates to preserve")
+    h.add_argument("--continuous", nargs="*", default=[], help="continuous covariates to preserve")
+    h.add_argument("--constant-in-batch", default="drop", choices=["drop", "keep"])
+    h.add_argument("--out-features", required=True)
+    h.add_argument("--out-smd", required=True)
+    h.add_argument("--out-report", required=True)
+    h.set_defaults(func=cmd_harmonize)
+
+    sl = sub.add_parser("select", help="variance, correlation and LASSO-Cox selection; the Rad-score")
+    sl.add_argument("--features", required=True, help="harmonised feature table")
+    sl.add_argument("--harmonization", help="harmonize report (JSON): its mode is carried to the outputs")
+    sl.add_argument("--split", required=True)
+    clinical_args(sl)
+    selection_args(sl)
+    sl.add_argument("--cv-folds", type=int, default=5, help="without --folds: seeded stratified CV folds")
+    sl.add_argument("--folds", help="cross-fitting folds (TSV): the LASSO's CV folds, and out-of-fold "
+                                    "Rad-scores for training patients")
+    sl.add_argument("--out-scores", required=True)
+    sl.add_argument("--out-signature", required=True)
+    sl.add_argument("--out-cv", required=True)
+    sl.add_argument("--out-report", required=True)
+    sl.set_defaults(func=cmd_select)

@@ -1,0 +1,190 @@
+"""Survival models of time to DM: one Cox model per job, then Tables S4 and S5, the survival
+figures and Figure S4.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import CtithError
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts, save_figure
+
+
+SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_logit", "dl_f": "dl_f_score"}
+
+
+def cmd_survival_model(args) -> None:
+    import pandas as pd
+
+    from .. import survival
+    from ..io import read_table, write_json, write_tsv
+
+    cohorts = read_cohorts(args.split)
+    clinical = read_clinical(args)
+    ids = cohorts.index[cohorts.index.isin(clinical.index)]
+    outcome = pd.DataFrame({"dm_time_months": pd.to_numeric(clinical.loc[ids, "dm_time_months"], errors="coerce"),
+                            "dm_event": pd.to_numeric(clinical.loc[ids, "dm_event"], errors="coerce")}, index=ids)
+    bad = outcome.index[outcome.isna().any(axis=1).to_numpy()]
+    if len(bad):
+        raise CtithError(f"patient {bad[0]}: dm_time_months / dm_event missing or not numbers in "
+                         f"'{args.clinical}'")
+    train = ids[(cohorts.reindex(ids) == survival.TRAIN).to_numpy()]
+    parts, fits, decided = [], [], {}
+    for source in args.covariates:
+        if source == "clinical":
+            Xc, decided["clinical"] = survival.clinical_covariates(
+                clinical.loc[ids], args.clinical_spec, train, outcome.loc[train, "dm_time_months"],
+                outcome.loc[train, "dm_event"], args.p_enter, args.penalizer)
+            parts.append(Xc)
+            continue
+        path = dict(args.signatures or {}).get(source)
+        if path is None:
+            raise CtithError(f"model {args.name}: covariate source '{source}' needs --signatures {source}=FILE")
+        table = read_table(path).set_index("patient_id")
+        col = SIGNATURE_COLUMNS[source]
+        missing = [p for p in ids if p not in table.index]
+        if missing:
+            raise CtithError(f"patient {missing[0]}: no {col} in '{path}'")
+        parts.append(pd.to_numeric(table.loc[ids, col]).rename(source).to_frame())
+        fits.append(table.loc[ids, "fit"])
+    X = pd.concat(parts, axis=1)
+    covariates = pd.Series("measured", index=ids)
+    for f in fits:  # a patient is out-of-fold if any signature of theirs is
+        covariates[(f == "oof").to_numpy()] = "oof"
+        covariates[((f == "refit") & (covariates != "oof")).to_numpy()] = "refit"
+    fitted, predictions, rows = survival.fit_and_evaluate(
+        args.label, X, covariates, outcome, cohorts.reindex(ids), args.penalizer, args.horizons, args.n_bootstrap,
+        args.seed)
+    fitted.update({"model": args.name, "covariate_sources": args.covariates, **decided})
+    out = Path(args.out_dir)
+    write_json(fitted, out / "model.json")
+    write_tsv(predictions, out / "predictions.tsv")
+    write_tsv(pd.DataFrame(rows), out / "metrics.tsv")
+    write_tsv(X.rename_axis("patient_id").reset_index(), out / "covariates.tsv")
+    m = pd.DataFrame(rows).set_index(["cohort", "metric"])
+    cindex = {c: m.loc[(c, "c_index"), "value"] for c in dict.fromkeys(m.index.get_level_values(0))}
+    print(f"{args.label}: coefficients {dict(zip(fitted['features'], [round(c, 4) for c in fitted['coef']]))}; "
+          "C-index " + ", ".join(f"{c} {v:.3f}" if pd.notna(v) else f"{c} -" for c, v in cindex.items()))
+
+
+def cmd_survival_report(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from .. import survival
+    from ..io import markdown_table, read_json, read_table, write_markdown, write_tsv
+    from ..models import shap_figures
+
+    cohorts = read_cohorts(args.split)
+    clinical = read_clinical(args)
+    outcome = pd.DataFrame({"dm_time_months": pd.to_numeric(clinical["dm_time_months"], errors="coerce"),
+                            "dm_event": pd.to_numeric(clinical["dm_event"], errors="coerce")})
+    models = {}
+    for name, folder in args.models:
+        folder = Path(folder)
+        models[name] = {"fitted": read_json(folder / "model.json"), "pred": read_table(folder / "predictions.tsv"),
+                        "metrics": read_table(folder / "metrics.tsv"), "X": read_table(folder / "covariates.tsv")}
+    metrics = pd.concat([m["metrics"] for m in models.values()], ignore_index=True)
+    for col in ("horizon_months", "value", "ci_low", "ci_high"):
+        metrics[col] = pd.to_numeric(metrics[col].replace("", np.nan))
+    write_tsv(metrics, args.out_metrics)
+    labels = [m["fitted"]["name"] for m in models.values()]
+    validation = [c for c in ("internal_validation", "external_validation") if (cohorts == c).any()]
+    validation += sorted(set(cohorts) - {"train", *validation})
+    note = ("\nC-index: Harrell's; AUC: the risk score's ROC AUC for DM status (as Table S2); IBS: integrated "
+            "Brier score over the horizons the cohort's follow-up supports. 95% CIs: percentile bootstrap of the "
+            f"validation patients ({args.n_bootstrap} resamples), every model frozen, the same resamples for every model. "
+            "'-': cannot be computed (see metrics.tsv).\n")
+    s4 = survival.table_s4(metrics, labels, validation)
+    write_tsv(s4, args.out_s4)
+    write_markdown(s4, args.out_s4_md, note)
+    s5 = survival.table_s5(metrics, labels, validation, args.horizons)
+    write_tsv(s5, args.out_s5)
+    write_markdown(s5, args.out_s5_md, "\nCumulative/dynamic AUC (IPCW, scikit-survival) at each horizon, 95% "
+                                       "percentile bootstrap CI. '-': the cohort's follow-up cannot support "
+                                       "the horizon.\n")
+
+    # Figures of the headline model, per validation cohort.
+    head = models[args.figure_model]
+    label = head["fitted"]["name"]
+    pred = head["pred"].set_index("patient_id")
+    pred["risk"] = pd.to_numeric(pred["risk"])
+    train = pred.index[(pred["cohort"] == "train").to_numpy()]
+    t_tr, e_tr = outcome.loc[train, "dm_time_months"].to_numpy(), outcome.loc[train, "dm_event"].to_numpy()
+    km, rocs, cal, dcs = [], [], [], []
+    for c in validation:
+        ids = pred.index[(pred["cohort"] == c).to_numpy()]
+        t, e = outcome.loc[ids, "dm_time_months"].to_numpy(), outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
+        name = survival.cohort_label(c)
+        km.append({"cohort": name, "time": t, "event": e, "group": pred.loc[ids, "risk_group"].to_numpy()})
+        for h in (12.0, 36.0, 60.0):
+            if survival.horizon_problem(t_tr, e_tr, t, e, h) is None:
+                fpr, tpr = survival.cumulative_dynamic_roc(t_tr, e_tr, t, e, pred.loc[ids, "risk"], h)
+                rocs.append({"cohort": name, "horizon": h, "fpr": fpr, "tpr": tpr, "auc": np.trapezoid(tpr, fpr)})
+        for h in (12.0, 36.0):
+            col = f"survival_{h:g}m"
+            if col in pred:
+                cal.append({"cohort": name, "horizon": h, "points": survival.calibration_points(
+                    t, e, 1 - pd.to_numeric(pred.loc[ids, col]).to_numpy(), h)})
+        frame = pd.DataFrame({"dm_time_months": t, "dm_event": e.astype(int)}, index=ids)
+        for m in models.values():
+            p = m["pred"].set_index("patient_id")
+            frame[m["fitted"]["name"]] = 1 - pd.to_numeric(p.loc[ids, "survival_36m"]).to_numpy()
+        dcs.append({"cohort": name, "curves": survival.decision_curves(frame, labels, 36.0)})
+    fig_dir = Path(args.figures_dir)
+    save_figure(survival.km_risk_groups_figure(km, f"{label}: DM-free survival, high vs low risk (training "
+                                                   "median cut-off)"), fig_dir / "survival_km_risk_groups.png")
+    save_figure(survival.td_roc_figure(rocs, f"{label}: time-dependent ROC"), fig_dir / "survival_td_roc.png")
+    save_figure(survival.calibration_figure(cal, f"{label}: calibration by risk quintile"),
+                fig_dir / "survival_calibration.png")
+    save_figure(survival.decision_curve_figure(dcs, 36.0, "Decision curves at 36 months"),
+                fig_dir / "survival_decision_curves.png")
+
+    # Figure S4: SHAP of the clinicoradiological model on the log-hazard scale.
+    clin = models[args.clinical_model]
+    X = clin["X"].set_index("patient_id").astype(float)
+    cp = clin["pred"].set_index("patient_id")
+    tr = X.index[(cp.reindex(X.index)["cohort"] == "train").to_numpy()]
+    values = survival.linear_shap(clin["fitted"]["coef"], X.loc[tr], X.loc[tr])
+    for fig, fname in zip(shap_figures(values, X.loc[tr], clin["fitted"]["name"], args.seed, scale="log-hazard"),
+                          ("figure_s4_shap_summary.png", "figure_s4_shap_beeswarm.png")):
+        save_figure(fig, fig_dir / fname)
+    print(markdown_table(s4))
+
+
+def register(sub) -> None:
+    """Add this family's subcommands to the ``ctith`` parser."""
+    sm = sub.add_parser("survival-model", help="fit one Cox model of time to DM on training, evaluate it frozen")
+    sm.add_argument("--name", required=True, help="model key (file names)")
+    sm.add_argument("--label", required=True, help="model name in tables and figures")
+    sm.add_argument("--covariates", nargs="+", required=True, choices=["clinical", *SIGNATURE_COLUMNS])
+    sm.add_argument("--signatures", nargs="*", type=lambda a: tuple(a.split("=", 1)), default=[],
+                    help="SOURCE=FILE: signature tables (patient_id, value, fit)")
+    sm.add_argument("--split", required=True)
+    clinical_args(sm)
+    sm.add_argument("--clinical-spec", type=json_arg, default={}, help="JSON: clinical variable -> encoding")
+    sm.add_argument("--p-enter", type=float, default=0.1, help="univariable p of the clinical selection")
+    sm.add_argument("--penalizer", type=float, default=0.0, help="ridge penalty of the Cox model")
+    sm.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
+    sm.add_argument("--n-bootstrap", type=int, default=1000)
+    sm.add_argument("--seed", type=int, default=42)
+    sm.add_argument("--out-dir", required=True)
+    sm.set_defaults(func=cmd_survival_model)
+
+    sr = sub.add_parser("survival-report", help="Tables S4 and S5, survival figures and Figure S4")
+    sr.add_argument("--models", nargs="+", required=True, type=lambda a: tuple(a.split("=", 1)),
+                    help="NAME=DIR: survival_model output folders")
+    sr.add_argument("--split", required=True)
+    clinical_args(sr)
+    sr.add_argument("--figure-model", required=True, help="model of the KM, ROC and calibration figures")
+    sr.add_argument("--clinical-model", required=True, help="model of Figure S4 (SHAP)")
+    sr.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
+    sr.add_argument("--n-bootstrap", type=int, default=1000, help="resamples behind the CIs (for the table note)")
+    sr.add_argument("--seed", type=int, default=42)
+    sr.add_argument("--out-metrics", required=True)
+    sr.add_argument("--out-s4", required=True)
+    sr.add_argument("--out-s4-md", required=True)
+    sr.add_argument("--out-s5", required=True)
+    sr.add_argument("--out-s5-md", required=True)
+    sr.add_argument("--figures-dir", required=True)
+    sr.set_defaults(func=cmd_survival_report)
