@@ -30,7 +30,7 @@ PACKAGES = {
     "yaml": ({"pyyaml"}, "pyyaml"), "jsonschema": ({"jsonschema"}, "jsonschema"), "torch": ({"torch"}, "torch"),
     "captum": ({"captum"}, "captum"), "shap": ({"shap"}, "shap"), "joblib": ({"joblib"}, "joblib"),
     "dcurves": ({"dcurves"}, "dcurves"), "lifelines": ({"lifelines"}, "lifelines"),
-    "statsmodels": ({"statsmodels"}, "statsmodels"),
+    "statsmodels": ({"statsmodels"}, "statsmodels"), "PIL": ({"pillow"}, "pillow"),
 }
 
 

@@ -82,7 +82,8 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
         assert jobs.pop("radiomics_reader2") == ["NEW01"]
     assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
                          "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "dl_signature", "ith_model",
-                         "table_s2", "crossfit_folds", "survival_model", "survival_report", "all"}
+                         "table_s2", "crossfit_folds", "survival_model", "survival_report", "report_thumbnails",
+                         "all"}
 
 
 def check_radiomics_outputs(work, ids):
@@ -289,6 +290,35 @@ def test_lint_is_clean(work):
     assert proc.returncode == 0
 
 
+def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path):
+    """`snakemake --report` on the finished run: Tables S2-S5 and Figures S2-S6 (Figure S2
+    as one thumbnail per patient), the survival figures, the QC, flow, ICC and ComBat tables,
+    grouped by stage; captions render without RST errors; a few MB for the whole cohort."""
+    report = tmp_path / "report.html"
+    proc = smk(local_run.work, "--report", str(report))
+    log = proc.stdout + proc.stderr
+    assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
+    html = report.read_text()
+    wanted = ["table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv", "figure_s3_loss_curve.png",
+              "figure_s4_shap_summary.png", "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png",
+              "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
+              "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",
+              "radiomics_icc.tsv", "harmonization.json"]
+    missing = [name for name in wanted if f"filename={name};" not in html]
+    assert not missing, missing
+    ids = eligible(local_run.work)
+    assert all(f"filename={pid}.png;" in html for pid in ids)  # Figure S2, per patient
+    assert "Figure S2, per patient" in html and "filename=habitats.png;" not in html
+    for stage in ("1. Cohort and QC", "2. ITH habitats", "5. Deep learning", "6. ITH model", "7. Survival"):
+        assert stage in html
+    thumbs = list((local_run.work / "results/report/habitats").glob("*.png"))
+    assert len(thumbs) == len(ids)
+    full = local_run.work / f"results/patients/{ids[0]}/ith/habitats.png"
+    thumb = local_run.work / f"results/report/habitats/{ids[0]}.png"
+    assert thumb.stat().st_size < full.stat().st_size / 2
+    assert report.stat().st_size < 8e6
+
+
 def test_top_level_snakefile_keeps_the_default_profile(work):
     """`snakemake` in the repository root runs the thin top-level Snakefile (which includes
     workflow/Snakefile): the same jobs, and still the default profile (found through the
@@ -349,7 +379,7 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     assert len(jobs.pop("ith_model")) == 8
     with_ith = [m for m, spec in config["survival"]["models"].items() if "ith" in spec["covariates"]]
     assert sorted(jobs.pop("survival_model")) == sorted(with_ith)
-    assert set(jobs) == {"ith_cohort", "table_s2", "survival_report", "all"}
+    assert set(jobs) == {"ith_cohort", "table_s2", "survival_report", "report_thumbnails", "all"}
     smk(work, "--cores", "2", f"results/patients/{ids[0]}/ith/scores.json")
     rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
     assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30

@@ -5,12 +5,7 @@ rule dl_input:
     output:
         tensor="results/patients/{patient}/dl/input.npy",
         qc="results/patients/{patient}/dl/qc.json",
-        preview=report(
-            "results/patients/{patient}/dl/preview.png",
-            caption="../report/dl_input.rst",
-            category="Deep learning",
-            subcategory="inputs",
-        ),
+        preview="results/patients/{patient}/dl/preview.png",
     params:
         options=shlex.quote(json.dumps(config["dl_input"])),
     priority: PATIENT_PRIORITY
@@ -79,24 +74,24 @@ rule dl_predict:
         dl_e=report(
             "results/cohort/dl_e.tsv",
             caption="../report/dl_e.rst",
-            category="Deep learning",
+            category="5. Deep learning",
         ),
         dl_f=report(
             "results/cohort/dl_f.tsv",
             caption="../report/dl_f.rst",
-            category="Deep learning",
+            category="5. Deep learning",
         ),
         fold_features="results/cohort/dl/fold_features.tsv",
         gradcam="results/cohort/dl/gradcam.npz",
         loss_figure=report(
             "results/figures/figure_s3_loss_curve.png",
             caption="../report/figure_s3.rst",
-            category="Deep learning",
+            category="5. Deep learning",
         ),
         figure=report(
             "results/figures/figure_s5_gradcam.png",
             caption="../report/figure_s5.rst",
-            category="Deep learning",
+            category="5. Deep learning",
         ),
     params:
         clinical=clinical_options(),
@@ -128,7 +123,7 @@ rule dl_signature:
         scores=report(
             "results/cohort/dl_f_signature.tsv",
             caption="../report/dl_f_signature.rst",
-            category="Deep learning",
+            category="5. Deep learning",
         ),
         signature="results/cohort/dl/dl_f_lasso.tsv",
         report="results/cohort/dl/dl_f_selection.json",

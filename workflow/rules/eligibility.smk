@@ -7,7 +7,7 @@ rule eligibility:
         flow=report(
             "results/cohort/eligibility_flow.tsv",
             caption="../report/eligibility_flow.rst",
-            category="Cohort",
+            category="1. Cohort and QC",
         ),
         flow_md="results/cohort/eligibility_flow.md",
         excluded="results/cohort/excluded.tsv",
@@ -32,7 +32,7 @@ rule split:
         report(
             "results/cohort/split.tsv",
             caption="../report/split.rst",
-            category="Cohort",
+            category="1. Cohort and QC",
         ),
     params:
         sheets=sheet_options(),
@@ -60,7 +60,7 @@ rule crossfit_folds:
         report(
             "results/cohort/crossfit_folds.tsv",
             caption="../report/crossfit_folds.rst",
-            category="Cohort",
+            category="1. Cohort and QC",
         ),
     params:
         clinical=clinical_options(),

@@ -11,7 +11,7 @@ rule harmonize:
         report=report(
             "results/cohort/harmonization.json",
             caption="../report/harmonization.rst",
-            category="C-radiomics",
+            category="4. C-radiomics",
         ),
     params:
         clinical=clinical_options(),
@@ -45,12 +45,12 @@ rule select:
         scores=report(
             "results/cohort/radscore.tsv",
             caption="../report/radscore.rst",
-            category="C-radiomics",
+            category="4. C-radiomics",
         ),
         signature=report(
             "results/cohort/radiomics_signature.tsv",
             caption="../report/radiomics_signature.rst",
-            category="C-radiomics",
+            category="4. C-radiomics",
         ),
         cv="results/cohort/radiomics_lasso_cv.tsv",
         report="results/cohort/radiomics_selection.json",

@@ -30,7 +30,7 @@ rule qc_table:
         report(
             "results/cohort/qc.tsv",
             caption="../report/qc.rst",
-            category="Quality control",
+            category="1. Cohort and QC",
         ),
     log:
         "results/logs/qc_table.log",

@@ -5,12 +5,8 @@ rule ith:
     output:
         scores="results/patients/{patient}/ith/scores.json",
         maps="results/patients/{patient}/ith/label_maps.npz",
-        figure=report(
-            "results/patients/{patient}/ith/habitats.png",
-            caption="../report/habitats.rst",
-            category="ITH habitats",
-            subcategory="{patient}",
-        ),
+        # In the report as a thumbnail (rule report_thumbnails).
+        figure="results/patients/{patient}/ith/habitats.png",
     params:
         options=ith_options(),
         clusters=config["ith"]["clusters"],
@@ -35,12 +31,12 @@ rule ith_cohort:
         table=report(
             "results/cohort/ith_scores.tsv",
             caption="../report/ith_scores.rst",
-            category="ITH habitats",
+            category="2. ITH habitats",
         ),
         figure=report(
             "results/figures/figure_s6_ith_comparison.png",
             caption="../report/figure_s6.rst",
-            category="ITH habitats",
+            category="2. ITH habitats",
         ),
     params:
         clusters=config["ith"]["clusters"],

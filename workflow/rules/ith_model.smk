@@ -14,13 +14,13 @@ rule ith_model:
         shap_summary=report(
             "results/cohort/ith_model/{model}/shap_summary.png",
             caption="../report/ith_shap.rst",
-            category="ITH model",
+            category="6. ITH model",
             subcategory="{model}",
         ),
         shap_beeswarm=report(
             "results/cohort/ith_model/{model}/shap_beeswarm.png",
             caption="../report/ith_shap.rst",
-            category="ITH model",
+            category="6. ITH model",
             subcategory="{model}",
         ),
     params:
@@ -49,14 +49,14 @@ rule table_s2:
         table=report(
             "results/tables/table_s2.tsv",
             caption="../report/table_s2.rst",
-            category="Tables",
+            category="6. ITH model",
         ),
         md="results/tables/table_s2.md",
         params="results/tables/table_s2_hyperparameters.tsv",
         signature=report(
             "results/cohort/ith_signature.tsv",
             caption="../report/ith_signature.rst",
-            category="ITH model",
+            category="6. ITH model",
         ),
     log:
         "results/logs/table_s2.log",

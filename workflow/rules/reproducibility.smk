@@ -9,12 +9,12 @@ rule reproducibility:
         icc=report(
             "results/cohort/radiomics_icc.tsv",
             caption="../report/radiomics_icc.rst",
-            category="C-radiomics",
+            category="4. C-radiomics",
         ),
         table_s3=report(
             "results/tables/table_s3.tsv",
             caption="../report/table_s3.rst",
-            category="Tables",
+            category="3. Semantic features",
         ),
         table_s3_md="results/tables/table_s3.md",
         table_s3_values="results/cohort/table_s3_values.tsv",

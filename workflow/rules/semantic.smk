@@ -25,12 +25,12 @@ rule semantic_table:
         table=report(
             "results/cohort/semantic_features.tsv",
             caption="../report/semantic_features.rst",
-            category="Semantic features",
+            category="3. Semantic features",
         ),
         agreement=report(
             "results/cohort/semantic_agreement.tsv",
             caption="../report/semantic_agreement.rst",
-            category="Semantic features",
+            category="3. Semantic features",
         ),
     params:
         clinical=clinical_options(),

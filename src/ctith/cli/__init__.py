@@ -12,9 +12,9 @@ import argparse
 import sys
 
 from ..errors import CtithError
-from . import cohort, dl, ith, radiomics, survival
+from . import cohort, dl, ith, radiomics, report, survival
 
-FAMILIES = (cohort, ith, radiomics, dl, survival)
+FAMILIES = (cohort, ith, radiomics, dl, survival, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
