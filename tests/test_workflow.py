@@ -330,7 +330,7 @@ def test_top_level_snakefile_keeps_the_default_profile(work):
         REPO / "workflow" / "profiles" / "default" / "config.yaml")
     # The same jobs, the target rule renamed (an include keeps the including file's target).
     jobs = [("all", ()) if job == ("default", ()) else job for job in dry_run_jobs(work, from_root=True)]
-    assert len(jobs) > 100 and jobs == dry_run_jobs(work)
+    assert len(jobs) > 100 and sorted(jobs) == sorted(dry_run_jobs(work))  # a dry run lists in no fixed order
 
 
 def test_real_ct_through_the_per_patient_rules(work, real_ct):
