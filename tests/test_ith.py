@@ -375,3 +375,17 @@ def test_cli_small_tumour_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 1 and err.startswith("TooSmallError: patient P3: ") and len(err.splitlines()) == 1
     assert not (tmp_path / "P3" / "ith").exists() or not any((tmp_path / "P3" / "ith").iterdir())
+
+
+def test_params_from_config_section_take_the_run_seed_and_ignore_figure_keys():
+    import yaml
+
+    from conftest import REPO
+    from ctith.ith import ITHParams
+
+    section = yaml.safe_load((REPO / "config.yaml").read_text())["ith"]
+    p = ITHParams.from_config(section, seed=7)
+    assert p == ITHParams(seed=7)  # config.yaml's ith: section is the published method's defaults
+    assert p.is_published and isinstance(p.clusters, tuple) and isinstance(p.feature_classes, tuple)
+    q = ITHParams.from_config({**section, "feature_smoothing_fraction": 0.06}, seed=7, clusters=(2, 3))
+    assert q.clusters == (2, 3) and not q.is_published

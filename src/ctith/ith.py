@@ -24,7 +24,7 @@ Pure functions: arrays in, arrays or dicts out. File handling is in :mod:`ctith.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,14 @@ class ITHParams:
     def __post_init__(self):
         if self.feature_smoothing_mm is not None and self.feature_smoothing_fraction is not None:
             raise ValueError("set feature_smoothing_mm or feature_smoothing_fraction, not both")
+
+    @classmethod
+    def from_config(cls, section: dict, seed: int, **overrides) -> "ITHParams":
+        """From the config's ``ith:`` section (keys that are not parameters, such as
+        ``figure_clusters``, are ignored) and the run's seed."""
+        names = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in names}
+        return cls(**{**values, "seed": seed, **overrides})
 
     @property
     def is_published(self) -> bool:

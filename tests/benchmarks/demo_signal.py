@@ -27,14 +27,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from ctith import demo, ingest, ith
+from ctith import demo, demo_figure, ingest, ith
+from ctith.demo_figure import largest_slice_input, pick_patients
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
@@ -65,18 +65,9 @@ def params_of(config: dict, variant: dict) -> ith.ITHParams:
                          pca_components=c.get("pca_components"))
 
 
-def largest_slice_of(images: demo.PatientImages):
-    """The venous volume, mask and in-plane spacing as the ITH stage sees them (the
-    renderer's grid is already the canonical LPS one)."""
-    venous = sitk.GetArrayFromImage(images.venous)
-    mask = sitk.GetArrayFromImage(images.mask).astype(bool)
-    sx, sy, _ = images.venous.GetSpacing()
-    return venous, mask, (sy, sx)
-
-
 def score_patient(spec: demo.PatientSpec, config: dict, variants: dict) -> dict:
     images = demo.render_patient(spec)
-    venous, mask, spacing = largest_slice_of(images)
+    venous, mask, spacing = largest_slice_input(images)
     row = {"patient_id": spec.patient_id, "institution": spec.institution}
     for organ, (resid, overall) in demo.organ_noise(images).items():
         row[f"noise:{organ}"], row[f"sd:{organ}"] = resid, overall
@@ -124,57 +115,18 @@ def real_ct_scores(config: dict, variants: dict) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def _true_map(images: demo.PatientImages, res: ith.ITHResult) -> np.ndarray:
-    """The planted habitats on the ITH stage's crop of the slice it scored."""
-    k = res.info["slice_index"]
-    r0, c0 = res.info["crop_origin"]
-    rows, cols = res.image.shape
-    out = np.zeros((rows, cols), dtype=int)
-    src = images.habitat_map[k]
-    rr = slice(max(r0, 0), min(r0 + rows, src.shape[0]))
-    cc = slice(max(c0, 0), min(c0 + cols, src.shape[1]))
-    out[rr.start - r0:rr.stop - r0, cc.start - c0:cc.stop - c0] = src[rr, cc]
-    return out
-
-
 def heterogeneity_figure(specs, truth, config, variants, out: Path) -> list[str]:
-    """Four tumours from low to high true heterogeneity, two rows each: the CT and the
-    published method's maps, then the planted habitats and the best variant's maps."""
+    """The README's figure: the package's demo figure, the published method beside BEST."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h = truth["true_heterogeneity"].sort_values()
-    picks = [h.index[int(round(q * (len(h) - 1)))] for q in (0.05, 0.35, 0.65, 0.95)]
-    by_id = {s.patient_id: s for s in specs}
-    names = ["default", BEST]
-    fig = plt.figure(figsize=(11, 18.5))
-    outer = fig.add_gridspec(len(picks), 1, hspace=0.22)
-    for n, pid in enumerate(picks):
-        spec = by_id[pid]
-        images = demo.render_patient(spec)
-        venous, mask, spacing = largest_slice_of(images)
-        inner = outer[n].subgridspec(2, 1 + len(CLUSTERS), wspace=0.05, hspace=0.32)
-        for r, name in enumerate(names):
-            res = ith.run_ith(venous, mask, 0, params_of(config, variants[name]), pid, spacing=spacing)
-            ax = fig.add_subplot(inner[r, 0])
-            if r == 0:
-                ith._show_ct(ax, res.image, res.mask)
-                ax.set_title(f"{pid}: true heterogeneity {spec.true_heterogeneity:.2f}\n"
-                             f"{spec.tumour_diameter_mm:.0f} mm, institution {spec.institution}",
-                             fontsize=8, loc="left")
-            else:
-                ith._show_map(ax, res.image, _true_map(images, res), "true", float("nan"))
-                ax.set_title("")  # the map's own "K = ..." title; the planted tissues go on the left
-                ax.set_title("planted: " + ", ".join(t[:4] for t in spec.habitats), fontsize=8, loc="left")
-            ax.set_ylabel("published method" if name == "default" else f"variant\n{name}", fontsize=8)
-            for j, kk in enumerate(CLUSTERS):
-                ax = fig.add_subplot(inner[r, 1 + j])
-                ith._show_map(ax, res.image, res.maps[kk], kk, res.scores[kk])
-    fig.suptitle("Demo tumours from low to high true heterogeneity. Upper row of each: the CT and the "
-                 "published method's habitats;\nlower row: the planted habitats and the habitats of the "
-                 f"variant {BEST} (feature smoothing, edge-preserving)", fontsize=10, y=0.915)
+    picks = pick_patients(truth)
+    published = params_of(config, variants["default"])
+    variant = params_of(config, variants[BEST])
+    fig = demo_figure.heterogeneity_figure(specs, picks, published, variant,
+                                           demo_figure.variant_label(VARIANTS[BEST]))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=80, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)

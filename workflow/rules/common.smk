@@ -36,7 +36,8 @@ PATIENT_PRIORITY = 1
 
 
 def _build_demo_if_needed():
-    """Default run: build the synthetic demo cohort once, when its sheet is missing."""
+    """Default run: build the synthetic demo cohort once, when its sheet is missing. True
+    when the run is on the demo cohort."""
     demo = config["demo"]
     sheet = os.path.join(demo["out_dir"], "samples.tsv")
     if demo["generate"] and os.path.normpath(config["samples"]) == os.path.normpath(sheet):
@@ -46,9 +47,11 @@ def _build_demo_if_needed():
             print(f"Building the demo cohort ({demo['preset']}) in {demo['out_dir']} ...", file=sys.stderr)
             write_cohort(demo["out_dir"], demo["preset"], demo["seed"],
                          n_jobs=max(1, min(workflow.cores or 1, os.cpu_count() or 1)))
+        return True
+    return False
 
 
-_build_demo_if_needed()
+ON_DEMO = _build_demo_if_needed()
 try:
     INPUTS = load_inputs(config)
 except SheetError as exc:

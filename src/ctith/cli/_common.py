@@ -16,13 +16,13 @@ def json_arg(text: str):
     return json.loads(text)
 
 
-def save_figure(fig, path) -> None:
+def save_figure(fig, path, **savefig) -> None:
     import matplotlib.pyplot as plt
 
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, **{"dpi": 120, **savefig})
     plt.close(fig)
 
 

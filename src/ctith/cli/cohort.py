@@ -1,15 +1,16 @@
-"""Cohort set-up: the demo cohort, ingest and QC, sheet validation, eligibility, the split, cross-
-fitting folds.
+"""Cohort set-up: the demo cohort and its heterogeneity figure, ingest and QC, sheet
+validation, eligibility, the split, cross-fitting folds.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import CtithError
-from ._common import clinical_args, json_arg, read_clinical, read_cohorts
+from ._common import clinical_args, json_arg, read_clinical, read_cohorts, save_figure
 
 
 def sheet_args(sp):
@@ -35,6 +36,28 @@ def cmd_demo(args) -> None:
 
     sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
     print(f"demo cohort ({args.preset}, seed {args.seed}) written: {sheet}")
+
+
+def cmd_demo_figure(args) -> None:
+    from .. import demo, ith
+    from ..demo_figure import heterogeneity_figure, pick_patients, variant_label
+
+    specs, _ = demo.simulate_cohort(args.preset, args.demo_seed)
+    specs = [s for s in specs if not s.ineligible_reason]  # the patients config.yaml's criteria keep
+    if len(specs) < 4:
+        raise CtithError(f"demo preset '{args.preset}' (seed {args.demo_seed}) has {len(specs)} eligible "
+                         "patients; the figure shows four")
+    picks = pick_patients(demo.truth_table(specs).set_index("patient_id"))
+    published = ith.ITHParams.from_config(args.ith, args.seed, clusters=tuple(args.clusters), on_small_tumour="nan",
+                                          feature_smoothing_mm=None, feature_smoothing_fraction=None,
+                                          feature_smoothing_edge_hu=None, pca_components=None)
+    variant = replace(published, **(args.variant or {}))
+    if variant.is_published:
+        raise CtithError(f"--variant {args.variant} sets no noise-robust variant of the ITH stage")
+    label = variant_label(args.variant)
+    save_figure(heterogeneity_figure(specs, picks, published, variant, label), args.out, dpi=80,
+                bbox_inches="tight")
+    print(f"demo heterogeneity figure ({', '.join(picks)}) -> {args.out}")
 
 
 def cmd_ingest(args) -> None:
@@ -149,6 +172,17 @@ def register(sub) -> None:
     d.add_argument("--jobs", type=int, default=1, help="worker processes (same files for any number)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    df = sub.add_parser("demo-figure", help="demo tumours from low to high true heterogeneity, their habitats "
+                                            "under the published method and a variant")
+    df.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
+    df.add_argument("--demo-seed", type=int, default=20240601, help="the demo generator's seed")
+    df.add_argument("--ith", type=json_arg, default={}, help="JSON: the config's ith: section")
+    df.add_argument("--variant", type=json_arg, required=True, help="JSON: the variant's ith: keys")
+    df.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5])
+    df.add_argument("--seed", type=int, default=42, help="the run's seed (k-means)")
+    df.add_argument("--out", required=True)
+    df.set_defaults(func=cmd_demo_figure)
 
     i = sub.add_parser("ingest", help="check and canonicalise one patient's CT and mask")
     i.add_argument("--image", required=True, help="CT file or DICOM series folder")
