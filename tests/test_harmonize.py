@@ -144,3 +144,33 @@ def test_demo_institution_effect_shrinks_by_80_percent():
           f"({100 * s['smd_reduction']:.1f}% less)")
     assert s["mean_abs_smd_before"] > 0.5
     assert s["smd_reduction"] >= 0.8
+
+
+@pytest.mark.parametrize("categorical, continuous", [(["histology"], ["age"]), ([], [])])
+def test_estimates_saved_as_json_transform_new_patients_bit_for_bit(categorical, continuous):
+    """What a new patient is scored with: the fitted estimates written to JSON and read back
+    harmonise exactly as the fitted model does, without the patients it was fitted on."""
+    import json
+
+    X, site, cov, c, _ = cohort()
+    train = (c == "train").to_numpy()
+    model = ComBat(categorical, continuous).fit(X[train], site[train], cov)
+    saved = json.loads(json.dumps(model.to_dict()))
+    assert "P000" not in json.dumps(saved)  # no patient, no feature value of theirs
+    again = ComBat.from_dict(saved)
+    new = X[~train]
+    assert again.transform(new, site[~train], cov).equals(model.transform(new, site[~train], cov))
+
+
+def test_unseen_batch_is_an_error_or_passes_unharmonised_with_a_warning():
+    X, site, cov, c, _ = cohort()
+    train = (c == "train").to_numpy()
+    model = ComBat(["histology"]).fit(X[train], site[train], cov)
+    site2 = site.copy()
+    site2.iloc[-2:] = "C"  # two new patients from a scanner ComBat never saw
+    with pytest.raises(HarmonizeError, match=r"batch 'C' \(patients P058, P059\) was not in the data"):
+        model.transform(X[~train], site2[~train], cov)
+    with pytest.warns(UserWarning, match=r"patients P058, P059 of batch\(es\) \['C'\].*pass unharmonised"):
+        out = model.transform(X[~train], site2[~train], cov, unseen_batch="keep")
+    assert out.loc[["P058", "P059"]].equals(X.loc[["P058", "P059"], out.columns])
+    assert out.iloc[:-2].equals(model.transform(X[~train].iloc[:-2], site[~train].iloc[:-2], cov))

@@ -141,7 +141,8 @@ def test_harmonize_train_mode_then_select_ignores_validation_features(tmp_path):
                        "--clinical", str(root / "clinical.tsv"), "--clinical-columns",
                        '{"patient_id": "pid", "dm_event": "event", "dm_time_months": "months"}',
                        "--mode", "train", "--out-features", str(root / "features.tsv"),
-                       "--out-smd", str(root / "smd.tsv"), "--out-report", str(root / "harmonization.json")])
+                       "--out-smd", str(root / "smd.tsv"), "--out-report", str(root / "harmonization.json"),
+                       "--out-estimates", str(root / "combat.json")])
         assert rc == 0
         run_select(root, "sel")
         return root
@@ -152,6 +153,13 @@ def test_harmonize_train_mode_then_select_ignores_validation_features(tmp_path):
     b = run(X2, "b")
     for name in ("signature.tsv", "cv.tsv", "report.json"):
         assert (a / "sel" / name).read_bytes() == (b / "sel" / name).read_bytes(), name
+    assert (a / "combat.json").read_bytes() == (b / "combat.json").read_bytes()
+    # The saved estimates harmonise a patient as the run did.
+    from ctith.harmonize import ComBat
+
+    combat = ComBat.from_dict(read_json(a / "combat.json"))
+    harmonised = pd.read_csv(a / "features.tsv", sep="\t", index_col=0)
+    np.testing.assert_allclose(combat.transform(X, site).to_numpy(), harmonised.loc[X.index].to_numpy(), rtol=1e-9)
     sa = pd.read_csv(a / "sel" / "scores.tsv", sep="\t")
     sb = pd.read_csv(b / "sel" / "scores.tsv", sep="\t")
     train = sa["cohort"] == "train"

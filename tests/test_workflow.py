@@ -106,6 +106,8 @@ def check_radiomics_outputs(work, ids):
     # figure (>= 80%) is checked in test_harmonize.
     assert report["smd_reduction"] >= 0.5, report
     assert report["features_in"] == int(icc["reproducible"].sum())
+    estimates = json.loads((work / "results/cohort/combat_estimates.json").read_text())
+    assert estimates["batches"] == ["A", "B"] and len(estimates["features"]) == report["features_out"]
     scores = pd.read_csv(work / "results/cohort/radscore.tsv", sep="\t")
     assert sorted(scores["patient_id"]) == sorted(ids) and scores["rad_score"].notna().all()
     folds = pd.read_csv(work / "results/cohort/crossfit_folds.tsv", sep="\t")

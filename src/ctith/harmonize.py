@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,25 +161,62 @@ class ComBat:
         self.fitted_ = pd.DataFrame(np.asarray(out["data"]).T, index=X.index, columns=self.features_)
         return self
 
-    def transform(self, X: pd.DataFrame, batch: pd.Series, covariates: pd.DataFrame | None = None) -> pd.DataFrame:
+    def transform(self, X: pd.DataFrame, batch: pd.Series, covariates: pd.DataFrame | None = None,
+                  unseen_batch: str = "error") -> pd.DataFrame:
+        """Harmonise ``X`` with the fitted estimates. A patient of a batch ComBat never saw is
+        an error, or (``unseen_batch="keep"``) passes unharmonised with a warning."""
+        if unseen_batch not in ("error", "keep"):
+            raise HarmonizeError(f"unseen_batch must be 'error' or 'keep', not {unseen_batch!r}")
         batch = batch.reindex(X.index).astype(str)
         unknown = sorted(set(batch) - set(self.batches_))
-        if unknown:
-            who = list(X.index[batch.isin(unknown).to_numpy()][:3])
+        unseen = batch.isin(unknown).to_numpy()
+        if unknown and unseen_batch == "error":
+            who = list(X.index[unseen][:3])
             raise HarmonizeError(f"batch '{unknown[0]}' (patients {', '.join(who)}) was not in the data ComBat "
                                  f"was fitted on (batches {self.batches_}); use mode 'transductive' or a batch "
                                  "column whose values all occur in training")
+        if unknown:
+            warnings.warn(f"patients {', '.join(X.index[unseen])} of batch(es) {unknown}, which ComBat never saw, "
+                          "pass unharmonised", UserWarning, stacklevel=2)
         self._check_covariates(covariates, X.index)
         x = X[self.features_].to_numpy(dtype=float)
         effect = self._design_covariates(covariates, X.index) @ self.beta_
         sd = np.sqrt(self.var_pooled_)
         z = (x - self.grand_mean_ - effect) / sd
-        b = np.array([self.batches_.index(v) for v in batch])
+        b = np.array([self.batches_.index(v) if v in self.batches_ else 0 for v in batch], dtype=int)
         z = (z - self.gamma_star_[b]) / np.sqrt(self.delta_star_[b])
-        out = pd.DataFrame(z * sd + self.grand_mean_ + effect, index=X.index, columns=self.features_)
+        harmonised = z * sd + self.grand_mean_ + effect
+        harmonised[unseen] = x[unseen]
+        out = pd.DataFrame(harmonised, index=X.index, columns=self.features_)
         if self.constant_in_batch == "keep" and len(self.constant_):
             out = pd.concat([out, X[self.constant_]], axis=1)[self.features_in_]
         return out
+
+
+    _FITTED = ("grand_mean_", "var_pooled_", "gamma_star_", "delta_star_", "beta_")
+
+    def to_dict(self) -> dict:
+        """The fitted estimates as JSON-safe values (floats round-trip exactly): what scoring a
+        new patient needs, without the patients it was fitted on."""
+        return {"categorical": list(self.categorical), "continuous": list(self.continuous), "eb": self.eb,
+                "parametric": self.parametric, "constant_in_batch": self.constant_in_batch,
+                "features_in": list(self.features_in_), "constant": list(self.constant_),
+                "features": list(self.features_), "levels": self.levels_, "batches": self.batches_,
+                **{name.rstrip("_"): getattr(self, name).tolist() for name in self._FITTED}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ComBat":
+        model = cls(list(d["categorical"]), list(d["continuous"]), d["eb"], d["parametric"], d["constant_in_batch"])
+        model.features_in_ = pd.Index(d["features_in"])
+        model.constant_ = pd.Index(d["constant"])
+        model.features_ = pd.Index(d["features"])
+        model.levels_ = {k: list(v) for k, v in d["levels"].items()}
+        model.batches_ = list(d["batches"])
+        for name in cls._FITTED:
+            setattr(model, name, np.asarray(d[name.rstrip("_")], dtype=float))
+        if model.beta_.ndim == 1:  # no covariates: zero rows, one column per feature
+            model.beta_ = model.beta_.reshape(0, len(model.features_))
+        return model
 
 
 @dataclass

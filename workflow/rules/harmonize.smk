@@ -8,6 +8,8 @@ rule harmonize:
     output:
         features="results/cohort/radiomics_harmonized.tsv",
         smd="results/cohort/harmonization_smd.tsv",
+        # The fitted estimates (JSON, no patient data): what a new patient is harmonised with.
+        estimates="results/cohort/combat_estimates.json",
         report=report(
             "results/cohort/harmonization.json",
             caption="../report/harmonization.rst",
@@ -31,7 +33,7 @@ rule harmonize:
         " --samples {input.samples:q} {params.clinical} --batch-column {params.batch} --mode {params.mode}"
         " --categorical {params.categorical} --continuous {params.continuous}"
         " --constant-in-batch {params.constant} --out-features {output.features} --out-smd {output.smd}"
-        " --out-report {output.report} > {log} 2>&1"
+        " --out-report {output.report} --out-estimates {output.estimates} > {log} 2>&1"
 
 
 rule select:

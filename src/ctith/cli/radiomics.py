@@ -154,6 +154,8 @@ def cmd_harmonize(args) -> None:
     write_tsv(result.features, args.out_features, index=True)
     write_tsv(result.smd, args.out_smd)
     write_json(result.summary, args.out_report)
+    if args.out_estimates:
+        write_json(result.model.to_dict(), args.out_estimates)
     s = result.summary
     print(f"ComBat ({s['mode']}, batch '{args.batch_column}', fitted on {s['fitted_on']}): "
           f"{s['features_out']} features; mean |standardized difference| between batches "
@@ -277,6 +279,7 @@ def register(sub) -> None:
     h.add_argument("--out-features", required=True)
     h.add_argument("--out-smd", required=True)
     h.add_argument("--out-report", required=True)
+    h.add_argument("--out-estimates", help="the fitted ComBat estimates (JSON), for scoring new patients")
     h.set_defaults(func=cmd_harmonize)
 
     sl = sub.add_parser("select", help="variance, correlation and LASSO-Cox selection; the Rad-score")
