@@ -40,3 +40,23 @@ def test_unreadable_figure_is_one_clear_error(tmp_path, capsys):
     assert main(["thumbnails", "--images", str(bad), "--names", "B007", "--out-dir", str(tmp_path / "th")]) == 1
     assert "cannot be read as an image" in capsys.readouterr().err
     assert main(["thumbnails", "--images", str(bad), "--names", "B007", "B008", "--out-dir", str(tmp_path)]) == 1
+
+
+def test_every_report_caption_is_clean_rst_and_says_what_to_look_at():
+    """Snakemake renders captions as reStructuredText: a stray |x| or *x is an error in the
+    report. Each caption also tells the reader what to look at."""
+    import io
+
+    import docutils.core
+
+    from conftest import REPO
+
+    captions = sorted((REPO / "workflow" / "report").glob("*.rst"))
+    assert len(captions) >= 25
+    for path in captions:
+        text = path.read_text().replace("{{ snakemake.wildcards.patient }}", "A001")
+        errors = io.StringIO()
+        docutils.core.publish_parts(text, writer_name="html",
+                                    settings_overrides={"warning_stream": errors, "report_level": 2})
+        assert not errors.getvalue(), f"{path.name}: {errors.getvalue()}"
+        assert "look" in text.lower(), f"{path.name} does not say what to look at"
