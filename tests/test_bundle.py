@@ -56,3 +56,36 @@ def test_a_rewritten_manifest_fails_the_pinned_digest(tmp_path):
     verify(tmp_path)  # consistent in itself...
     with pytest.raises(BundleError, match="manifest.json is not the one expected"):
         verify(tmp_path, expected_sha256=digest)  # ...but not the bundle that was pinned
+
+
+def test_write_bundle_copies_and_replaces_whole(tmp_path):
+    """A bundle is built beside its folder and renamed into place: an older bundle's files
+    never linger in a new one."""
+    from ctith.predict import FrozenModels, write_bundle
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.json").write_text('{"x": 1}')
+    (tmp_path / "src" / "b.tsv").write_text("feature\tcoefficient\n")
+    out = tmp_path / "bundle"
+    write_bundle(out, {"a.json": tmp_path / "src" / "a.json", "old/b.tsv": tmp_path / "src" / "b.tsv"}, {"k": 1})
+    digest = write_bundle(out, {"a.json": tmp_path / "src" / "a.json"}, {"k": 2})
+    models = FrozenModels(out, digest)
+    assert models.info == {"k": 2} and list(models.checksums()) == ["a.json"]
+    assert not (out / "old").exists() and not list(tmp_path.glob(".bundle*"))
+    assert models.json("a.json") == {"x": 1}
+    with pytest.raises(Exception, match="has no 'old/b.tsv'"):
+        models.path("old/b.tsv")
+
+
+def test_predict_refuses_what_is_not_a_bundle_before_reading_anything(tmp_path, capsys):
+    from ctith import cli
+
+    (tmp_path / "scan.nii.gz").write_bytes(b"not read")
+    args = ["predict", "--bundle", str(tmp_path), "--patient-id", "P1", "--image", str(tmp_path / "scan.nii.gz"),
+            "--mask", str(tmp_path / "scan.nii.gz"), "--clinical-row", '{"age": "60"}', "--out-dir",
+            str(tmp_path / "out")]
+    assert cli.main(args) == 1
+    assert "is not a model bundle: no manifest.json" in capsys.readouterr().err
+    assert cli.main(args + ["--patient-dir", str(tmp_path)]) == 1
+    assert "give --patient-dir" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -84,3 +84,41 @@ def test_sheet_cohorts_are_kept_and_unknown_institutions_fail():
     df.loc[5, "institution"] = "C"
     with pytest.raises(InputError, match="patient A005: institution 'C' is in neither"):
         assign_cohorts(df, ["A"], ["B"], 0.7, seed=0)
+
+
+def test_training_sheets_hold_the_training_rows_only(tiny_cohort_dir, tmp_path):
+    """What every fit reads of the sheets: the training rows, the clinical table as written
+    (the user's column names), the sample sheet without its file paths; patients to predict
+    are in none of the study's tables."""
+    import os
+
+    from ctith.io import write_tsv_if_changed
+    from ctith.sheets import PATH_COLUMNS, predict_patients, study_inputs
+    from ctith.split import split_cohorts, training_sheets
+
+    samples = read_table(tiny_cohort_dir / "samples.tsv")
+    clinical = read_table(tiny_cohort_dir / "clinical.tsv")
+    samples.loc[samples.index[-1], "cohort"] = "predict"
+    new = samples.at[samples.index[-1], "patient_id"]
+    clinical.loc[clinical["patient_id"] == new, ["dm_event", "dm_time_months"]] = ""
+    config = {"clinical_columns": {}, "eligibility": {"criteria": []}}
+    inputs = validate_inputs(samples, clinical, config, str(tiny_cohort_dir / "samples.tsv"),
+                             str(tiny_cohort_dir / "clinical.tsv"), check_files=False)
+    assert predict_patients(inputs) == [new]
+    study = study_inputs(inputs)
+    assert new not in study.samples.index and new not in study.clinical.index
+    split = split_cohorts(study.samples, study.clinical, study.samples.index, ["A"], ["B"], 0.7, 3)
+    assert new not in set(split["patient_id"])
+    sheets = training_sheets(split, study.samples, clinical, "patient_id", PATH_COLUMNS)
+    train = sorted(split.loc[split["cohort"] == "train", "patient_id"])
+    assert sheets["split"]["patient_id"].tolist() == train and set(sheets["split"]["cohort"]) == {"train"}
+    assert sheets["clinical"]["patient_id"].tolist() == train
+    assert list(sheets["clinical"].columns) == list(clinical.columns)
+    assert not set(PATH_COLUMNS) & set(sheets["samples"].columns)
+    # Written only when the content changes: the file's time says when its content did.
+    path = tmp_path / "train_split.tsv"
+    assert write_tsv_if_changed(sheets["split"], path)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert not write_tsv_if_changed(sheets["split"].copy(), path) and path.stat().st_mtime == 1_000_000
+    assert write_tsv_if_changed(sheets["split"].iloc[1:], path)
+    assert pd.read_csv(path, sep="\t", dtype=str)["patient_id"].tolist() == train[1:]

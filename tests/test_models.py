@@ -133,11 +133,38 @@ def write_inputs(root, X, y, cohort):
 
 
 def run_model(root, tag, clusters=("2", "3", "4", "5"), seed="5"):
+    """The fit (given every patient: it reads the training rows only), then the frozen model
+    on every patient."""
     out = root / tag
     assert cli.main(["ith-model", "--scores", str(root / "scores.tsv"), "--clusters", *clusters, "--name", tag,
                      "--split", str(root / "split.tsv"), "--clinical", str(root / "clinical.tsv"),
                      "--n-trials", "4", "--cv-folds", "5", "--seed", seed, "--out-dir", str(out)]) == 0
+    assert cli.main(["ith-model-predict", "--scores", str(root / "scores.tsv"), "--split", str(root / "split.tsv"),
+                     "--clinical", str(root / "clinical.tsv"), "--model-dir", str(out),
+                     "--out-predictions", str(out / "predictions.tsv"), "--out-metrics", str(out / "metrics.json")]) == 0
     return out
+
+
+def test_fit_on_training_rows_only_equals_fit_given_everyone(tmp_path):
+    """The workflow gives the fit the training patients only; the fitted files are the same
+    as when it is given every patient and picks the training rows itself."""
+    X, y, cohort = ith_cohort()
+    write_inputs(tmp_path, X, y, cohort)
+    a = run_model(tmp_path, "a")
+    train = (cohort == "train").to_numpy()
+    only = tmp_path / "only"
+    only.mkdir()
+    write_inputs(only, X[train], y[train], cohort[train])
+    assert cli.main(["ith-model", "--scores", str(only / "scores.tsv"), "--clusters", "2", "3", "4", "5",
+                     "--name", "a", "--split", str(only / "split.tsv"), "--clinical", str(only / "clinical.tsv"),
+                     "--n-trials", "4", "--cv-folds", "5", "--seed", "5", "--out-dir", str(only / "a")]) == 0
+    for name in ("fitted.json", "oof.tsv", "trials.tsv", "model.joblib", "shap_values.tsv"):
+        assert (a / name).read_bytes() == (only / "a" / name).read_bytes(), name
+    pred = pd.read_csv(a / "predictions.tsv", sep="\t").set_index("patient_id")
+    oof = pd.read_csv(a / "oof.tsv", sep="\t").set_index("patient_id")
+    tr = pred.index[pred["cohort"] == "train"]
+    np.testing.assert_array_equal(pred.loc[tr, "signature"], oof.loc[tr, "ith_signature"])
+    assert set(pred.loc[tr, "fit"]) == {"oof"} and set(pred.loc[pred["cohort"] != "train", "fit"]) == {"refit"}
 
 
 def test_permuting_validation_labels_changes_no_prediction_or_hyperparameter(tmp_path):

@@ -87,19 +87,36 @@ def write_inputs(root, X, event, time, cohort):
                             "assigned_by": "sheet"}), root / "split.tsv")
     write_tsv(pd.DataFrame({"pid": X.index, "event": event.to_numpy(), "months": time.to_numpy()}),
               root / "clinical.tsv")
-    write_json({"mode": "train"}, root / "harmonization.json")
+    write_json({"fit": {"mode": "train"}}, root / "harmonization.json")
 
 
-def run_select(root, tag):
+def run_select(root, tag, harmonization="harmonization.json"):
+    """The fit (the training patients' scores), then the signature on every patient."""
     out = root / tag
     rc = cli.main(["select", "--features", str(root / "features.tsv"), "--harmonization",
-                   str(root / "harmonization.json"), "--split", str(root / "split.tsv"),
+                   str(root / harmonization), "--split", str(root / "split.tsv"),
                    "--clinical", str(root / "clinical.tsv"), "--clinical-columns",
                    '{"patient_id": "pid", "dm_event": "event", "dm_time_months": "months"}', "--seed", "5",
-                   "--out-scores", str(out / "scores.tsv"), "--out-signature", str(out / "signature.tsv"),
+                   "--out-scores", str(out / "train_scores.tsv"), "--out-signature", str(out / "signature.tsv"),
                    "--out-cv", str(out / "cv.tsv"), "--out-report", str(out / "report.json")])
     assert rc == 0
+    assert cli.main(["signature-apply", "--features", str(root / "features.tsv"), "--signature",
+                     str(out / "signature.tsv"), "--train-scores", str(out / "train_scores.tsv"), "--split",
+                     str(root / "split.tsv"), "--name", "rad_score", "--harmonization", str(root / harmonization),
+                     "--out", str(out / "scores.tsv")]) == 0
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_saved_signature_scores_as_the_fitted_model():
+    from ctith.selection import apply_signature
+
+    X, event, time, cohort = survival_cohort()
+    train = (cohort == "train").to_numpy()
+    model = RadScore(seed=1).fit(X[train], event[train], time[train])
+    np.testing.assert_allclose(apply_signature(model.signature(), X).to_numpy(), model.predict(X).to_numpy(),
+                               rtol=1e-12, atol=1e-12)
+    with pytest.raises(SelectionError, match="needs feature"):
+        apply_signature(model.signature(), X.drop(columns=model.signature()["feature"].iloc[0]))
 
 
 def test_permuting_validation_labels_changes_nothing(tmp_path):
@@ -140,11 +157,16 @@ def test_harmonize_train_mode_then_select_ignores_validation_features(tmp_path):
                        "--split", str(root / "split.tsv"), "--samples", str(root / "samples.tsv"),
                        "--clinical", str(root / "clinical.tsv"), "--clinical-columns",
                        '{"patient_id": "pid", "dm_event": "event", "dm_time_months": "months"}',
-                       "--mode", "train", "--out-features", str(root / "features.tsv"),
-                       "--out-smd", str(root / "smd.tsv"), "--out-report", str(root / "harmonization.json"),
+                       "--mode", "train", "--out-features", str(root / "train_features.tsv"),
                        "--out-estimates", str(root / "combat.json")])
         assert rc == 0
-        run_select(root, "sel")
+        rc = cli.main(["harmonize-apply", "--features", str(root / "raw.tsv"), "--estimates", str(root / "combat.json"),
+                       "--samples", str(root / "samples.tsv"), "--clinical", str(root / "clinical.tsv"),
+                       "--clinical-columns", '{"patient_id": "pid", "dm_event": "event", "dm_time_months": "months"}',
+                       "--out-features", str(root / "features.tsv"), "--out-smd", str(root / "smd.tsv"),
+                       "--out-report", str(root / "harmonization.json")])
+        assert rc == 0
+        run_select(root, "sel", "combat.json")
         return root
 
     a = run(X, "a")
@@ -160,6 +182,10 @@ def test_harmonize_train_mode_then_select_ignores_validation_features(tmp_path):
     combat = ComBat.from_dict(read_json(a / "combat.json"))
     harmonised = pd.read_csv(a / "features.tsv", sep="\t", index_col=0)
     np.testing.assert_allclose(combat.transform(X, site).to_numpy(), harmonised.loc[X.index].to_numpy(), rtol=1e-9)
+    # The fit's own harmonised training rows are the applied estimates' (bit for bit).
+    fitted = pd.read_csv(a / "train_features.tsv", sep="\t", index_col=0)
+    assert fitted.index.tolist() == X.index[(cohort == "train").to_numpy()].tolist()
+    np.testing.assert_array_equal(fitted.to_numpy(), harmonised.loc[fitted.index].to_numpy())
     sa = pd.read_csv(a / "sel" / "scores.tsv", sep="\t")
     sb = pd.read_csv(b / "sel" / "scores.tsv", sep="\t")
     train = sa["cohort"] == "train"

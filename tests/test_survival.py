@@ -447,3 +447,23 @@ def test_null_shuffled_training_outcomes_give_chance_validation_c_index():
     null = [validation_c(seed, shuffle=True) for seed in range(5)]
     assert abs(np.mean(null) - 0.5) <= 0.1, null
     assert validation_c(0, shuffle=False) > 0.56  # 0.573: the signal is there to find
+
+
+def test_frozen_model_file_scores_as_the_fit(tmp_path):
+    """The model file, written and read back, gives the predictions and metrics of the model
+    that was fitted: what the survival_predict rule and `ctith predict` rely on."""
+    from ctith.io import read_json, write_json
+    from ctith.survival import clinical_covariates, evaluate_model, fit_and_evaluate, fit_cox_model
+
+    df, t, e = _clinical(120, 5)
+    cohort = pd.Series(["train"] * 80 + ["external_validation"] * 40, index=df.index)
+    outcome = pd.DataFrame({"dm_time_months": t, "dm_event": e.astype(int)}, index=df.index)
+    train = df.index[:80]
+    X, _ = clinical_covariates(df, SPEC, train, outcome.loc[train, "dm_time_months"], outcome.loc[train, "dm_event"])
+    cov = pd.Series("measured", index=df.index)
+    fitted, predictions, rows = fit_and_evaluate("Clinical", X, cov, outcome, cohort, n_bootstrap=20, seed=2)
+    assert fit_cox_model("Clinical", X.loc[train], outcome) == fitted  # the training rows are all it reads
+    write_json(fitted, tmp_path / "model.json")
+    p2, r2 = evaluate_model(read_json(tmp_path / "model.json"), X, cov, outcome, cohort, n_bootstrap=20, seed=2)
+    pd.testing.assert_frame_equal(predictions, p2, check_exact=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(rows), pd.DataFrame(r2), check_exact=True)

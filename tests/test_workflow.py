@@ -59,31 +59,113 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
     again = smk(work, "-n", "--cores", "1")
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    # A new scan arrives: one row in each sheet; only its jobs and the cohort steps run.
+    check_incremental(work, ids)
+
+
+# Rules that fit something: a new validation or predict patient must plan none of them.
+FIT_RULES = {"crossfit_folds", "ith_train_table", "ith_model", "radiomics_train_table", "reproducibility", "harmonize",
+             "select", "dl_train", "dl_train_features", "dl_signature", "survival_model", "model_bundle"}
+PER_PATIENT_RULES = {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"}
+
+
+def fitted_files(results: Path) -> dict:
+    """sha256 of every fitted file: what no new validation or predict patient may change."""
+    import hashlib
+
+    cohort = results / "cohort"
+    paths = [*(cohort / "train").iterdir(), *(results / "model_bundle").rglob("*"), *(cohort / "dl").rglob("*.pt"),
+             *(cohort / "dl").rglob("training.json"), *(cohort / "dl").rglob("loss.tsv"),
+             cohort / "dl/fold_features.tsv", cohort / "dl/dl_f_lasso.tsv", cohort / "dl/dl_f_selection.json",
+             cohort / "crossfit_folds.tsv", cohort / "radiomics_icc.tsv", cohort / "combat_estimates.json",
+             cohort / "radiomics_signature.tsv", cohort / "radiomics_lasso_cv.tsv", cohort / "radiomics_selection.json",
+             *(cohort / "survival").glob("*/model.json")]
+    for d in (cohort / "ith_model").iterdir():
+        paths += [d / f for f in ("fitted.json", "oof.tsv", "trials.tsv", "model.joblib", "shap_values.tsv",
+                                  "shap_summary.png", "shap_beeswarm.png")]
+    return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
+
+
+def check_incremental(work, ids):
+    """After a full run, one patient to predict and one external-validation patient arrive:
+    the dry run plans their per-patient jobs, the prediction and the evaluation, no fit; the
+    run leaves every fitted file byte-identical; the prediction equals `ctith predict
+    --bundle` on the same scan in a fresh folder; a tampered bundle is refused."""
+    from ctith import cli
+
+    results = work / "results"
+    before = fitted_files(results)
+    assert len(before) > 40 and any(k.endswith("model.joblib") for k in before)
     samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
-    donor = samples[samples["patient_id"] == ids[0]].iloc[0].copy()
-    donor["patient_id"] = "NEW01"
-    samples = pd.concat([samples, donor.to_frame().T])
-    crow = clinical[clinical["patient_id"] == ids[0]].copy()
-    crow["patient_id"] = "NEW01"
-    clinical = pd.concat([clinical, crow])
+    split = pd.read_csv(results / "cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]
+    nifti = samples["image"].str.endswith(".nii.gz") & (samples["image_series_uid"] == "")
+    new = {}
+    for new_id, donor_cohort, cohort in (("NEW01", "internal_validation", "predict"),
+                                         ("B900", "external_validation", "")):
+        donor = samples[nifti & samples["patient_id"].map(split).eq(donor_cohort)].iloc[0].copy()
+        new[new_id] = donor["patient_id"]
+        crow = clinical[clinical["patient_id"] == donor["patient_id"]].copy()
+        donor["patient_id"], donor["cohort"], donor["mask_reader2"] = new_id, cohort, ""
+        crow["patient_id"] = new_id
+        if cohort == "predict":  # no outcome yet
+            crow[["dm_event", "dm_time_months"]] = ""
+        samples = pd.concat([samples, donor.to_frame().T])
+        clinical = pd.concat([clinical, crow])
     samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
     clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
+
     jobs = {}
     for rule, wildcards in dry_run_jobs(work):
         jobs.setdefault(rule, []).extend(wildcards)
-    assert jobs.pop("ingest") == ["NEW01"]
-    assert jobs.pop("ith") == ["NEW01"]
-    assert jobs.pop("radiomics") == ["NEW01"]
-    assert jobs.pop("semantic") == ["NEW01"]
-    assert jobs.pop("dl_input") == ["NEW01"]
-    if samples.set_index("patient_id").loc["NEW01", "mask_reader2"]:
-        assert jobs.pop("radiomics_reader2") == ["NEW01"]
-    assert set(jobs) <= {"qc_table", "eligibility", "split", "ith_cohort", "radiomics_table", "semantic_table",
-                         "reproducibility", "harmonize", "select", "dl_train", "dl_predict", "dl_signature", "ith_model",
-                         "table_s2", "crossfit_folds", "survival_model", "survival_report", "report_thumbnails",
-                         "all"}
+    assert not FIT_RULES & set(jobs), sorted(FIT_RULES & set(jobs))
+    for rule in ("ingest", "ith", "radiomics", "dl_input"):
+        assert sorted(jobs.pop(rule)) == ["B900", "NEW01"], rule
+    assert jobs.pop("semantic") == ["B900"]  # a patient to predict needs no semantic rating table
+    assert jobs.pop("predict") == ["NEW01"]
+    assert not PER_PATIENT_RULES & set(jobs)
+    smk(work, "--cores", "2")
+    assert fitted_files(results) == before
+
+    # The predict patient is in no table of the study; the external one is in each.
+    for table in ("split.tsv", "ith_scores.tsv", "radscore.tsv", "dl_e.tsv", "ith_signature.tsv"):
+        got = set(pd.read_csv(results / "cohort" / table, sep="\t")["patient_id"])
+        assert "B900" in got and "NEW01" not in got, table
+    prediction = json.loads((results / "predict/NEW01/prediction.json").read_text())
+    assert prediction["patient_id"] == "NEW01" and set(prediction["batch"]) == {"scanner"}
+    assert set(prediction["survival"]) == set(json.loads((results / "model_bundle/manifest.json").read_text())
+                                              ["info"]["survival_models"])
+    for s in prediction["survival"].values():
+        assert s["risk_group"] in ("high", "low") and all(0 < v <= 1 for v in s["survival"].values())
+    assert prediction["bundle"]["artefacts"]["combat_estimates.json"] == before["model_bundle/combat_estimates.json"]
+    # The donor is a validation patient scored by the same frozen models in the cohort tables.
+    radscore = pd.read_csv(results / "cohort/radscore.tsv", sep="\t").set_index("patient_id")
+    assert prediction["signatures"]["rad_score"] == pytest.approx(radscore.at[new["NEW01"], "rad_score"], rel=1e-9)
+    ith = pd.read_csv(results / "cohort/ith_signature.tsv", sep="\t").set_index("patient_id")
+    assert prediction["signatures"]["ith_signature"] == pytest.approx(ith.at[new["NEW01"], "ith_signature"])
+    dl_e = pd.read_csv(results / "cohort/dl_e.tsv", sep="\t").set_index("patient_id")
+    assert prediction["signatures"]["dl_e"] == pytest.approx(dl_e.at[new["NEW01"], "dl_e"], abs=1e-5)
+
+    # Another site: the bundle alone, the raw scan and a one-row clinical table.
+    site = work.parent / "site"
+    shutil.copytree(results / "model_bundle", site / "bundle")
+    row = samples[samples["patient_id"] == "NEW01"].iloc[0]
+    clinical[clinical["patient_id"] == "NEW01"].assign(scanner=row["scanner"]).to_csv(
+        site / "row.tsv", sep="\t", index=False)
+    args = ["predict", "--bundle", str(site / "bundle"), "--patient-id", "NEW01",
+            "--image", str(work / "cohort" / row["image"]), "--mask", str(work / "cohort" / row["mask"]),
+            "--clinical", str(site / "row.tsv"), "--out-dir", str(site / "out")]
+    assert cli.main(args) == 0
+    assert json.loads((site / "out/prediction.json").read_text()) == prediction
+    # One byte changed in a forest: refused, naming the file, before anything is unpickled.
+    joblib = next((site / "bundle/ith_model").glob("*/model.joblib"))
+    data = bytearray(joblib.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    joblib.write_bytes(bytes(data))
+    (site / "out/prediction.json").unlink()
+    with pytest.raises(Exception, match=f"{joblib.parent.name}/model.joblib' does not match"):
+        parsed = cli.build_parser().parse_args(args)
+        parsed.func(parsed)
+    assert not (site / "out/prediction.json").exists()
 
 
 def check_radiomics_outputs(work, ids):
@@ -94,30 +176,33 @@ def check_radiomics_outputs(work, ids):
     assert sorted(features.index) == sorted(ids) and features.shape[1] == 14 + 93 * 12
     second = pd.read_csv(work / "results/cohort/radiomics_features_reader2.tsv", sep="\t", index_col=0)
     assert sorted(second.index) == reader2
-    icc = pd.read_csv(work / "results/cohort/radiomics_icc.tsv", sep="\t")
-    assert len(icc) == features.shape[1] and (icc["n"] == len(reader2)).all()
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
+    train = set(split.loc[split["cohort"] == "train", "patient_id"])
+    icc = pd.read_csv(work / "results/cohort/radiomics_icc.tsv", sep="\t")  # a fit: training patients only
+    assert len(icc) == features.shape[1] and (icc["n"] == len(set(reader2) & train)).all()
     assert icc.loc[icc["feature"] == "original_shape_VoxelVolume", "icc"].iloc[0] > 0.9
     s3 = pd.read_csv(work / "results/tables/table_s3.tsv", sep="\t", keep_default_na=False)
     assert list(s3.columns)[:3] == ["CECT semantic feature", "ICC", "95% CI"] and len(s3) == 10
     assert (work / "results/tables/table_s3.md").read_text().startswith("| CECT semantic feature | ICC |")
     report = json.loads((work / "results/cohort/harmonization.json").read_text())
-    assert report["mode"] == "transductive" and report["batch_column"] == "institution"
-    # 9 vs 4 patients: empirical Bayes shrinks the batch estimates a lot; the demo cohort's
-    # figure (>= 80%) is checked in test_harmonize.
-    assert report["smd_reduction"] >= 0.5, report
+    # Mode train, by scanner: fitted on the training patients' three scanners; the external
+    # institution's scanners, which training never saw, pass unharmonised (unseen_batch: keep).
+    assert report["mode"] == "train" and report["batch_column"] == "scanner"
+    assert report["n_fitted"] == len(train)
     assert report["features_in"] == int(icc["reproducible"].sum())
+    assert len(report["unharmonised"]) == 1 and "United Imaging" in report["unharmonised"][0]
     estimates = json.loads((work / "results/cohort/combat_estimates.json").read_text())
-    assert estimates["batches"] == ["A", "B"] and len(estimates["features"]) == report["features_out"]
+    train_scanners = set(samples.set_index("patient_id").loc[sorted(train), "scanner"])
+    assert estimates["batches"] == sorted(train_scanners) and len(estimates["features"]) == report["features_out"]
     scores = pd.read_csv(work / "results/cohort/radscore.tsv", sep="\t")
     assert sorted(scores["patient_id"]) == sorted(ids) and scores["rad_score"].notna().all()
     folds = pd.read_csv(work / "results/cohort/crossfit_folds.tsv", sep="\t")
-    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
     assert sorted(folds["patient_id"]) == sorted(split.loc[split["cohort"] == "train", "patient_id"])
     assert set(folds["fold"]) == {0, 1}
     oof = scores["patient_id"].isin(folds["patient_id"])
     assert (scores.loc[oof, "fit"] == "oof").all() and (scores.loc[~oof, "fit"] == "refit").all()
     assert (scores.loc[~oof, "rad_score"] == scores.loc[~oof, "rad_score_refit"]).all()
-    assert set(scores["combat_mode"]) == {"transductive"}
+    assert set(scores["combat_mode"]) == {"train"}
     signature = pd.read_csv(work / "results/cohort/radiomics_signature.tsv", sep="\t")
     assert len(signature) >= 1 and (signature["coefficient"] != 0).all()
     semantic = pd.read_csv(work / "results/cohort/semantic_features.tsv", sep="\t")
@@ -378,10 +463,11 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
         jobs.setdefault(rule, []).extend(wildcards)
     ids = eligible(work)
     assert sorted(jobs.pop("ith")) == sorted(ids)
-    assert len(jobs.pop("ith_model")) == 8
+    assert len(jobs.pop("ith_model")) == len(jobs.pop("ith_model_predict")) == 8
     with_ith = [m for m, spec in config["survival"]["models"].items() if "ith" in spec["covariates"]]
-    assert sorted(jobs.pop("survival_model")) == sorted(with_ith)
-    assert set(jobs) == {"ith_cohort", "table_s2", "survival_report", "report_thumbnails", "all"}
+    assert sorted(jobs.pop("survival_model")) == sorted(jobs.pop("survival_predict")) == sorted(with_ith)
+    assert set(jobs) == {"ith_cohort", "ith_train_table", "table_s2", "survival_report", "report_thumbnails",
+                         "model_bundle", "all"}
     smk(work, "--cores", "2", f"results/patients/{ids[0]}/ith/scores.json")
     rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
     assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30

@@ -228,10 +228,12 @@ class HarmonizeResult:
     summary: dict
 
 
-def harmonize(X: pd.DataFrame, batch: pd.Series, cohort: pd.Series, mode: str = "transductive",
-              covariates: pd.DataFrame | None = None, categorical=(), continuous=(),
-              constant: str = "drop", train_label: str = "train") -> HarmonizeResult:
-    """ComBat in ``train`` or ``transductive`` mode; labels are never an input."""
+def fit_combat(X: pd.DataFrame, batch: pd.Series, cohort: pd.Series, mode: str = "transductive",
+               covariates: pd.DataFrame | None = None, categorical=(), continuous=(),
+               constant: str = "drop", train_label: str = "train") -> tuple[ComBat, pd.Index]:
+    """ComBat fitted in ``train`` mode (the rows of ``cohort == train_label``) or
+    ``transductive`` mode (every row); labels are never an input. Returns the model and
+    the rows it was fitted on."""
     if mode not in MODES:
         raise HarmonizeError(f"ComBat mode must be one of {MODES}, not {mode!r}")
     batch = batch.reindex(X.index).astype(str)
@@ -240,23 +242,45 @@ def harmonize(X: pd.DataFrame, batch: pd.Series, cohort: pd.Series, mode: str = 
         raise HarmonizeError(f"no {train_label} patients to fit ComBat on")
     model = ComBat(list(categorical), list(continuous), constant_in_batch=constant)
     model.fit(X.loc[fit_rows], batch.loc[fit_rows], covariates)
-    out = model.transform(X, batch, covariates)
+    return model, fit_rows
+
+
+def fit_record(model: ComBat, mode: str, n_fitted: int, train_label: str = "train") -> dict:
+    """How ComBat was fitted, for the estimates file and the report."""
+    return {"mode": mode, "fitted_on": "every patient's features (no labels): transductive"
+            if mode == "transductive" else f"{train_label} cohort only", "n_fitted": int(n_fitted),
+            "covariates": {"categorical": list(model.categorical), "continuous": list(model.continuous)}}
+
+
+def harmonization_summary(model: ComBat, fit: dict, X: pd.DataFrame, out: pd.DataFrame,
+                          batch: pd.Series) -> tuple[pd.DataFrame, dict]:
+    """Standardized differences between batches before and after (per feature) and the
+    summary, on the patients of ``X`` (raw) and ``out`` (harmonised)."""
+    batch = batch.reindex(X.index).astype(str)
     before = standardized_difference(X[out.columns], batch)
     after = standardized_difference(out, batch)
     smd = pd.DataFrame({"feature": out.columns, "smd_before": before.to_numpy(), "smd_after": after.to_numpy()})
     mb, ma = float(np.nanmean(before)), float(np.nanmean(after))
     summary = {
-        "mode": mode,
-        "fitted_on": "every patient's features (no labels): transductive" if mode == "transductive"
-        else f"{train_label} cohort only",
-        "n_fitted": int(len(fit_rows)),
+        **{k: fit[k] for k in ("mode", "fitted_on", "n_fitted")},
         "batches": {b: int(n) for b, n in batch.value_counts().sort_index().items()},
-        "covariates": {"categorical": list(categorical), "continuous": list(continuous)},
+        "covariates": fit["covariates"],
         "features_in": int(X.shape[1]),
         "features_out": int(out.shape[1]),
-        "constant_in_batch": {"action": constant, "features": list(model.constant_)},
+        "constant_in_batch": {"action": model.constant_in_batch, "features": list(model.constant_)},
         "mean_abs_smd_before": mb,
         "mean_abs_smd_after": ma,
         "smd_reduction": 1.0 - ma / mb if mb > 0 else np.nan,
     }
+    return smd, summary
+
+
+def harmonize(X: pd.DataFrame, batch: pd.Series, cohort: pd.Series, mode: str = "transductive",
+              covariates: pd.DataFrame | None = None, categorical=(), continuous=(),
+              constant: str = "drop", train_label: str = "train") -> HarmonizeResult:
+    """ComBat in ``train`` or ``transductive`` mode, applied to every row of X; labels are
+    never an input."""
+    model, fit_rows = fit_combat(X, batch, cohort, mode, covariates, categorical, continuous, constant, train_label)
+    out = model.transform(X, batch.reindex(X.index).astype(str), covariates)
+    smd, summary = harmonization_summary(model, fit_record(model, mode, len(fit_rows), train_label), X, out, batch)
     return HarmonizeResult(out, model, list(fit_rows), smd, summary)

@@ -58,6 +58,18 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, index: bool = False) ->
         df.to_csv(tmp, sep="\t", index=index, lineterminator="\n")
 
 
+def write_tsv_if_changed(df: pd.DataFrame, path: str | os.PathLike) -> bool:
+    """Write ``df`` as TSV only when the file's bytes would change (its modification time
+    then still says when its content last did). True when written."""
+    text = df.to_csv(sep="\t", index=False, lineterminator="\n")
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """Read a TSV or CSV sheet with every column as text (types are checked later)."""
     import pandas as pd

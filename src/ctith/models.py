@@ -188,6 +188,25 @@ class TunedClassifier:
                 "threshold": self.threshold_, "seed": self.seed}
 
 
+def frozen_predictions(pipeline, fitted: dict, X: pd.DataFrame, cohort: pd.Series, oof: pd.Series) -> pd.DataFrame:
+    """A fitted ITH model (its pipeline and ``fitted()`` record) on the rows of X.
+
+    ``signature`` is what a survival model takes: a training patient's out-of-fold
+    probability (``oof``: the search's best trial, whose fold forests never saw them),
+    everyone else's from the refitted forest."""
+    prob = pipeline.predict_proba(X[fitted["features"]].to_numpy(dtype=float))[:, 1]
+    cohort = cohort.reindex(X.index)
+    is_train = (cohort == "train").to_numpy()
+    missing = X.index[is_train & ~X.index.isin(oof.index)]
+    if len(missing):
+        raise ModelError(f"patient {missing[0]}: a training patient without an out-of-fold probability; was the "
+                         "model fitted on another split?")
+    return pd.DataFrame({"patient_id": X.index, "cohort": cohort.to_numpy(), "probability": prob,
+                         "predicted": (prob >= fitted["threshold"]).astype(int),
+                         "signature": np.where(is_train, oof.reindex(X.index).to_numpy(), prob),
+                         "fit": np.where(is_train, "oof", "refit")})
+
+
 def classification_metrics(y, p, threshold: float) -> dict:
     """Accuracy at the fixed threshold and AUC (NaN with one class only)."""
     from sklearn.metrics import roc_auc_score

@@ -199,6 +199,34 @@ class RadScore:
         }
 
 
+def apply_signature(signature: pd.DataFrame, X: pd.DataFrame) -> pd.Series:
+    """A saved signature (``RadScore.signature()``: feature, coefficient, train_mean,
+    train_sd) on the rows of X: what ``RadScore.predict`` gives, from the file alone."""
+    names = pd.Index(signature["feature"].astype(str))
+    missing = names.difference(X.columns)
+    if len(missing):
+        raise SelectionError(f"the signature needs feature '{missing[0]}', absent from the table")
+    coef, mean, sd = (signature[c].astype(float).to_numpy() for c in ("coefficient", "train_mean", "train_sd"))
+    z = (X[names].to_numpy(dtype=float) - mean) / sd
+    return pd.Series(z @ coef, index=X.index)
+
+
+def signature_scores(refit: pd.Series, cohort: pd.Series, train_scores: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Every patient's score: a training patient's from the fit (``train_scores``, indexed
+    by patient: ``name`` and ``fit``, out-of-fold with cross-fitting folds), everyone else's
+    from the signature (``refit``)."""
+    cohort = cohort.reindex(refit.index)
+    is_train = (cohort == "train").to_numpy()
+    missing = refit.index[is_train & ~refit.index.isin(train_scores.index)]
+    if len(missing):
+        raise SelectionError(f"patient {missing[0]}: a training patient the fit did not score; was it fitted "
+                             "on another split?")
+    score = np.where(is_train, pd.to_numeric(train_scores[name].reindex(refit.index)).to_numpy(), refit.to_numpy())
+    fit = np.where(is_train, train_scores["fit"].reindex(refit.index).to_numpy(), "refit")
+    return pd.DataFrame({"patient_id": refit.index, "cohort": cohort.to_numpy(), name: score, "fit": fit,
+                         f"{name}_refit": refit.to_numpy()})
+
+
 def radscore_fitter(event: pd.Series, time: pd.Series, **settings):
     """``fit(X, folds)`` for ``crossfit.two_stage_scores``: a Rad-score (variance filter,
     pruning, LASSO-Cox) fitted on X's rows, its alpha cross-validated on their shared

@@ -119,6 +119,18 @@ class Inputs:
     clinical: pd.DataFrame  # canonical column names, typed, indexed by patient_id
 
 
+def study_inputs(inputs: Inputs) -> Inputs:
+    """The study's patients: every row but the ``predict`` ones. A patient to predict is
+    scored by the frozen models and enters no table, split or fit of the study."""
+    keep = inputs.samples["cohort"] != "predict"
+    samples = inputs.samples.loc[keep]
+    return Inputs(samples, inputs.clinical.loc[inputs.clinical.index.isin(samples.index)])
+
+
+def predict_patients(inputs: Inputs) -> list[str]:
+    return inputs.samples.index[(inputs.samples["cohort"] == "predict").to_numpy()].tolist()
+
+
 def rename_clinical(clinical: pd.DataFrame, columns: dict) -> tuple[pd.DataFrame, list[str]]:
     """Map the user's column names onto canonical ones (config ``clinical_columns``)."""
     missing = [f"column '{theirs}' (config clinical_columns.{ours})"

@@ -7,6 +7,10 @@ training and internal validation (7:3 by default), as in the paper. The split de
 only on the set of patients, the seed and the outcome, never on the sheet's row order.
 Adding patients can move others across the train/validation line: to freeze a split,
 copy ``results/cohort/split.tsv``'s cohort column into the sample sheet.
+
+The workflow computes the split when it parses the sheets, so that a fit rule's inputs
+are the training patients' files only (``training_sheets``): a new validation or
+``predict`` patient then leaves every fitted file alone.
 """
 
 from __future__ import annotations
@@ -50,3 +54,31 @@ def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_insti
         out.loc[train, "cohort"] = "train"
         out.loc[valid, "cohort"] = "internal_validation"
     return out
+
+
+def split_cohorts(samples: pd.DataFrame, clinical: pd.DataFrame, eligible, internal_institutions,
+                  external_institutions, train_fraction: float = 0.7, seed: int = 0) -> pd.DataFrame:
+    """The split of the eligible patients, from the validated sheets (``sheets.Inputs``:
+    indexed by patient_id). A ``predict`` patient keeps that cohort and has no say in the
+    draw: it has no outcome, and the study's split must not move when one arrives."""
+    eligible = list(eligible)
+    s = samples.loc[eligible]
+    event = clinical.reindex(eligible)["dm_event"]
+    patients = pd.DataFrame({"patient_id": s["patient_id"].to_numpy(), "institution": s["institution"].to_numpy(),
+                             "cohort": s["cohort"].to_numpy(), "event": event.fillna(0).to_numpy()})
+    return assign_cohorts(patients, internal_institutions, external_institutions, train_fraction, seed)
+
+
+def training_sheets(split: pd.DataFrame, samples: pd.DataFrame, clinical_raw: pd.DataFrame, id_column: str,
+                    path_columns=()) -> dict[str, pd.DataFrame]:
+    """The training patients' rows of the split, the sample sheet (without its file paths,
+    which are relative to the sheet's own folder) and the clinical table as the user wrote
+    it (``clinical_raw``, its patient ID in ``id_column``): what every fit reads, and all
+    it reads of the sheets."""
+    train = split.loc[split["cohort"] == "train"].sort_values("patient_id")
+    ids = train["patient_id"].tolist()
+    keep = [c for c in samples.columns if c not in path_columns]
+    clinical = clinical_raw.loc[clinical_raw[id_column].isin(ids)]
+    return {"split": train.reset_index(drop=True),
+            "samples": samples.loc[ids, keep].reset_index(drop=True),
+            "clinical": clinical.sort_values(id_column).reset_index(drop=True)}

@@ -651,6 +651,49 @@ def clinical_covariates(clinical: pd.DataFrame, spec: dict, train, time, event, 
                      "selection": table.astype(object).where(table.notna(), None).to_dict(orient="records")}
 
 
+def fit_cox_model(name: str, X: pd.DataFrame, outcome: pd.DataFrame, penalizer: float = 0.0,
+                  horizons=HORIZONS) -> dict:
+    """Fit one Cox model on the training patients (the rows of X; ``outcome``:
+    ``dm_time_months`` and ``dm_event``). Returns the model file's content: coefficients,
+    baseline, the risk cut-off (the training median), horizons and follow-up range."""
+    if len(X) == 0:
+        raise SurvivalError(f"model {name}: no training patient")
+    t_tr = outcome.loc[X.index, "dm_time_months"].to_numpy(dtype=float)
+    e_tr = outcome.loc[X.index, "dm_event"].to_numpy().astype(bool)
+    model = CoxModel(penalizer=penalizer).fit(X, t_tr, e_tr)
+    risk = model.predict_risk(X)
+    # The training risks' distribution (5% steps; no patient's own value): where a new
+    # patient's risk falls, on the one-page prediction report.
+    return {"name": name, **model.to_dict(), "risk_cutoff": risk_cutoff(risk),
+            "training_risk_quantiles": np.quantile(risk, np.linspace(0, 1, 21)).tolist(),
+            "horizons": list(horizons), "training_follow_up_months": list(model.train_time_range_)}
+
+
+def evaluate_model(fitted: dict, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,
+                   n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """A fitted model (``fit_cox_model``'s record), frozen, on every patient of X: the
+    per-patient predictions and the long-form metrics per cohort (training rows are
+    apparent). ``covariates`` says 'oof' or 'refit' per patient."""
+    model = CoxModel.from_dict(fitted)
+    horizons = fitted["horizons"]
+    cohort = cohort.reindex(X.index)
+    train = X.index[(cohort == TRAIN).to_numpy()]
+    if len(train) == 0:
+        raise SurvivalError(f"model {fitted['name']}: no training patient to evaluate against")
+    t_tr = outcome.loc[train, "dm_time_months"].to_numpy(dtype=float)
+    e_tr = outcome.loc[train, "dm_event"].to_numpy().astype(bool)
+    predictions = predictions_table(model, X, cohort, covariates, fitted["risk_cutoff"], horizons)
+    rows = []
+    for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN}):
+        ids = X.index[(cohort == c).to_numpy()]
+        t = outcome.loc[ids, "dm_time_months"].to_numpy(dtype=float)
+        e = outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
+        r = survival_metrics(t_tr, e_tr, t, e, model.predict_risk(X.loc[ids]),
+                             model.predict_survival(X.loc[ids], horizons), horizons, n_bootstrap, seed)
+        rows += metrics_rows(fitted["name"], c, r)
+    return predictions, rows
+
+
 def fit_and_evaluate(name: str, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,
                      penalizer: float = 0.0, horizons=HORIZONS, n_bootstrap: int = 1000,
                      seed: int = 0) -> tuple[dict, pd.DataFrame, list[dict]]:
@@ -659,30 +702,13 @@ def fit_and_evaluate(name: str, X: pd.DataFrame, covariates: pd.Series, outcome:
     ``X``: covariates of every patient (training rows out-of-fold where they come from a
     fitted signature; ``covariates`` says 'oof' or 'refit' per patient). ``outcome``:
     ``dm_time_months`` and ``dm_event``. ``cohort``: 'train' or a validation cohort's name.
-    Returns the model file's content (coefficients, baseline, cut-off, follow-up range),
-    the per-patient predictions and the long-form metrics (training rows are apparent).
-    Nothing here reads a validation patient's outcome before the model and cut-off exist.
+    Returns the model file's content, the per-patient predictions and the long-form
+    metrics. Nothing here reads a validation patient's outcome before the model and
+    cut-off exist.
     """
-    cohort = cohort.reindex(X.index)
-    train = X.index[(cohort == TRAIN).to_numpy()]
-    if len(train) == 0:
-        raise SurvivalError(f"model {name}: no training patient")
-    t_tr = outcome.loc[train, "dm_time_months"].to_numpy(dtype=float)
-    e_tr = outcome.loc[train, "dm_event"].to_numpy().astype(bool)
-    model = CoxModel(penalizer=penalizer).fit(X.loc[train], t_tr, e_tr)
-    cutoff = risk_cutoff(model.predict_risk(X.loc[train]))
-    fitted = {"name": name, **model.to_dict(), "risk_cutoff": cutoff, "horizons": list(horizons),
-              "training_follow_up_months": list(model.train_time_range_)}
-    predictions = predictions_table(model, X, cohort, covariates, cutoff, horizons)
-    rows = []
-    for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN}):
-        ids = X.index[(cohort == c).to_numpy()]
-        t = outcome.loc[ids, "dm_time_months"].to_numpy(dtype=float)
-        e = outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
-        r = survival_metrics(t_tr, e_tr, t, e, model.predict_risk(X.loc[ids]),
-                             model.predict_survival(X.loc[ids], horizons), horizons, n_bootstrap, seed)
-        rows += metrics_rows(name, c, r)
-    return fitted, predictions, rows
+    train = X.index[(cohort.reindex(X.index) == TRAIN).to_numpy()]
+    fitted = fit_cox_model(name, X.loc[train], outcome, penalizer, horizons)
+    return (fitted, *evaluate_model(fitted, X, covariates, outcome, cohort, n_bootstrap, seed))
 
 
 # ---------------------------------------------------------------- figures

@@ -11,8 +11,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ctith.eligibility import eligible_ids
-from ctith.errors import SheetError
-from ctith.sheets import load_inputs
+from ctith.errors import CtithError, SheetError
+from ctith.io import read_table, write_tsv_if_changed
+from ctith.sheets import PATH_COLUMNS, load_inputs, predict_patients, study_inputs
+from ctith.split import split_cohorts, training_sheets
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -59,7 +61,45 @@ except SheetError as exc:
 # The schema contract, in Snakemake's own terms (the checks above already passed).
 validate(INPUTS.samples.replace("", None), schema="../schemas/samples.schema.yaml")
 SAMPLES = INPUTS.samples
-ELIGIBLE = eligible_ids(INPUTS.clinical, SAMPLES["institution"], config["eligibility"]["criteria"])
+# Patients to predict (cohort `predict`) stay out of the study: its eligibility, split, fits
+# and tables. The frozen models score them one by one.
+PREDICT = predict_patients(INPUTS)
+STUDY = study_inputs(INPUTS)
+ELIGIBLE = eligible_ids(STUDY.clinical, STUDY.samples["institution"], config["eligibility"]["criteria"])
+
+
+def _write_sheets():
+    """The split, made now from the sheets (the `split` rule writes the same table for the
+    report), and two views of the sheets, written under results/cohort/ only when their
+    content changes:
+    - study/: the sheets' rows but patients to predict, as written. Every cohort table
+      reads these, so a patient to predict reruns none of them.
+    - train/: the training patients' rows (the sample sheet without file paths). Every fit
+      reads these and the training patients' own files, nothing else: a new validation or
+      predict patient plans no fit, and a changed training row refits what it must."""
+    s = config["split"]
+    try:
+        split = split_cohorts(SAMPLES, STUDY.clinical, ELIGIBLE, s["internal_institutions"],
+                              s["external_institutions"], s["train_fraction"], config["seed"])
+    except CtithError as exc:
+        raise WorkflowError(str(exc)) from None
+    samples_raw = read_table(config["samples"])
+    study = ~samples_raw["patient_id"].str.strip().isin(PREDICT)
+    sheets = {f"train/{k}": v for k, v in
+              training_sheets(split, SAMPLES, CLINICAL_RAW, CLINICAL_ID, PATH_COLUMNS).items()}
+    sheets["study/samples"] = samples_raw.loc[study]
+    sheets["study/clinical"] = CLINICAL_RAW.loc[~CLINICAL_RAW[CLINICAL_ID].str.strip().isin(PREDICT)]
+    for name, table in sheets.items():
+        write_tsv_if_changed(table, f"results/cohort/{name}.tsv")
+    return split
+
+
+CLINICAL_RAW = read_table(config["clinical"])  # as the user wrote it
+CLINICAL_ID = config["clinical_columns"]["patient_id"]
+TRAIN_SHEETS = {name: f"results/cohort/train/{name}.tsv" for name in ("split", "samples", "clinical")}
+STUDY_SHEETS = {name: f"results/cohort/study/{name}.tsv" for name in ("samples", "clinical")}
+SPLIT = _write_sheets()
+TRAIN = SPLIT.loc[SPLIT["cohort"] == "train", "patient_id"].tolist()
 
 
 def sample(patient, column):
@@ -82,16 +122,29 @@ def ingest_options(wildcards):
     return " ".join(opts)
 
 
+def predict_row(wildcards):
+    """A patient to predict: its clinical row as written, the sample sheet's columns (but file
+    paths) beside, as JSON for `ctith predict --clinical-row`."""
+    row = CLINICAL_RAW.loc[CLINICAL_RAW[CLINICAL_ID] == wildcards.patient].iloc[0].to_dict()
+    sheet = SAMPLES.loc[wildcards.patient].drop(labels=list(PATH_COLUMNS)).to_dict()
+    return shlex.quote(json.dumps({**sheet, **row}, sort_keys=True))
+
+
 def eligible_files(pattern):
     return expand(pattern, patient=ELIGIBLE)
 
 
+def train_files(pattern):
+    """The training patients' files: all that a fit reads of the per-patient stages."""
+    return expand(pattern, patient=TRAIN)
+
+
 def sheet_options():
-    """Sheets and how to read them, for cohort-level subcommands."""
+    """The study's sheets and how to read them, for cohort-level subcommands."""
     return "--samples {} --clinical {} --clinical-columns {} --criteria {}".format(
         *(shlex.quote(str(x)) for x in (
-            config["samples"],
-            config["clinical"],
+            STUDY_SHEETS["samples"],
+            STUDY_SHEETS["clinical"],
             json.dumps(config["clinical_columns"]),
             json.dumps(config["eligibility"]["criteria"]),
         ))
@@ -115,13 +168,36 @@ def ith_options():
     )
 
 
-def reader2_files(pattern):
-    """Per-patient files of the eligible patients the sheet gives a reader-2 mask for."""
-    return expand(pattern, patient=[p for p in ELIGIBLE if sample(p, "mask_reader2")])
+def reader2_files(pattern, patients=None):
+    """Per-patient files of the patients (default: every eligible one) the sheet gives a
+    reader-2 mask for."""
+    return expand(pattern, patient=[p for p in (ELIGIBLE if patients is None else patients)
+                                    if sample(p, "mask_reader2")])
+
+
+# The feature ICC is a fitted filter: on training patients only (the default) it is a fit
+# of the training data; with validation cohorts in reproducibility.icc_cohorts, adding
+# such a patient refits it and everything after it.
+ICC_TABLES = ("results/cohort/train" if set(config["reproducibility"]["icc_cohorts"]) <= {"train"}
+              else "results/cohort")
 
 
 def reader2_mask(wildcards):
     return sample(wildcards.patient, "mask_reader2")
+
+
+def harmonize_fit_inputs(wildcards):
+    """What ComBat is fitted on: the training patients (mode train) or everyone (mode
+    transductive)."""
+    if config["harmonize"]["mode"] == "train":
+        return {"features": "results/cohort/train/radiomics_features.tsv", "split": TRAIN_SHEETS["split"],
+                "samples": TRAIN_SHEETS["samples"], "clinical": TRAIN_SHEETS["clinical"]}
+    return {"features": "results/cohort/radiomics_features.tsv", "split": "results/cohort/split.tsv",
+            "samples": STUDY_SHEETS["samples"], "clinical": STUDY_SHEETS["clinical"]}
+
+
+def harmonize_fit_clinical():
+    return clinical_options(harmonize_fit_inputs(None)["clinical"])
 
 
 def radiomics_params_file():
@@ -136,12 +212,32 @@ def radiomics_params_file():
     return path
 
 
-def radiomics_options():
+def radiomics_settings():
     c = config["radiomics"]
-    opts = f"--params {shlex.quote(radiomics_params_file())} --bin-width {c['bin_width']}"
+    opts = f"--bin-width {c['bin_width']}"
     if c["resampled_spacing"]:
         opts += " --resampled-spacing " + " ".join(str(s) for s in c["resampled_spacing"])
     return opts
+
+
+def radiomics_options():
+    return f"--params {shlex.quote(radiomics_params_file())} {radiomics_settings()}"
+
+
+def ingest_settings():
+    c = config["ingest"]
+    return (f"--orientation {c['orientation'] or 'none'} --tolerance-mm {c['geometry_tolerance_mm']}"
+            f" --direction-tolerance {c['direction_tolerance']}")
+
+
+def bundle_stages():
+    """The per-patient stages' options, as the rules pass them: a bundle processes a new
+    site's scan exactly as the study's were (per-patient options such as a series UID
+    come with the scan)."""
+    return {"ingest": ingest_settings(),
+            "ith": f"--clusters {' '.join(map(str, config['ith']['clusters']))} {ith_options()}",
+            "radiomics": radiomics_settings(),
+            "dl_input": f"--params {shlex.quote(json.dumps(config['dl_input']))}"}
 
 
 def reader2_options(wildcards):
@@ -169,9 +265,11 @@ def semantic_options(wildcards):
     return " ".join(opts)
 
 
-def clinical_options():
+def clinical_options(path=None):
+    """--clinical and its column map: the study's rows of the clinical table, or (for a fit)
+    the training rows, TRAIN_SHEETS["clinical"]."""
     return "--clinical {} --clinical-columns {}".format(
-        shlex.quote(config["clinical"]), shlex.quote(json.dumps(config["clinical_columns"])))
+        shlex.quote(path or STUDY_SHEETS["clinical"]), shlex.quote(json.dumps(config["clinical_columns"])))
 
 
 def dl_train_params():
@@ -211,6 +309,7 @@ def ith_model_name(clusters):
 ITH_MODEL = ith_model_name(config["ith_model"]["clusters"])
 ITH_MODELS = {ITH_MODEL: sorted(config["ith_model"]["clusters"])}
 ITH_MODELS.update({ith_model_name([k]): [k] for k in config["ith_model"]["single_clusters"]})
+ITH_MODEL_PATTERN = "|".join(re.escape(m) for m in ITH_MODELS)
 
 
 def ith_model_files(name):
@@ -226,8 +325,13 @@ def ith_model_options(wildcards):
 
 # Survival stage: one Cox model per key of survival.models.
 SURVIVAL_MODELS = config["survival"]["models"]
+SURVIVAL_MODEL_PATTERN = "|".join(re.escape(m) for m in SURVIVAL_MODELS)
 SIGNATURE_FILES = {"ith": "results/cohort/ith_signature.tsv", "radscore": "results/cohort/radscore.tsv",
                    "dl_e": "results/cohort/dl_e.tsv", "dl_f": "results/cohort/dl_f_signature.tsv"}
+# The training patients' signatures (out-of-fold), from the fits: all a Cox model is fitted on.
+TRAIN_SIGNATURE_FILES = {"ith": f"results/cohort/ith_model/{ITH_MODEL}/oof.tsv",
+                         "radscore": "results/cohort/train/radscore.tsv", "dl_e": "results/cohort/train/dl_e.tsv",
+                         "dl_f": "results/cohort/train/dl_f_signature.tsv"}
 for _key in ("figure_model", "clinical_model"):
     if config["survival"][_key] not in SURVIVAL_MODELS:
         raise WorkflowError(f"config survival.{_key}: '{config['survival'][_key]}' is not a key of survival.models "
@@ -238,8 +342,17 @@ if "clinical" not in SURVIVAL_MODELS[config["survival"]["clinical_model"]]["cova
 
 
 def survival_model_inputs(wildcards):
+    """The fit's inputs: the training rows of the sheets and the training signatures."""
     sources = SURVIVAL_MODELS[wildcards.model]["covariates"]
-    return {"split": "results/cohort/split.tsv", "clinical": config["clinical"],
+    return {"split": TRAIN_SHEETS["split"], "clinical": TRAIN_SHEETS["clinical"],
+            **{s: TRAIN_SIGNATURE_FILES[s] for s in sources if s in TRAIN_SIGNATURE_FILES}}
+
+
+def survival_predict_inputs(wildcards):
+    """Every patient's signatures, and the fitted model."""
+    sources = SURVIVAL_MODELS[wildcards.model]["covariates"]
+    return {"split": "results/cohort/split.tsv", "clinical": STUDY_SHEETS["clinical"],
+            "model": f"results/cohort/survival/{wildcards.model}/model.json",
             **{s: SIGNATURE_FILES[s] for s in sources if s in SIGNATURE_FILES}}
 
 

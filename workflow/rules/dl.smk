@@ -28,10 +28,10 @@ rule dl_input:
 rule dl_train:
     input:
         unpack(dl_train_inputs),
-        tensors=eligible_files("results/patients/{patient}/dl/input.npy"),
-        qc=eligible_files("results/patients/{patient}/dl/qc.json"),
-        split="results/cohort/split.tsv",
-        clinical=config["clinical"],
+        tensors=train_files("results/patients/{patient}/dl/input.npy"),
+        qc=train_files("results/patients/{patient}/dl/qc.json"),
+        split=TRAIN_SHEETS["split"],
+        clinical=TRAIN_SHEETS["clinical"],
     output:
         model="results/cohort/dl/{fit}/model.pt",
         loss="results/cohort/dl/{fit}/loss.tsv",
@@ -39,7 +39,7 @@ rule dl_train:
     wildcard_constraints:
         fit=DL_FIT_PATTERN,
     params:
-        clinical=clinical_options(),
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         train=dl_train_params(),
         fold=dl_fold_option,
         device=config["dl"]["device"],
@@ -59,12 +59,46 @@ rule dl_train:
         " --out-dir $(dirname {output.model}) > {log} 2>&1"
 
 
+# The training patients' DL_E and DL_F: the refit's, and each fold net's for the patients it
+# held out (out-of-fold). All that the DL_F signature and the survival models fit on.
+rule dl_train_features:
+    input:
+        tensors=train_files("results/patients/{patient}/dl/input.npy"),
+        qc=train_files("results/patients/{patient}/dl/qc.json"),
+        split=TRAIN_SHEETS["split"],
+        clinical=TRAIN_SHEETS["clinical"],
+        model="results/cohort/dl/refit/model.pt",
+        training="results/cohort/dl/refit/training.json",
+        fold_models=dl_fit_files("model.pt", folds_only=True),
+        fold_training=dl_fit_files("training.json", folds_only=True),
+    output:
+        dl_e="results/cohort/train/dl_e.tsv",
+        dl_f="results/cohort/train/dl_f.tsv",
+        fold_features="results/cohort/dl/fold_features.tsv",
+    params:
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
+    threads: config["dl"]["threads"]
+    log:
+        "results/logs/dl_train_features.log",
+    benchmark:
+        "results/benchmarks/dl_train_features.tsv"
+    conda:
+        "../../envs/dl.yaml"
+    shell:
+        "ctith dl-predict --inputs {input.tensors} --split {input.split} {params.clinical}"
+        " --model {input.model} --fold-models {input.fold_models} --threads {threads}"
+        " --out-dl-e {output.dl_e} --out-dl-f {output.dl_f} --out-fold-features {output.fold_features}"
+        " > {log} 2>&1"
+
+
+# Every patient's DL_E (out-of-fold for training patients) and DL_F; Grad-CAM of the
+# validation patients; Figures S3 and S5.
 rule dl_predict:
     input:
         tensors=eligible_files("results/patients/{patient}/dl/input.npy"),
         qc=eligible_files("results/patients/{patient}/dl/qc.json"),
         split="results/cohort/split.tsv",
-        clinical=config["clinical"],
+        clinical=STUDY_SHEETS["clinical"],
         model="results/cohort/dl/refit/model.pt",
         training="results/cohort/dl/refit/training.json",
         loss="results/cohort/dl/refit/loss.tsv",
@@ -81,7 +115,6 @@ rule dl_predict:
             caption="../report/dl_f.rst",
             category="5. Deep learning",
         ),
-        fold_features="results/cohort/dl/fold_features.tsv",
         gradcam="results/cohort/dl/gradcam.npz",
         loss_figure=report(
             "results/figures/figure_s3_loss_curve.png",
@@ -107,28 +140,25 @@ rule dl_predict:
         "ctith dl-predict --inputs {input.tensors} --split {input.split} {params.clinical}"
         " --model {input.model} --fold-models {input.fold_models} --threads {threads}"
         " --gradcam-patients {params.n} --out-dl-e {output.dl_e} --out-dl-f {output.dl_f}"
-        " --out-fold-features {output.fold_features} --loss-figure {output.loss_figure}"
+        " --loss-figure {output.loss_figure}"
         " --out-gradcam {output.gradcam} --figure {output.figure} > {log} 2>&1"
 
 
 # DL_F as a signature (Table S4): a LASSO-Cox on the 64 deep features, with the Rad-score's
-# settings; cross-fitted in two stages (each fold net's features, each fold's LASSO).
+# settings; cross-fitted in two stages (each fold net's features, each fold's LASSO). The
+# fit, on the training patients' features.
 rule dl_signature:
     input:
-        dl_f="results/cohort/dl_f.tsv",
+        dl_f="results/cohort/train/dl_f.tsv",
         fold_features="results/cohort/dl/fold_features.tsv",
         folds="results/cohort/crossfit_folds.tsv",
-        clinical=config["clinical"],
+        clinical=TRAIN_SHEETS["clinical"],
     output:
-        scores=report(
-            "results/cohort/dl_f_signature.tsv",
-            caption="../report/dl_f_signature.rst",
-            category="5. Deep learning",
-        ),
+        scores="results/cohort/train/dl_f_signature.tsv",
         signature="results/cohort/dl/dl_f_lasso.tsv",
         report="results/cohort/dl/dl_f_selection.json",
     params:
-        clinical=clinical_options(),
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         s=config["selection"],
         seed=config["seed"],
     log:
@@ -143,3 +173,28 @@ rule dl_signature:
         " --correlation-cutoff {params.s[correlation_cutoff]} --n-alphas {params.s[n_alphas]}"
         " --alpha-min-ratio {params.s[alpha_min_ratio]} --alpha-rule {params.s[alpha_rule]} --seed {params.seed}"
         " --out-scores {output.scores} --out-signature {output.signature} --out-report {output.report} > {log} 2>&1"
+
+
+# Every patient's DL_F signature: out-of-fold from the fit for training patients, the
+# LASSO's for the others.
+rule dl_f_score:
+    input:
+        features="results/cohort/dl_f.tsv",
+        signature="results/cohort/dl/dl_f_lasso.tsv",
+        train="results/cohort/train/dl_f_signature.tsv",
+        split="results/cohort/split.tsv",
+    output:
+        report(
+            "results/cohort/dl_f_signature.tsv",
+            caption="../report/dl_f_signature.rst",
+            category="5. Deep learning",
+        ),
+    log:
+        "results/logs/dl_f_score.log",
+    benchmark:
+        "results/benchmarks/dl_f_score.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith signature-apply --features {input.features} --signature {input.signature}"
+        " --train-scores {input.train} --split {input.split} --name dl_f_score --out {output} > {log} 2>&1"

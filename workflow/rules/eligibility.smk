@@ -1,7 +1,7 @@
 rule eligibility:
     input:
-        samples=config["samples"],
-        clinical=config["clinical"],
+        samples=STUDY_SHEETS["samples"],
+        clinical=STUDY_SHEETS["clinical"],
     output:
         eligible="results/cohort/eligible.tsv",
         flow=report(
@@ -25,8 +25,8 @@ rule eligibility:
 
 rule split:
     input:
-        samples=config["samples"],
-        clinical=config["clinical"],
+        samples=STUDY_SHEETS["samples"],
+        clinical=STUDY_SHEETS["clinical"],
         eligible="results/cohort/eligible.tsv",
     output:
         report(
@@ -54,8 +54,8 @@ rule split:
 
 rule crossfit_folds:
     input:
-        split="results/cohort/split.tsv",
-        clinical=config["clinical"],
+        split=TRAIN_SHEETS["split"],
+        clinical=TRAIN_SHEETS["clinical"],
     output:
         report(
             "results/cohort/crossfit_folds.tsv",
@@ -63,7 +63,7 @@ rule crossfit_folds:
             category="1. Cohort and QC",
         ),
     params:
-        clinical=clinical_options(),
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         folds=config["crossfit"]["folds"],
         seed=config["seed"],
     log:

@@ -7,9 +7,7 @@ rule ingest:
         qc="results/patients/{patient}/qc.json",
     params:
         options=ingest_options,
-        orientation=config["ingest"]["orientation"] or "none",
-        tolerance=config["ingest"]["geometry_tolerance_mm"],
-        direction_tolerance=config["ingest"]["direction_tolerance"],
+        settings=ingest_settings(),
     log:
         "results/logs/ingest/{patient}.log",
     benchmark:
@@ -19,8 +17,7 @@ rule ingest:
     shell:
         "ctith ingest --image {input.image:q} --mask {input.mask:q}"
         " --out results/patients/{wildcards.patient} --patient-id {wildcards.patient}"
-        " --orientation {params.orientation} --tolerance-mm {params.tolerance}"
-        " --direction-tolerance {params.direction_tolerance} {params.options} > {log} 2>&1"
+        " {params.settings} {params.options} > {log} 2>&1"
 
 
 rule qc_table:

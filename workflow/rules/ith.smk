@@ -26,7 +26,7 @@ rule ith_cohort:
     input:
         scores=eligible_files("results/patients/{patient}/ith/scores.json"),
         maps=eligible_files("results/patients/{patient}/ith/label_maps.npz"),
-        clinical=config["clinical"],
+        clinical=STUDY_SHEETS["clinical"],
     output:
         table=report(
             "results/cohort/ith_scores.tsv",
@@ -54,3 +54,21 @@ rule ith_cohort:
         " --event-column {params.event_column} --clusters {params.clusters}"
         " --figure-clusters {params.figure_clusters} --out-table {output.table}"
         " --out-figure {output.figure} > {log} 2>&1"
+
+
+# The training patients' ITH scores: all the ITH models' fits read.
+rule ith_train_table:
+    input:
+        scores=train_files("results/patients/{patient}/ith/scores.json"),
+    output:
+        "results/cohort/train/ith_scores.tsv",
+    params:
+        clusters=config["ith"]["clusters"],
+    log:
+        "results/logs/ith_train_table.log",
+    benchmark:
+        "results/benchmarks/ith_train_table.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith ith-cohort --scores {input.scores} --clusters {params.clusters} --out-table {output} > {log} 2>&1"

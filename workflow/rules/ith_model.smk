@@ -1,13 +1,14 @@
+# The fit: the training patients' ITH scores and the training rows of the sheets only, so a
+# new validation or predict patient leaves the forest, its threshold and SHAP alone.
 rule ith_model:
     input:
-        scores="results/cohort/ith_scores.tsv",
-        split="results/cohort/split.tsv",
+        scores="results/cohort/train/ith_scores.tsv",
+        split=TRAIN_SHEETS["split"],
         folds="results/cohort/crossfit_folds.tsv",
-        clinical=config["clinical"],
+        clinical=TRAIN_SHEETS["clinical"],
     output:
-        predictions="results/cohort/ith_model/{model}/predictions.tsv",
         fitted="results/cohort/ith_model/{model}/fitted.json",
-        metrics="results/cohort/ith_model/{model}/metrics.json",
+        oof="results/cohort/ith_model/{model}/oof.tsv",
         trials="results/cohort/ith_model/{model}/trials.tsv",
         model="results/cohort/ith_model/{model}/model.joblib",
         shap_values="results/cohort/ith_model/{model}/shap_values.tsv",
@@ -25,19 +26,48 @@ rule ith_model:
         ),
     params:
         options=ith_model_options,
-        clinical=clinical_options(),
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
     log:
         "results/logs/ith_model/{model}.log",
     benchmark:
         "results/benchmarks/ith_model/{model}.tsv"
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in ITH_MODELS),
+        model=ITH_MODEL_PATTERN,
     conda:
         "../../envs/modeling.yaml"
     shell:
         "ctith ith-model --scores {input.scores} --name {wildcards.model} --split {input.split}"
         " --folds {input.folds}"
-        " {params.clinical} {params.options} --out-dir $(dirname {output.predictions}) > {log} 2>&1"
+        " {params.clinical} {params.options} --out-dir $(dirname {output.fitted}) > {log} 2>&1"
+
+
+# The frozen forest on every patient: predictions (out-of-fold for training patients) and
+# the metrics per cohort.
+rule ith_model_predict:
+    input:
+        scores="results/cohort/ith_scores.tsv",
+        split="results/cohort/split.tsv",
+        clinical=STUDY_SHEETS["clinical"],
+        fitted="results/cohort/ith_model/{model}/fitted.json",
+        oof="results/cohort/ith_model/{model}/oof.tsv",
+        model="results/cohort/ith_model/{model}/model.joblib",
+    output:
+        predictions="results/cohort/ith_model/{model}/predictions.tsv",
+        metrics="results/cohort/ith_model/{model}/metrics.json",
+    params:
+        clinical=clinical_options(),
+    log:
+        "results/logs/ith_model_predict/{model}.log",
+    benchmark:
+        "results/benchmarks/ith_model_predict/{model}.tsv"
+    wildcard_constraints:
+        model=ITH_MODEL_PATTERN,
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith ith-model-predict --scores {input.scores} --split {input.split} {params.clinical}"
+        " --model-dir $(dirname {input.fitted}) --out-predictions {output.predictions}"
+        " --out-metrics {output.metrics} > {log} 2>&1"
 
 
 rule table_s2:

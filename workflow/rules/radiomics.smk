@@ -61,3 +61,23 @@ rule radiomics_table:
     shell:
         "(ctith radiomics-table --features {input.reader1} --out {output.reader1}"
         " && ctith radiomics-table --features {input.reader2} --out {output.reader2}) > {log} 2>&1"
+
+
+# The training patients' features: what the feature ICC (training cohorts only, the
+# default) and ComBat in mode train are fitted on.
+rule radiomics_train_table:
+    input:
+        reader1=train_files("results/patients/{patient}/radiomics/features.tsv"),
+        reader2=reader2_files("results/patients/{patient}/radiomics/features_reader2.tsv", TRAIN),
+    output:
+        reader1="results/cohort/train/radiomics_features.tsv",
+        reader2="results/cohort/train/radiomics_features_reader2.tsv",
+    log:
+        "results/logs/radiomics_train_table.log",
+    benchmark:
+        "results/benchmarks/radiomics_train_table.tsv"
+    conda:
+        "../../envs/radiomics.yaml"
+    shell:
+        "(ctith radiomics-table --features {input.reader1} --out {output.reader1}"
+        " && ctith radiomics-table --features {input.reader2} --out {output.reader2}) > {log} 2>&1"

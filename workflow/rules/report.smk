@@ -31,7 +31,7 @@ rule report_thumbnails:
 # memory from the generator's specs, under the published method and report.demo_variant.
 rule demo_heterogeneity:
     input:
-        samples=config["samples"],
+        samples=STUDY_SHEETS["samples"],
     output:
         report(
             "results/figures/demo_heterogeneity.png",

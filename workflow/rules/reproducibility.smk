@@ -1,16 +1,38 @@
+# The feature ICC between readers: the filter C-radiomics is fitted with.
 rule reproducibility:
     input:
-        reader1="results/cohort/radiomics_features.tsv",
-        reader2="results/cohort/radiomics_features_reader2.tsv",
-        split="results/cohort/split.tsv",
-        eligible="results/cohort/eligible.tsv",
-        clinical=config["clinical"],
+        reader1=f"{ICC_TABLES}/radiomics_features.tsv",
+        reader2=f"{ICC_TABLES}/radiomics_features_reader2.tsv",
+        split=TRAIN_SHEETS["split"] if ICC_TABLES.endswith("train") else "results/cohort/split.tsv",
     output:
         icc=report(
             "results/cohort/radiomics_icc.tsv",
             caption="../report/radiomics_icc.rst",
             category="4. C-radiomics",
         ),
+    params:
+        form=config["reproducibility"]["icc_form"],
+        threshold=config["reproducibility"]["icc_threshold"] if config["reproducibility"]["icc_threshold"] is not None else "none",
+        cohorts=config["reproducibility"]["icc_cohorts"],
+        min_patients=config["reproducibility"]["min_patients"],
+    log:
+        "results/logs/reproducibility.log",
+    benchmark:
+        "results/benchmarks/reproducibility.tsv"
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith reproducibility --reader1 {input.reader1} --reader2 {input.reader2} --split {input.split}"
+        " --cohorts {params.cohorts} --icc-form '{params.form}' --icc-threshold {params.threshold}"
+        " --min-patients {params.min_patients} --out-icc {output.icc} > {log} 2>&1"
+
+
+# Table S3: the two readers' agreement on the semantic ratings, over the eligible patients.
+rule table_s3:
+    input:
+        eligible="results/cohort/eligible.tsv",
+        clinical=STUDY_SHEETS["clinical"],
+    output:
         table_s3=report(
             "results/tables/table_s3.tsv",
             caption="../report/table_s3.rst",
@@ -21,19 +43,14 @@ rule reproducibility:
     params:
         clinical=clinical_options(),
         form=config["reproducibility"]["icc_form"],
-        threshold=config["reproducibility"]["icc_threshold"] if config["reproducibility"]["icc_threshold"] is not None else "none",
-        cohorts=config["reproducibility"]["icc_cohorts"],
-        min_patients=config["reproducibility"]["min_patients"],
         s3_items=shlex.quote(json.dumps(config["reproducibility"]["table_s3"])),
     log:
-        "results/logs/reproducibility.log",
+        "results/logs/table_s3.log",
     benchmark:
-        "results/benchmarks/reproducibility.tsv"
+        "results/benchmarks/table_s3.tsv"
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith reproducibility --reader1 {input.reader1} --reader2 {input.reader2} --split {input.split}"
-        " --eligible {input.eligible} {params.clinical} --cohorts {params.cohorts}"
-        " --icc-form '{params.form}' --icc-threshold {params.threshold} --min-patients {params.min_patients}"
-        " --table-s3-items {params.s3_items} --out-icc {output.icc} --out-table-s3 {output.table_s3}"
+        "ctith reproducibility --eligible {input.eligible} {params.clinical} --icc-form '{params.form}'"
+        " --table-s3-items {params.s3_items} --out-table-s3 {output.table_s3}"
         " --out-table-s3-md {output.table_s3_md} --out-table-s3-values {output.table_s3_values} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule semantic:
 rule semantic_table:
     input:
         records=eligible_files("results/patients/{patient}/semantic.json"),
-        clinical=config["clinical"],
+        clinical=STUDY_SHEETS["clinical"],
     output:
         table=report(
             "results/cohort/semantic_features.tsv",

@@ -1,20 +1,18 @@
+# The fit: one Cox model on the training patients' signatures (out-of-fold) and sheet rows.
 rule survival_model:
     input:
         unpack(survival_model_inputs),
     output:
         model="results/cohort/survival/{model}/model.json",
-        predictions="results/cohort/survival/{model}/predictions.tsv",
-        metrics="results/cohort/survival/{model}/metrics.tsv",
-        covariates="results/cohort/survival/{model}/covariates.tsv",
     params:
         options=survival_model_options,
-        clinical=clinical_options(),
+        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
     log:
         "results/logs/survival/{model}.log",
     benchmark:
         "results/benchmarks/survival/{model}.tsv"
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in SURVIVAL_MODELS),
+        model=SURVIVAL_MODEL_PATTERN,
     conda:
         "../../envs/modeling.yaml"
     shell:
@@ -22,12 +20,36 @@ rule survival_model:
         " {params.clinical} --out-dir $(dirname {output.model}) > {log} 2>&1"
 
 
+# The fitted model, frozen, on every patient: predictions, risk groups and metrics per cohort.
+rule survival_predict:
+    input:
+        unpack(survival_predict_inputs),
+    output:
+        predictions="results/cohort/survival/{model}/predictions.tsv",
+        metrics="results/cohort/survival/{model}/metrics.tsv",
+        covariates="results/cohort/survival/{model}/covariates.tsv",
+    params:
+        options=survival_model_options,
+        clinical=clinical_options(),
+    log:
+        "results/logs/survival_predict/{model}.log",
+    benchmark:
+        "results/benchmarks/survival_predict/{model}.tsv"
+    wildcard_constraints:
+        model=SURVIVAL_MODEL_PATTERN,
+    conda:
+        "../../envs/modeling.yaml"
+    shell:
+        "ctith survival-model --name {wildcards.model} {params.options} --split {input.split}"
+        " {params.clinical} --fitted {input.model} --out-dir $(dirname {output.predictions}) > {log} 2>&1"
+
+
 rule survival_report:
     input:
         models=expand("results/cohort/survival/{model}/{f}", model=SURVIVAL_MODELS,
                       f=["model.json", "predictions.tsv", "metrics.tsv", "covariates.tsv"]),
         split="results/cohort/split.tsv",
-        clinical=config["clinical"],
+        clinical=STUDY_SHEETS["clinical"],
     output:
         metrics="results/cohort/survival/metrics.tsv",
         s4=report("results/tables/table_s4.tsv", caption="../report/table_s4.rst", category="7. Survival"),

@@ -12,9 +12,9 @@ import argparse
 import sys
 
 from ..errors import CtithError
-from . import cohort, dl, ith, radiomics, report, survival
+from . import cohort, dl, ith, predict, radiomics, report, survival
 
-FAMILIES = (cohort, ith, radiomics, dl, survival, report)
+FAMILIES = (cohort, ith, radiomics, dl, survival, predict, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

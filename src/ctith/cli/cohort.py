@@ -85,12 +85,13 @@ def cmd_qc_table(args) -> None:
 
 
 def _inputs(args, check_files=False):
+    """The study's rows of both sheets, validated (``predict`` patients left out)."""
     from ..io import read_table
-    from ..sheets import validate_inputs
+    from ..sheets import study_inputs, validate_inputs
 
     config = {"clinical_columns": args.clinical_columns or {}, "eligibility": {"criteria": args.criteria or []}}
-    return validate_inputs(read_table(args.samples), read_table(args.clinical), config,
-                           args.samples, args.clinical, check_files=check_files)
+    return study_inputs(validate_inputs(read_table(args.samples), read_table(args.clinical), config,
+                                        args.samples, args.clinical, check_files=check_files))
 
 
 def cmd_validate(args) -> None:
@@ -119,18 +120,12 @@ def cmd_eligibility(args) -> None:
 
 
 def cmd_split(args) -> None:
-    import pandas as pd
-
     from ..io import read_table, write_tsv
-    from ..split import assign_cohorts
+    from ..split import split_cohorts
 
     inputs = _inputs(args)
-    eligible = read_table(args.eligible)["patient_id"]
-    s = inputs.samples.loc[eligible]
-    event = inputs.clinical.reindex(eligible)["dm_event"]
-    patients = pd.DataFrame({"patient_id": s["patient_id"].to_numpy(), "institution": s["institution"].to_numpy(),
-                             "cohort": s["cohort"].to_numpy(), "event": event.fillna(0).to_numpy()})
-    out = assign_cohorts(patients, args.internal, args.external, args.train_fraction, args.seed)
+    out = split_cohorts(inputs.samples, inputs.clinical, read_table(args.eligible)["patient_id"], args.internal,
+                        args.external, args.train_fraction, args.seed)
     write_tsv(out, args.out)
     counts = out.groupby("cohort").size().to_dict()
     print(f"cohorts: {counts} -> {args.out}")

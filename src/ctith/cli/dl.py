@@ -111,6 +111,9 @@ def cmd_dl_predict(args) -> None:
     from .. import dl
     from ..io import atomic_path, read_json, read_table, write_tsv
 
+    figures = (args.figure, args.loss_figure, args.out_gradcam)
+    if any(figures) and not all(figures):
+        raise CtithError("dl-predict: --figure, --loss-figure and --out-gradcam go together")
     torch.set_num_threads(args.threads)
     ids, images = _dl_inputs(args.inputs)
     cohorts = read_cohorts(args.split)
@@ -141,7 +144,8 @@ def cmd_dl_predict(args) -> None:
         if unseen:
             raise CtithError(f"patient {unseen[0]}: a training patient that no fold net held out; were the "
                              "fold nets trained with other cross-fitting folds?")
-        write_tsv(pd.concat(fold_rows, ignore_index=True), args.out_fold_features)
+        if args.out_fold_features:
+            write_tsv(pd.concat(fold_rows, ignore_index=True), args.out_fold_features)
     # The survival models take DL_E on the logit scale (a probability is bounded; its log-odds is not).
     p = np.clip(dl_e["dl_e"].to_numpy(float), 1e-6, 1 - 1e-6)
     dl_e.insert(3, "dl_e_logit", np.log(p / (1 - p)))
@@ -150,6 +154,9 @@ def cmd_dl_predict(args) -> None:
     dlf.insert(0, "cohort", cohort)
     dlf.insert(0, "patient_id", ids)
     write_tsv(dlf, args.out_dl_f)
+    if not args.figure:
+        print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients")
+        return
     loss = read_table(model_dir / "loss.tsv")
     save_figure(dl.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
 
@@ -232,17 +239,17 @@ def register(sub) -> None:
     dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
     dt.set_defaults(func=cmd_dl_train)
 
-    dp = sub.add_parser("dl-predict", help="DL_E, DL_F for every patient; Grad-CAM for validation patients")
+    dp = sub.add_parser("dl-predict", help="DL_E, DL_F of the given patients; Grad-CAM for validation patients")
     dl_args(dp)
     dp.add_argument("--model", required=True, help="the refit's model.pt (training.json and loss.tsv beside it)")
     dp.add_argument("--fold-models", nargs="*", help="the cross-fitting nets' model.pt (training.json beside each)")
     dp.add_argument("--out-fold-features", help="DL_F of the training patients from each fold net (with --fold-models)")
-    dp.add_argument("--loss-figure", required=True, help="Figure S3 (the refit's loss curves)")
+    dp.add_argument("--loss-figure", help="Figure S3 (the refit's loss curves); with --figure")
     dp.add_argument("--gradcam-patients", type=int, default=8, help="validation patients in the figure")
     dp.add_argument("--out-dl-e", required=True)
     dp.add_argument("--out-dl-f", required=True)
-    dp.add_argument("--out-gradcam", required=True)
-    dp.add_argument("--figure", required=True, help="Figure S5 (Grad-CAM)")
+    dp.add_argument("--out-gradcam", help="validation patients' Grad-CAM maps; with --figure")
+    dp.add_argument("--figure", help="Figure S5 (Grad-CAM); none: DL_E and DL_F only")
     dp.set_defaults(func=cmd_dl_predict)
 
     ds = sub.add_parser("dl-signature", help="DL_F signature: LASSO-Cox on the deep features, cross-fitted")

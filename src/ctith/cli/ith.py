@@ -99,6 +99,9 @@ def cmd_ith_cohort(args) -> None:
     records = [read_json(p) for p in args.scores]
     table = ith.scores_table(records, args.clusters)
     write_tsv(table, args.out_table)
+    if not args.out_figure:
+        print(f"ITH scores of {len(table)} patients -> {args.out_table}")
+        return
     events = None
     if args.clinical:
         clinical = read_table(args.clinical).set_index(args.id_column)
@@ -118,26 +121,33 @@ def cmd_ith_cohort(args) -> None:
     print(f"ITH scores of {len(table)} patients -> {args.out_table}; Figure S6: {low} vs {high}")
 
 
+def _ith_features(path, clusters):
+    import pandas as pd
+
+    from ..io import read_table
+
+    scores = read_table(path).set_index("patient_id")
+    columns = [f"ith_k{k}" for k in clusters]
+    missing = [c for c in columns if c not in scores.columns]
+    if missing:
+        raise CtithError(f"ITH score table '{path}' has no column {missing[0]}")
+    return scores[columns].apply(pd.to_numeric, errors="coerce")
+
+
 def cmd_ith_model(args) -> None:
+    """The fit: the training patients of --split only (the workflow gives it nothing else)."""
     import joblib
-    import numpy as np
     import pandas as pd
 
     from .. import models
-    from ..io import atomic_path, read_table, write_json, write_tsv
+    from ..io import atomic_path, write_json, write_tsv
 
-    scores = read_table(args.scores).set_index("patient_id")
-    columns = [f"ith_k{k}" for k in args.clusters]
-    missing = [c for c in columns if c not in scores.columns]
-    if missing:
-        raise CtithError(f"ITH score table '{args.scores}' has no column {missing[0]}")
-    X = scores[columns].apply(pd.to_numeric, errors="coerce")
+    X = _ith_features(args.scores, args.clusters)
     cohorts = read_cohorts(args.split).reindex(X.index)
-    clinical = read_clinical(args).reindex(X.index)
-    y = pd.to_numeric(clinical["dm_event"], errors="coerce")
     train = X.index[(cohorts == "train").to_numpy()]
     if len(train) == 0:
         raise CtithError(f"split '{args.split}' puts no patient with ITH scores in the train cohort")
+    y = pd.to_numeric(read_clinical(args).reindex(train)["dm_event"], errors="coerce")
     space = models.SearchSpace(**{k: tuple(v) for k, v in (args.space or {}).items()})
     model = models.TunedClassifier(args.n_trials, args.cv_folds, args.smote_k, args.seed, space)
     folds = None
@@ -145,35 +155,50 @@ def cmd_ith_model(args) -> None:
         from ..crossfit import read_folds
 
         folds = read_folds(args.folds)
-    model.fit(X.loc[train], y.loc[train], folds=folds)
+    model.fit(X.loc[train], y, folds=folds)
 
     out = Path(args.out_dir)
-    prob = model.predict_proba(X)
-    pred = pd.DataFrame({"patient_id": X.index, "cohort": cohorts.to_numpy(), "probability": prob,
-                         "predicted": (prob >= model.threshold_).astype(int)})
-    # The signature a survival model takes: out-of-fold for training patients (the search's
-    # best trial, whose fold forests never saw them), the refitted forest for the others.
-    is_train = X.index.isin(train)
-    pred["signature"] = np.where(is_train, model.oof_.reindex(X.index).to_numpy(), prob)
-    pred["fit"] = np.where(is_train, "oof", "refit")
-    write_tsv(pred, out / "predictions.tsv")
     write_json({"name": args.name, **model.fitted()}, out / "fitted.json")
+    # The training patients' ITH signature (what the survival models fit on): out-of-fold.
+    write_tsv(pd.DataFrame({"patient_id": train, "cohort": "train", "ith_signature": model.oof_.reindex(train),
+                            "fit": "oof"}), out / "oof.tsv")
     write_tsv(model.trials_, out / "trials.tsv")
     with atomic_path(out / "model.joblib") as tmp:
         joblib.dump(model.pipeline_, tmp)
-    metrics = {"name": args.name, "clusters": args.clusters}
-    for cohort in ("train", "internal_validation", "external_validation"):
-        rows = (cohorts == cohort).to_numpy() & y.notna().to_numpy()
-        metrics[cohort] = models.classification_metrics(y[rows], prob[rows], model.threshold_)
-    write_json(metrics, out / "metrics.json")
     values = models.shap_values(model, X.loc[train])
-    write_tsv(pd.DataFrame(values, index=train, columns=columns), out / "shap_values.tsv", index=True)
+    write_tsv(pd.DataFrame(values, index=train, columns=X.columns), out / "shap_values.tsv", index=True)
     for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})", args.seed),
                          ("shap_summary.png", "shap_beeswarm.png")):
         save_figure(fig, out / name)
+    print(f"{args.name}: {model.best_params_}, CV AUC {model.cv_auc_:.3f}, threshold {model.threshold_:.3f} "
+          f"on {len(train)} training patients")
+
+
+def cmd_ith_model_predict(args) -> None:
+    """The frozen forest on every patient: predictions and metrics per cohort."""
+    import joblib
+    import pandas as pd
+
+    from .. import models
+    from ..io import read_json, read_table, write_json, write_tsv
+
+    fit_dir = Path(args.model_dir)
+    fitted = read_json(fit_dir / "fitted.json")
+    clusters = [int(c[len("ith_k"):]) for c in fitted["features"]]
+    X = _ith_features(args.scores, clusters)
+    cohorts = read_cohorts(args.split).reindex(X.index)
+    y = pd.to_numeric(read_clinical(args).reindex(X.index)["dm_event"], errors="coerce")
+    oof = read_table(fit_dir / "oof.tsv").set_index("patient_id")["ith_signature"].astype(float)
+    pred = models.frozen_predictions(joblib.load(fit_dir / "model.joblib"), fitted, X, cohorts, oof)
+    write_tsv(pred, args.out_predictions)
+    metrics = {"name": fitted["name"], "clusters": clusters}
+    for cohort in ("train", "internal_validation", "external_validation"):
+        rows = (cohorts == cohort).to_numpy() & y.notna().to_numpy()
+        metrics[cohort] = models.classification_metrics(y[rows], pred["probability"][rows], fitted["threshold"])
+    write_json(metrics, args.out_metrics)
     m = metrics
-    print(f"{args.name}: {model.best_params_}, CV AUC {model.cv_auc_:.3f}, threshold {model.threshold_:.3f}; "
-          f"AUC internal {m['internal_validation']['auc']:.3f}, external {m['external_validation']['auc']:.3f}")
+    print(f"{fitted['name']}: AUC internal {m['internal_validation']['auc']:.3f}, "
+          f"external {m['external_validation']['auc']:.3f}")
 
 
 def cmd_table_s2(args) -> None:
@@ -209,7 +234,7 @@ def register(sub) -> None:
     tc.add_argument("--figure-clusters", type=int, nargs="+", default=[2, 3, 4, 5],
                     help="K whose mean ITH ranks patients for Figure S6")
     tc.add_argument("--out-table", required=True)
-    tc.add_argument("--out-figure", required=True)
+    tc.add_argument("--out-figure", help="Figure S6 (none: the table only)")
     tc.set_defaults(func=cmd_ith_cohort)
 
     im = sub.add_parser("ith-model", help="SMOTE + random forest on ITH scores, tuned by optuna (Appendix 6)")
@@ -225,8 +250,18 @@ def register(sub) -> None:
     im.add_argument("--smote-k", type=int, default=5)
     im.add_argument("--space", type=json_arg, help="JSON: search space (SearchSpace fields)")
     im.add_argument("--seed", type=int, default=42)
-    im.add_argument("--out-dir", required=True)
+    im.add_argument("--out-dir", required=True, help="folder for fitted.json, oof.tsv, trials.tsv, model.joblib, "
+                                                     "shap_values.tsv and the SHAP figures")
     im.set_defaults(func=cmd_ith_model)
+
+    ip = sub.add_parser("ith-model-predict", help="the fitted ITH model on every patient, and its metrics")
+    ip.add_argument("--scores", required=True, help="cohort ITH score table")
+    ip.add_argument("--split", required=True)
+    clinical_args(ip)
+    ip.add_argument("--model-dir", required=True, help="ith-model's --out-dir")
+    ip.add_argument("--out-predictions", required=True)
+    ip.add_argument("--out-metrics", required=True)
+    ip.set_defaults(func=cmd_ith_model_predict)
 
     s2 = sub.add_parser("table-s2", help="Table S2 and the ITH signature")
     s2.add_argument("--metrics", nargs="+", required=True)

@@ -81,10 +81,26 @@ def cmd_semantic_table(args) -> None:
 
 
 def cmd_reproducibility(args) -> None:
-    import pandas as pd
+    """Table S3 (the readers' semantic ratings), the feature ICC (the filter a fit uses),
+    or both."""
+    s3_args = (args.eligible, args.clinical, args.table_s3_items, args.out_table_s3, args.out_table_s3_md,
+               args.out_table_s3_values)
+    icc_args = (args.reader1, args.reader2, args.split, args.out_icc)
+    for group, what in ((s3_args, "Table S3: --eligible, --clinical, --table-s3-items and its three outputs"),
+                        (icc_args, "the feature ICC: --reader1, --reader2, --split and --out-icc")):
+        if any(group) and not all(group):
+            raise CtithError(f"reproducibility: {what} go together")
+    if not any(s3_args + icc_args):
+        raise CtithError("reproducibility: nothing to do (give Table S3's or the feature ICC's arguments)")
+    if all(s3_args):
+        _table_s3(args)
+    if all(icc_args):
+        _feature_icc(args)
 
+
+def _table_s3(args) -> None:
     from .. import reproducibility
-    from ..io import read_feature_table, read_table, write_markdown, write_tsv
+    from ..io import read_table, write_markdown, write_tsv
 
     clinical = read_clinical(args)
     eligible = read_table(args.eligible)["patient_id"].tolist()
@@ -95,6 +111,13 @@ def cmd_reproducibility(args) -> None:
     write_markdown(formatted, args.out_table_s3_md)
     print(f"Table S3 ({args.icc_form}, {len(eligible)} eligible patients):")
     print(formatted.to_string(index=False))
+
+
+def _feature_icc(args) -> None:
+    import pandas as pd
+
+    from .. import reproducibility
+    from ..io import read_feature_table, write_tsv
 
     r1 = read_feature_table(args.reader1)
     r2 = read_feature_table(args.reader2)
@@ -139,6 +162,8 @@ def _batch(args, patients) -> pd.Series:
 
 
 def cmd_harmonize(args) -> None:
+    """The fit: ComBat's estimates, and the fitted mode's patients harmonised (the training
+    patients in mode train, every patient in mode transductive)."""
     from .. import harmonize
     from ..io import read_feature_table, read_table, write_json, write_tsv
 
@@ -148,17 +173,53 @@ def cmd_harmonize(args) -> None:
     X = features[keep]
     cohorts = read_cohorts(args.split).reindex(X.index)
     covariates = read_clinical(args) if (args.categorical or args.continuous) else None
-    result = harmonize.harmonize(X, _batch(args, X.index), cohorts, args.mode, covariates, args.categorical,
-                                 args.continuous, args.constant_in_batch)
-    result.summary.update({"batch_column": args.batch_column, "icc_filtered_out": int(features.shape[1] - len(keep))})
-    write_tsv(result.features, args.out_features, index=True)
-    write_tsv(result.smd, args.out_smd)
-    write_json(result.summary, args.out_report)
-    if args.out_estimates:
-        write_json(result.model.to_dict(), args.out_estimates)
-    s = result.summary
-    print(f"ComBat ({s['mode']}, batch '{args.batch_column}', fitted on {s['fitted_on']}): "
-          f"{s['features_out']} features; mean |standardized difference| between batches "
+    batch = _batch(args, X.index)
+    model, fit_rows = harmonize.fit_combat(X, batch, cohorts, args.mode, covariates, args.categorical,
+                                           args.continuous, args.constant_in_batch)
+    fit = {**harmonize.fit_record(model, args.mode, len(fit_rows)), "batch_column": args.batch_column,
+           "icc_filtered_out": int(features.shape[1] - len(keep))}
+    write_json({**model.to_dict(), "fit": fit}, args.out_estimates)
+    write_tsv(model.transform(X.loc[fit_rows], batch.loc[fit_rows], covariates), args.out_features, index=True)
+    print(f"ComBat ({args.mode}, batch '{args.batch_column}') fitted on {len(fit_rows)} patients: "
+          f"{len(model.features_)} features harmonised, {len(model.constant_)} constant in a batch "
+          f"({model.constant_in_batch})")
+
+
+def cmd_harmonize_apply(args) -> None:
+    """The fitted estimates on every patient; how far batches differ before and after."""
+    import warnings
+
+    from .. import harmonize
+    from ..io import read_feature_table, read_json, write_json, write_tsv
+
+    estimates = read_json(args.estimates)
+    model = harmonize.ComBat.from_dict(estimates)
+    features = read_feature_table(args.features)
+    missing = model.features_in_.difference(features.columns)
+    if len(missing):
+        raise CtithError(f"feature table '{args.features}' has no '{missing[0]}', which ComBat was fitted on")
+    X = features[model.features_in_]
+    covariates = read_clinical(args) if (model.categorical or model.continuous) else None
+    batch = _batch(args, X.index)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            out = model.transform(X, batch, covariates, unseen_batch=args.unseen_batch)
+        except harmonize.HarmonizeError as exc:
+            raise CtithError(f"{exc} (config harmonize.unseen_batch: keep passes them unharmonised)") from None
+    smd, summary = harmonize.harmonization_summary(model, estimates["fit"], X, out, batch)
+    summary.update({"batch_column": estimates["fit"]["batch_column"],
+                    "icc_filtered_out": estimates["fit"]["icc_filtered_out"]})
+    if caught:
+        summary["unharmonised"] = [str(w.message) for w in caught]
+        for w in caught:
+            print(f"WARNING: {w.message}")
+    write_tsv(out, args.out_features, index=True)
+    write_tsv(smd, args.out_smd)
+    write_json(summary, args.out_report)
+    s = summary
+    print(f"ComBat ({s['mode']}, batch '{s['batch_column']}', fitted on {s['fitted_on']}): "
+          f"{s['features_out']} features of {len(out)} patients; mean |standardized difference| between batches "
           f"{s['mean_abs_smd_before']:.3f} -> {s['mean_abs_smd_after']:.3f} "
           f"({100 * s['smd_reduction']:.1f}% less)")
 
@@ -167,7 +228,7 @@ def cmd_select(args) -> None:
     import pandas as pd
 
     from .. import selection
-    from ..io import read_feature_table, read_json, write_json, write_tsv
+    from ..io import read_feature_table, write_json, write_tsv
 
     features = read_feature_table(args.features)
     cohorts = read_cohorts(args.split).reindex(features.index)
@@ -185,15 +246,15 @@ def cmd_select(args) -> None:
 
         folds = read_folds(args.folds)
     model.fit(features.loc[train], event, time_, folds=folds)
-    mode = read_json(args.harmonization)["mode"] if args.harmonization else "none"
-    refit = model.predict(features)
-    scores = pd.DataFrame({"patient_id": features.index, "cohort": cohorts.to_numpy(),
-                           "rad_score": refit.to_numpy(), "fit": "refit", "rad_score_refit": refit.to_numpy(),
-                           "combat_mode": mode})
-    if folds is not None:  # training patients: the fold LASSO that did not see them
-        is_train = scores["patient_id"].isin(train).to_numpy()
-        scores.loc[is_train, "rad_score"] = model.oof_.reindex(scores.loc[is_train, "patient_id"]).to_numpy()
-        scores.loc[is_train, "fit"] = "oof"
+    mode = _combat_mode(args.harmonization)
+    # The training patients' scores: out-of-fold (the fold LASSO that did not see them) with
+    # cross-fitting folds; `signature-apply` scores everyone else with the signature.
+    refit = model.predict(features.loc[train])
+    scores = pd.DataFrame({"patient_id": train, "cohort": "train", "rad_score": refit.to_numpy(), "fit": "refit",
+                           "rad_score_refit": refit.to_numpy(), "combat_mode": mode})
+    if folds is not None:
+        scores["rad_score"] = model.oof_.reindex(train).to_numpy()
+        scores["fit"] = "oof"
     write_tsv(scores, args.out_scores)
     write_tsv(model.signature(), args.out_signature)
     write_tsv(model.cv_results_, args.out_cv)
@@ -207,6 +268,39 @@ def cmd_select(args) -> None:
     print(f"Rad-score: {r['features_in']} -> variance {r['after_variance_filter']} -> |rho| <= "
           f"{args.correlation_cutoff} {r['after_correlation_pruning']} -> LASSO-Cox {r['selected']} features "
           f"(alpha {r['alpha']:.4g}, CV C-index {r['cv_cindex_at_alpha']:.3f}); ComBat {mode}")
+
+
+def _combat_mode(path) -> str:
+    """ComBat's mode from its estimates (``fit.mode``) or its report (``mode``)."""
+    from ..io import read_json
+
+    if not path:
+        return "none"
+    record = read_json(path)
+    return record.get("fit", record)["mode"]
+
+
+def cmd_signature_apply(args) -> None:
+    """A fitted LASSO signature (the Rad-score, DL_F) on every patient: the training
+    patients keep their scores from the fit (out-of-fold), the others get the signature's."""
+    import pandas as pd
+
+    from .. import selection
+    from ..io import read_table, write_tsv
+
+    table = read_table(args.features).set_index("patient_id")
+    X = table.drop(columns=[c for c in ("cohort",) if c in table]).apply(pd.to_numeric, errors="coerce")
+    cohorts = read_cohorts(args.split).reindex(X.index)
+    try:
+        refit = selection.apply_signature(read_table(args.signature), X)
+    except selection.SelectionError as exc:
+        raise CtithError(f"{args.signature}: {exc}") from None
+    train = read_table(args.train_scores).set_index("patient_id")
+    scores = selection.signature_scores(refit, cohorts, train, args.name)
+    if args.harmonization:
+        scores["combat_mode"] = _combat_mode(args.harmonization)
+    write_tsv(scores, args.out)
+    print(f"{args.name} of {len(scores)} patients ({int((scores['fit'] == 'oof').sum())} out-of-fold) -> {args.out}")
 
 
 def register(sub) -> None:
@@ -247,22 +341,22 @@ def register(sub) -> None:
     st.set_defaults(func=cmd_semantic_table)
 
     rp = sub.add_parser("reproducibility", help="feature ICC between readers and Table S3")
-    rp.add_argument("--reader1", required=True, help="reader-1 cohort feature table")
-    rp.add_argument("--reader2", required=True, help="reader-2 cohort feature table")
-    rp.add_argument("--split", required=True)
-    rp.add_argument("--eligible", required=True)
-    clinical_args(rp)
+    rp.add_argument("--reader1", help="reader-1 feature table")
+    rp.add_argument("--reader2", help="reader-2 feature table")
+    rp.add_argument("--split")
+    rp.add_argument("--eligible", help="eligible patients (Table S3 covers them)")
+    rp.add_argument("--clinical", help="clinical table (Table S3's reader columns)")
+    rp.add_argument("--clinical-columns", type=json_arg, help="JSON: canonical -> your column")
     rp.add_argument("--cohorts", nargs="+", default=["train"], help="cohorts whose re-segmentations give the ICC")
     rp.add_argument("--icc-form", default="ICC(A,1)", choices=["ICC(1,1)", "ICC(A,1)", "ICC(C,1)"])
     rp.add_argument("--icc-threshold", type=lambda s: None if s == "none" else float(s), default=0.75,
                     help="features below it are dropped; 'none' switches the filter off")
     rp.add_argument("--min-patients", type=int, default=5)
-    rp.add_argument("--table-s3-items", type=json_arg, required=True,
-                    help="JSON list of {label, reader1, reader2, levels}")
-    rp.add_argument("--out-icc", required=True)
-    rp.add_argument("--out-table-s3", required=True)
-    rp.add_argument("--out-table-s3-md", required=True)
-    rp.add_argument("--out-table-s3-values", required=True, help="unrounded ICC, CI, n, exact agreement")
+    rp.add_argument("--table-s3-items", type=json_arg, help="JSON list of {label, reader1, reader2, levels}")
+    rp.add_argument("--out-icc")
+    rp.add_argument("--out-table-s3")
+    rp.add_argument("--out-table-s3-md")
+    rp.add_argument("--out-table-s3-values", help="unrounded ICC, CI, n, exact agreement")
     rp.set_defaults(func=cmd_reproducibility)
 
     h = sub.add_parser("harmonize", help="ComBat (neuroCombat) on the reproducible features")
@@ -276,23 +370,45 @@ def register(sub) -> None:
     h.add_argument("--categorical", nargs="*", default=[], help="categorical covariates to preserve")
     h.add_argument("--continuous", nargs="*", default=[], help="continuous covariates to preserve")
     h.add_argument("--constant-in-batch", default="drop", choices=["drop", "keep"])
-    h.add_argument("--out-features", required=True)
-    h.add_argument("--out-smd", required=True)
-    h.add_argument("--out-report", required=True)
-    h.add_argument("--out-estimates", help="the fitted ComBat estimates (JSON), for scoring new patients")
+    h.add_argument("--out-estimates", required=True, help="the fitted estimates (JSON; no patient data)")
+    h.add_argument("--out-features", required=True, help="the fitted patients' features, harmonised")
     h.set_defaults(func=cmd_harmonize)
+
+    ha = sub.add_parser("harmonize-apply", help="the fitted ComBat estimates on every patient")
+    ha.add_argument("--features", required=True)
+    ha.add_argument("--estimates", required=True, help="harmonize's --out-estimates")
+    ha.add_argument("--samples", required=True)
+    clinical_args(ha)
+    ha.add_argument("--batch-column", default="institution")
+    ha.add_argument("--unseen-batch", default="error", choices=["error", "keep"],
+                    help="a batch ComBat never saw: an error, or its patients pass unharmonised (with a warning)")
+    ha.add_argument("--out-features", required=True)
+    ha.add_argument("--out-smd", required=True)
+    ha.add_argument("--out-report", required=True)
+    ha.set_defaults(func=cmd_harmonize_apply)
 
     sl = sub.add_parser("select", help="variance, correlation and LASSO-Cox selection; the Rad-score")
     sl.add_argument("--features", required=True, help="harmonised feature table")
-    sl.add_argument("--harmonization", help="harmonize report (JSON): its mode is carried to the outputs")
+    sl.add_argument("--harmonization", help="ComBat estimates (JSON): their mode is carried to the outputs")
     sl.add_argument("--split", required=True)
     clinical_args(sl)
     selection_args(sl)
     sl.add_argument("--cv-folds", type=int, default=5, help="without --folds: seeded stratified CV folds")
     sl.add_argument("--folds", help="cross-fitting folds (TSV): the LASSO's CV folds, and out-of-fold "
                                     "Rad-scores for training patients")
-    sl.add_argument("--out-scores", required=True)
+    sl.add_argument("--out-scores", required=True, help="the training patients' Rad-scores")
     sl.add_argument("--out-signature", required=True)
     sl.add_argument("--out-cv", required=True)
     sl.add_argument("--out-report", required=True)
     sl.set_defaults(func=cmd_select)
+
+    sa = sub.add_parser("signature-apply", help="a fitted LASSO signature (Rad-score, DL_F) on every patient")
+    sa.add_argument("--features", required=True, help="feature table (patient_id, features; a cohort column is "
+                                                      "ignored)")
+    sa.add_argument("--signature", required=True, help="feature, coefficient, train_mean, train_sd")
+    sa.add_argument("--train-scores", required=True, help="the fit's scores of the training patients")
+    sa.add_argument("--split", required=True)
+    sa.add_argument("--name", required=True, help="score column: rad_score, dl_f_score")
+    sa.add_argument("--harmonization", help="ComBat estimates (JSON): their mode goes in a combat_mode column")
+    sa.add_argument("--out", required=True)
+    sa.set_defaults(func=cmd_signature_apply)

@@ -13,33 +13,31 @@ from ._common import clinical_args, json_arg, read_clinical, read_cohorts, save_
 SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_logit", "dl_f": "dl_f_score"}
 
 
-def cmd_survival_model(args) -> None:
+def _covariates(args, ids, clinical, outcome, train, fitted=None):
+    """The model's covariates of the patients ``ids``, and what the clinical selection
+    decided (on ``train``; with ``fitted``, its record is applied instead)."""
     import pandas as pd
 
     from .. import survival
-    from ..io import read_table, write_json, write_tsv
 
-    cohorts = read_cohorts(args.split)
-    clinical = read_clinical(args)
-    ids = cohorts.index[cohorts.index.isin(clinical.index)]
-    outcome = pd.DataFrame({"dm_time_months": pd.to_numeric(clinical.loc[ids, "dm_time_months"], errors="coerce"),
-                            "dm_event": pd.to_numeric(clinical.loc[ids, "dm_event"], errors="coerce")}, index=ids)
-    bad = outcome.index[outcome.isna().any(axis=1).to_numpy()]
-    if len(bad):
-        raise CtithError(f"patient {bad[0]}: dm_time_months / dm_event missing or not numbers in "
-                         f"'{args.clinical}'")
-    train = ids[(cohorts.reindex(ids) == survival.TRAIN).to_numpy()]
     parts, fits, decided = [], [], {}
     for source in args.covariates:
         if source == "clinical":
-            Xc, decided["clinical"] = survival.clinical_covariates(
-                clinical.loc[ids], args.clinical_spec, train, outcome.loc[train, "dm_time_months"],
-                outcome.loc[train, "dm_event"], args.p_enter, args.penalizer)
+            if fitted is None:
+                Xc, decided["clinical"] = survival.clinical_covariates(
+                    clinical.loc[ids], args.clinical_spec, train, outcome.loc[train, "dm_time_months"],
+                    outcome.loc[train, "dm_event"], args.p_enter, args.penalizer)
+            else:
+                record = fitted["clinical"]
+                Xc = survival.ClinicalEncoder.from_dict(record["encoder"]).transform(clinical.loc[ids],
+                                                                                     record["chosen"])
             parts.append(Xc)
             continue
         path = dict(args.signatures or {}).get(source)
         if path is None:
             raise CtithError(f"model {args.name}: covariate source '{source}' needs --signatures {source}=FILE")
+        from ..io import read_table
+
         table = read_table(path).set_index("patient_id")
         col = SIGNATURE_COLUMNS[source]
         missing = [p for p in ids if p not in table.index]
@@ -52,19 +50,48 @@ def cmd_survival_model(args) -> None:
     for f in fits:  # a patient is out-of-fold if any signature of theirs is
         covariates[(f == "oof").to_numpy()] = "oof"
         covariates[((f == "refit") & (covariates != "oof")).to_numpy()] = "refit"
-    fitted, predictions, rows = survival.fit_and_evaluate(
-        args.label, X, covariates, outcome, cohorts.reindex(ids), args.penalizer, args.horizons, args.n_bootstrap,
-        args.seed)
-    fitted.update({"model": args.name, "covariate_sources": args.covariates, **decided})
+    return X, covariates, decided
+
+
+def cmd_survival_model(args) -> None:
+    """Without --fitted: fit on the training patients of --split, write model.json. With
+    --fitted: that model, frozen, on every patient of --split: predictions, metrics and
+    covariates."""
+    import pandas as pd
+
+    from .. import survival
+    from ..io import read_json, write_json, write_tsv
+
+    cohorts = read_cohorts(args.split)
+    clinical = read_clinical(args)
+    ids = cohorts.index[cohorts.index.isin(clinical.index)]
+    outcome = pd.DataFrame({"dm_time_months": pd.to_numeric(clinical.loc[ids, "dm_time_months"], errors="coerce"),
+                            "dm_event": pd.to_numeric(clinical.loc[ids, "dm_event"], errors="coerce")}, index=ids)
+    bad = outcome.index[outcome.isna().any(axis=1).to_numpy()]
+    if len(bad):
+        raise CtithError(f"patient {bad[0]}: dm_time_months / dm_event missing or not numbers in "
+                         f"'{args.clinical}'")
+    train = ids[(cohorts.reindex(ids) == survival.TRAIN).to_numpy()]
     out = Path(args.out_dir)
-    write_json(fitted, out / "model.json")
+    if args.fitted is None:
+        X, _, decided = _covariates(args, train, clinical, outcome, train)
+        fitted = survival.fit_cox_model(args.label, X, outcome, args.penalizer, args.horizons)
+        fitted.update({"model": args.name, "covariate_sources": args.covariates, **decided})
+        write_json(fitted, out / "model.json")
+        print(f"{args.label}: coefficients {dict(zip(fitted['features'], [round(c, 4) for c in fitted['coef']]))} "
+              f"on {len(train)} training patients")
+        return
+    fitted = read_json(args.fitted)
+    X, covariates, _ = _covariates(args, ids, clinical, outcome, train, fitted)
+    predictions, rows = survival.evaluate_model(fitted, X, covariates, outcome, cohorts.reindex(ids),
+                                                args.n_bootstrap, args.seed)
     write_tsv(predictions, out / "predictions.tsv")
     write_tsv(pd.DataFrame(rows), out / "metrics.tsv")
     write_tsv(X.rename_axis("patient_id").reset_index(), out / "covariates.tsv")
     m = pd.DataFrame(rows).set_index(["cohort", "metric"])
     cindex = {c: m.loc[(c, "c_index"), "value"] for c in dict.fromkeys(m.index.get_level_values(0))}
-    print(f"{args.label}: coefficients {dict(zip(fitted['features'], [round(c, 4) for c in fitted['coef']]))}; "
-          "C-index " + ", ".join(f"{c} {v:.3f}" if pd.notna(v) else f"{c} -" for c, v in cindex.items()))
+    print(f"{args.label}: C-index " + ", ".join(f"{c} {v:.3f}" if pd.notna(v) else f"{c} -"
+                                                for c, v in cindex.items()))
 
 
 def cmd_survival_report(args) -> None:
@@ -154,7 +181,7 @@ def cmd_survival_report(args) -> None:
 
 def register(sub) -> None:
     """Add this family's subcommands to the ``ctith`` parser."""
-    sm = sub.add_parser("survival-model", help="fit one Cox model of time to DM on training, evaluate it frozen")
+    sm = sub.add_parser("survival-model", help="fit one Cox model of time to DM on training, or evaluate it frozen")
     sm.add_argument("--name", required=True, help="model key (file names)")
     sm.add_argument("--label", required=True, help="model name in tables and figures")
     sm.add_argument("--covariates", nargs="+", required=True, choices=["clinical", *SIGNATURE_COLUMNS])
@@ -168,7 +195,9 @@ def register(sub) -> None:
     sm.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
     sm.add_argument("--n-bootstrap", type=int, default=1000)
     sm.add_argument("--seed", type=int, default=42)
-    sm.add_argument("--out-dir", required=True)
+    sm.add_argument("--fitted", help="a fitted model.json: evaluate it on every patient of --split (no fit)")
+    sm.add_argument("--out-dir", required=True, help="folder for model.json (fit), or predictions.tsv, "
+                                                     "metrics.tsv and covariates.tsv (with --fitted)")
     sm.set_defaults(func=cmd_survival_model)
 
     sr = sub.add_parser("survival-report", help="Tables S4 and S5, survival figures and Figure S4")
