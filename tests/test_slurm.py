@@ -64,7 +64,8 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     planned = dry_run_jobs(work)
     per_patient = {rule for rule, wc in local_run.planned if wc and wc[0] in redo}
     assert {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"} <= per_patient
-    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in ("ith_model", "survival_model", "dl_train")]
+    per_model = ("ith_model", "ith_model_predict", "survival_model", "survival_predict", "dl_train")
+    cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in per_model]
     assert sorted(planned) == sorted([(r, wc) for r, wc in local_run.planned if wc and wc[0] in redo]
                                      + cohort_jobs)
     # The profile as shipped; only the DL rules' 8 threads do not fit a small test node.
@@ -72,7 +73,7 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     smk(work, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
         # No slurmdbd here: sacct cannot answer, squeue can.
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-        "--set-threads", f"dl_train={threads}", f"dl_predict={threads}")
+        "--set-threads", f"dl_train={threads}", f"dl_predict={threads}", f"dl_train_features={threads}")
 
     jobs = squeue_jobs()
     REPORT.append(f"SLURM test cluster: squeue --states=all after the workflow ({len(jobs)} jobs)")
