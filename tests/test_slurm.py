@@ -87,7 +87,8 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     assert {job["State"] for job in jobs} == {"COMPLETED"}
     # Each DL training job (the refit and one per cross-fitting fold) went to the GPU
     # partition and asked SLURM for a GPU.
-    dl_train = sorted((job for job in jobs if job["Comment"].startswith("rule_dl_train_")), key=lambda j: j["Comment"])
+    dl_train = sorted((job for job in jobs if job["Comment"].startswith("rule_dl_train_wildcards_")),
+                      key=lambda j: j["Comment"])
     assert [j["Comment"] for j in dl_train] == [f"rule_dl_train_wildcards_{f}" for f in ("fold0", "fold1", "refit")]
     assert {(j["Partition"], j["tres-per-job"], j["NumCPUs"]) for j in dl_train} == {("gpu", "gres:gpu:1", str(threads))}
     assert {job["Partition"] for job in jobs if job not in dl_train} == {"cpu"}
