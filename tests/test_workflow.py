@@ -95,6 +95,11 @@ def check_incremental(work, ids):
     results = work / "results"
     before = fitted_files(results)
     assert len(before) > 40 and any(k.endswith("model.joblib") for k in before)
+    # The bundle leaves the study's data behind: no patient ID in any of its text files.
+    for f in (results / "model_bundle").rglob("*"):
+        if f.suffix in (".json", ".tsv", ".yaml"):
+            text = f.read_text()
+            assert not [p for p in ids if p in text], f
     samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
     split = pd.read_csv(results / "cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]

@@ -37,10 +37,20 @@ class PredictError(CtithError):
     pass
 
 
-def write_bundle(out_dir, files: dict, info: dict) -> str:
-    """Copy ``files`` (bundle-relative path -> source path) into a fresh ``out_dir``, write
-    the manifest with ``info`` (config, stages, package versions) and return its sha256.
-    The folder is built beside and renamed into place: a reader never sees half a bundle."""
+def network_record(training: dict) -> dict:
+    """What scoring needs of a network's ``training.json``: its architecture and how it was
+    trained, without the training patients' IDs or the time it took (a bundle leaves the
+    study's data behind, and two runs of one seed give the same bundle)."""
+    return {k: training[k] for k in ("params", "torch", "device", "best_epoch", "epochs_run", "n_fit") if k in training}
+
+
+def write_bundle(out_dir, files: dict, info: dict, records: dict | None = None) -> str:
+    """Copy ``files`` (bundle-relative path -> source path) and write ``records``
+    (bundle-relative path -> JSON-safe object) into a fresh ``out_dir``, write the manifest
+    with ``info`` (config, stages, package versions) and return its sha256. The folder is
+    built beside and renamed into place: a reader never sees half a bundle."""
+    from .io import write_json
+
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
@@ -49,6 +59,8 @@ def write_bundle(out_dir, files: dict, info: dict) -> str:
         dst = tmp / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
+    for rel, obj in sorted((records or {}).items()):
+        write_json(obj, tmp / rel)
     digest = bundle_io.write_manifest(tmp, {"info": info})
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -157,8 +169,8 @@ def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> 
     from .selection import apply_signature
 
     image = np.load(patient_dir / "dl" / "input.npy")[None]
-    training = models.json("dl/training.json")
-    net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**training["params"]))
+    network = models.json("dl/network.json")
+    net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**network["params"]))
     prob, feats = dl.predict(net, image)
     p = float(np.clip(prob[0], 1e-6, 1 - 1e-6))
     names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
@@ -252,7 +264,7 @@ def report_figure(models: FrozenModels, patient_dir, prediction: dict, clinical_
     main = config["survival"]["figure_model"]
     maps = np.load(patient_dir / "ith" / "label_maps.npz")
     image = np.load(patient_dir / "dl" / "input.npy")
-    net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**models.json("dl/training.json")["params"]))
+    net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**models.json("dl/network.json")["params"]))
     cam = dl.gradcam(net, image[None])[0]
 
     fig = plt.figure(figsize=(8.27, 11.69))

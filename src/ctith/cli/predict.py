@@ -21,9 +21,11 @@ def cmd_model_bundle(args) -> None:
     from .. import predict
     from ..bundle import package_versions
 
+    from ..io import read_json
+
     files = {"combat_estimates.json": args.combat, "radiomics_signature.tsv": args.radiomics_signature,
              "radiomics_params.yaml": args.radiomics_params, "dl/model.pt": args.dl_model,
-             "dl/training.json": Path(args.dl_model).with_name("training.json"), "dl/dl_f_lasso.tsv": args.dl_f_lasso}
+             "dl/dl_f_lasso.tsv": args.dl_f_lasso}
     ith_models = _named_dirs(args.ith_models)
     for name, d in ith_models.items():
         files.update({f"ith_model/{name}/{f}": d / f for f in ("model.joblib", "fitted.json")})
@@ -38,7 +40,11 @@ def cmd_model_bundle(args) -> None:
     info = {"config": args.config, "stages": args.stages, "ith_models": sorted(ith_models),
             "ith_signature_model": args.ith_signature_model, "survival_models": list(survival_models),
             "packages": package_versions(BUNDLE_PACKAGES)}
-    digest = predict.write_bundle(args.out, files, info)
+    training = Path(args.dl_model).with_name("training.json")
+    if not training.is_file():
+        raise CtithError(f"model bundle: '{training}' (the network's training record) does not exist")
+    records = {"dl/network.json": predict.network_record(read_json(training))}
+    digest = predict.write_bundle(args.out, files, info, records)
     print(f"model bundle: {len(files)} files -> {args.out}; manifest sha256 {digest}")
 
 
