@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from ctith.crossfit import CrossfitError, assign_folds, fold_positions, two_stage_scores
+from ctith.crossfit import CrossfitError, assign_folds, fold_positions, training_or_refit, two_stage_scores
 from ctith.models import TunedClassifier
 from ctith.selection import RadScore, radscore_fitter
 
@@ -32,6 +32,16 @@ def test_folds_are_stratified_seeded_and_keyed_by_patient():
         assign_folds(ids[:10], [1, 1] + [0] * 8, 5, seed=0)
     with pytest.raises(CrossfitError, match="patient A061 is a training patient without"):
         fold_positions(folds, ids + ["A061"])
+
+
+def test_training_patients_take_the_fits_value_everyone_else_the_refits():
+    refit = pd.Series([0.1, 0.2, 0.3, 0.4], index=["T1", "V1", "T2", "P1"])
+    cohort = pd.Series({"T1": "train", "T2": "train", "V1": "internal_validation"})
+    values, is_train = training_or_refit(refit, cohort, pd.Series({"T2": 0.9, "T1": 0.8, "X": 0.5}))
+    np.testing.assert_array_equal(values, [0.8, 0.2, 0.9, 0.4])
+    np.testing.assert_array_equal(is_train, [True, False, True, False])
+    with pytest.raises(CrossfitError, match="patient T2: a training patient the fit did not score"):
+        training_or_refit(refit, cohort, pd.Series({"T1": 0.8}))
 
 
 def test_shared_folds_reproduce_the_ith_models_own_cv():

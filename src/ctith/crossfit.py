@@ -25,6 +25,22 @@ class CrossfitError(CtithError):
     pass
 
 
+def training_or_refit(refit: pd.Series, cohort: pd.Series, training: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A score that feeds another model: a training patient's value from the fit (``training``,
+    by patient: out of fold with cross-fitting folds), everyone else's from the refitted model
+    (``refit``). Returns the values in ``refit``'s order and the training mask; a training
+    patient the fit did not score (a model fitted on another split) is an error."""
+    import pandas as pd
+
+    is_train = (cohort.reindex(refit.index) == "train").to_numpy()
+    missing = refit.index[is_train & ~refit.index.isin(training.index)]
+    if len(missing):
+        raise CrossfitError(f"patient {missing[0]}: a training patient the fit did not score; was the model "
+                            "fitted on another split?")
+    values = np.where(is_train, pd.to_numeric(training.reindex(refit.index)).to_numpy(), refit.to_numpy())
+    return values, is_train
+
+
 def assign_folds(patient_ids, event, n_folds: int, seed: int) -> pd.Series:
     """Fold number (0..n_folds-1) of each training patient: scikit-learn's shuffled
     ``StratifiedKFold`` on DM status, over the patients sorted by ID."""

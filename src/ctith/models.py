@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .crossfit import training_or_refit
 from .errors import CtithError
 
 
@@ -195,15 +196,9 @@ def frozen_predictions(pipeline, fitted: dict, X: pd.DataFrame, cohort: pd.Serie
     probability (``oof``: the search's best trial, whose fold forests never saw them),
     everyone else's from the refitted forest."""
     prob = pipeline.predict_proba(X[fitted["features"]].to_numpy(dtype=float))[:, 1]
-    cohort = cohort.reindex(X.index)
-    is_train = (cohort == "train").to_numpy()
-    missing = X.index[is_train & ~X.index.isin(oof.index)]
-    if len(missing):
-        raise ModelError(f"patient {missing[0]}: a training patient without an out-of-fold probability; was the "
-                         "model fitted on another split?")
-    return pd.DataFrame({"patient_id": X.index, "cohort": cohort.to_numpy(), "probability": prob,
-                         "predicted": (prob >= fitted["threshold"]).astype(int),
-                         "signature": np.where(is_train, oof.reindex(X.index).to_numpy(), prob),
+    signature, is_train = training_or_refit(pd.Series(prob, index=X.index), cohort, oof)
+    return pd.DataFrame({"patient_id": X.index, "cohort": cohort.reindex(X.index).to_numpy(), "probability": prob,
+                         "predicted": (prob >= fitted["threshold"]).astype(int), "signature": signature,
                          "fit": np.where(is_train, "oof", "refit")})
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .crossfit import training_or_refit
 from .errors import CtithError
 
 ALPHA_RULES = ("max", "1se")
@@ -215,16 +216,10 @@ def signature_scores(refit: pd.Series, cohort: pd.Series, train_scores: pd.DataF
     """Every patient's score: a training patient's from the fit (``train_scores``, indexed
     by patient: ``name`` and ``fit``, out-of-fold with cross-fitting folds), everyone else's
     from the signature (``refit``)."""
-    cohort = cohort.reindex(refit.index)
-    is_train = (cohort == "train").to_numpy()
-    missing = refit.index[is_train & ~refit.index.isin(train_scores.index)]
-    if len(missing):
-        raise SelectionError(f"patient {missing[0]}: a training patient the fit did not score; was it fitted "
-                             "on another split?")
-    score = np.where(is_train, pd.to_numeric(train_scores[name].reindex(refit.index)).to_numpy(), refit.to_numpy())
+    score, is_train = training_or_refit(refit, cohort, train_scores[name])
     fit = np.where(is_train, train_scores["fit"].reindex(refit.index).to_numpy(), "refit")
-    return pd.DataFrame({"patient_id": refit.index, "cohort": cohort.to_numpy(), name: score, "fit": fit,
-                         f"{name}_refit": refit.to_numpy()})
+    return pd.DataFrame({"patient_id": refit.index, "cohort": cohort.reindex(refit.index).to_numpy(), name: score,
+                         "fit": fit, f"{name}_refit": refit.to_numpy()})
 
 
 def radscore_fitter(event: pd.Series, time: pd.Series, **settings):
