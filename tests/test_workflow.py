@@ -332,6 +332,17 @@ def _snapshot(root: Path) -> dict:
     return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(scope="module")
+def ingested_work(tiny_cohort_dir, tmp_path_factory) -> Path:
+    """The tiny cohort ingested once; each sheet-error case breaks its own copy."""
+    root = tmp_path_factory.mktemp("ingested")
+    cohort = root / "c"
+    shutil.copytree(tiny_cohort_dir, cohort)
+    work = make_workdir(cohort, root)
+    smk(work, "--cores", "2", "--until", "ingest")
+    return work
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("duplicate", r"patient (\w+) appears more than once"),
     ("unsafe_dots", r"patient ID '\.\./x' is not a safe token"),
@@ -342,11 +353,9 @@ def _snapshot(root: Path) -> dict:
     ("time_negative", r"\(patient (\w+)\): column 'dm_time_months': -1\.0 is less than the minimum of 0"),
     ("event", r"\(patient (\w+)\): column 'dm_event': 3 is not one of \[0, 1\]"),
 ])
-def test_sheet_errors_stop_before_anything_runs(tiny_cohort_dir, tmp_path, breakage, message):
-    cohort = tmp_path / "c"
-    shutil.copytree(tiny_cohort_dir, cohort)
-    work = make_workdir(cohort, tmp_path)
-    smk(work, "--cores", "2", "--until", "ingest")
+def test_sheet_errors_stop_before_anything_runs(ingested_work, tmp_path, breakage, message):
+    work = tmp_path / "work"
+    shutil.copytree(ingested_work, work, symlinks=True)  # keeps mtimes: nothing is out of date
     before = _snapshot(work / "results")
     samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
