@@ -61,7 +61,8 @@ def test_a_rewritten_manifest_fails_the_pinned_digest(tmp_path):
 def test_write_bundle_copies_and_replaces_whole(tmp_path):
     """A bundle is built beside its folder and renamed into place: an older bundle's files
     never linger in a new one."""
-    from ctith.predict import FrozenModels, write_bundle
+    from ctith.bundle import write_bundle
+    from ctith.predict import FrozenModels
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.json").write_text('{"x": 1}')
@@ -70,7 +71,7 @@ def test_write_bundle_copies_and_replaces_whole(tmp_path):
     write_bundle(out, {"a.json": tmp_path / "src" / "a.json", "old/b.tsv": tmp_path / "src" / "b.tsv"}, {"k": 1})
     digest = write_bundle(out, {"a.json": tmp_path / "src" / "a.json"}, {"k": 2})
     models = FrozenModels(out, digest)
-    assert models.info == {"k": 2} and list(models.checksums()) == ["a.json"]
+    assert models.info == {"k": 2} and list(models.checksums()) == ["a.json"] and models.manifest_sha256 == digest
     assert not (out / "old").exists() and not list(tmp_path.glob(".bundle*"))
     assert models.json("a.json") == {"x": 1}
     with pytest.raises(Exception, match="has no 'old/b.tsv'"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from .errors import CtithError
@@ -53,15 +54,23 @@ def write_manifest(root, info: dict | None = None) -> str:
 def verify(root, expected_sha256: str | None = None) -> dict:
     """The manifest of the bundle at ``root``, once every file matches it; else a
     :class:`BundleError` naming the first file that does not (nothing else is read)."""
+    return verified(root, expected_sha256)[0]
+
+
+def verified(root, expected_sha256: str | None = None) -> tuple[dict, str]:
+    """:func:`verify`, and the manifest's own sha256 (read once: what was checked is what is
+    returned)."""
     root = Path(root)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"'{root}' is not a model bundle: no {MANIFEST}")
-    if expected_sha256 is not None and sha256_file(manifest_path) != expected_sha256.lower():
-        raise BundleError(f"bundle '{root}': {MANIFEST} is not the one expected (sha256 "
-                          f"{sha256_file(manifest_path)}, expected {expected_sha256})")
+    raw = manifest_path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256.lower():
+        raise BundleError(f"bundle '{root}': {MANIFEST} is not the one expected (sha256 {digest}, "
+                          f"expected {expected_sha256})")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(raw)
         files = manifest["files"]
     except (ValueError, KeyError, TypeError):
         raise BundleError(f"bundle '{root}': {MANIFEST} is not a bundle manifest") from None
@@ -87,7 +96,36 @@ def verify(root, expected_sha256: str | None = None) -> dict:
     if extra:
         raise BundleError(f"bundle '{root}': '{extra[0]}' is not in the manifest; refusing a bundle with "
                           "files its manifest does not list")
-    return manifest
+    return manifest, digest
+
+
+def write_bundle(out_dir, files: dict, info: dict, records: dict | None = None) -> str:
+    """Copy ``files`` (bundle-relative path -> source path) and write ``records``
+    (bundle-relative path -> JSON-safe object) into a fresh ``out_dir``, write the manifest
+    with ``info`` (config, stages, package versions) and return its sha256. The folder is
+    built beside and renamed into place: a reader never sees half a bundle."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for rel, src in sorted(files.items()):
+        dst = tmp / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    for rel, obj in sorted((records or {}).items()):
+        write_json(obj, tmp / rel)
+    digest = write_manifest(tmp, {"info": info})
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return digest
+
+
+def network_record(training: dict) -> dict:
+    """What scoring needs of a network's ``training.json``: its architecture and how it was
+    trained, without the training patients' IDs or the time it took (a bundle leaves the
+    study's data behind, and two runs of one seed give the same bundle)."""
+    return {k: training[k] for k in ("params", "torch", "device", "best_epoch", "epochs_run", "n_fit") if k in training}
 
 
 def package_versions(names) -> dict:

@@ -18,8 +18,8 @@ warning, and the sha256 of every artefact used. Nothing here fits anything.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,43 +37,12 @@ class PredictError(CtithError):
     pass
 
 
-def network_record(training: dict) -> dict:
-    """What scoring needs of a network's ``training.json``: its architecture and how it was
-    trained, without the training patients' IDs or the time it took (a bundle leaves the
-    study's data behind, and two runs of one seed give the same bundle)."""
-    return {k: training[k] for k in ("params", "torch", "device", "best_epoch", "epochs_run", "n_fit") if k in training}
-
-
-def write_bundle(out_dir, files: dict, info: dict, records: dict | None = None) -> str:
-    """Copy ``files`` (bundle-relative path -> source path) and write ``records``
-    (bundle-relative path -> JSON-safe object) into a fresh ``out_dir``, write the manifest
-    with ``info`` (config, stages, package versions) and return its sha256. The folder is
-    built beside and renamed into place: a reader never sees half a bundle."""
-    from .io import write_json
-
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for rel, src in sorted(files.items()):
-        dst = tmp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-    for rel, obj in sorted((records or {}).items()):
-        write_json(obj, tmp / rel)
-    digest = bundle_io.write_manifest(tmp, {"info": info})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return digest
-
-
 class FrozenModels:
     """A verified model bundle: the manifest is checked before any file in it is read."""
 
     def __init__(self, root, expected_sha256: str | None = None):
         self.root = Path(root)
-        self.manifest = bundle_io.verify(self.root, expected_sha256)
+        self.manifest, self.manifest_sha256 = bundle_io.verified(self.root, expected_sha256)
         self.info = self.manifest["info"]
 
     def path(self, rel: str) -> Path:
@@ -91,6 +60,18 @@ class FrozenModels:
 
     def checksums(self) -> dict:
         return {rel: entry["sha256"] for rel, entry in sorted(self.manifest["files"].items())}
+
+
+@dataclass
+class Scored:
+    """One patient scored: ``prediction`` is what ``prediction.json`` holds; the rest is
+    what the report draws from (the loaded network, the DL input, each survival model's
+    fitted record, Cox model and covariates), so nothing is loaded or computed twice."""
+
+    prediction: dict
+    network: object = None
+    dl_input: np.ndarray | None = None
+    survival: dict = field(default_factory=dict)
 
 
 def clinical_frame(row: dict, patient_id: str, clinical_columns: dict) -> tuple[pd.DataFrame, list[str]]:
@@ -164,7 +145,7 @@ def _radscore(models: FrozenModels, patient_dir: Path, patient_id: str, clinical
     out["signatures"]["rad_score"] = float(score.iloc[0])
 
 
-def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> np.ndarray:
+def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> tuple[object, np.ndarray]:
     from . import dl
     from .selection import apply_signature
 
@@ -177,7 +158,7 @@ def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> 
     dl_f = pd.DataFrame(feats, columns=names, index=[patient_id])
     out["signatures"].update({"dl_e": float(prob[0]), "dl_e_logit": float(np.log(p / (1 - p))),
                               "dl_f_score": float(apply_signature(models.table("dl/dl_f_lasso.tsv"), dl_f).iloc[0])})
-    return image
+    return net, image[0]
 
 
 def _survival_covariates(models: FrozenModels, fitted: dict, patient_id: str, clinical: pd.DataFrame,
@@ -198,7 +179,7 @@ def _survival_covariates(models: FrozenModels, fitted: dict, patient_id: str, cl
 
 
 def _survival(models: FrozenModels, patient_id: str, clinical: pd.DataFrame, out: dict) -> dict:
-    """Each survival model's prediction; returns model -> (model, covariates) for the report."""
+    """Each survival model's prediction; returns model -> (fitted record, Cox model, covariates)."""
     from .survival import CoxModel
 
     out["survival"], used = {}, {}
@@ -220,8 +201,9 @@ def _survival(models: FrozenModels, patient_id: str, clinical: pd.DataFrame, out
 
 
 def score_patient(models: FrozenModels, patient_dir, patient_id: str, clinical_row: dict,
-                  batch: str | None = None) -> dict:
-    """``prediction.json``'s content for one patient (see the module docstring).
+                  batch: str | None = None) -> Scored:
+    """One patient scored (``Scored.prediction``: ``prediction.json``'s content, see the
+    module docstring).
 
     ``patient_dir``: the patient's per-patient outputs (ith/scores.json,
     radiomics/features.tsv, dl/input.npy). ``clinical_row``: the clinical table's row (the
@@ -239,14 +221,13 @@ def score_patient(models: FrozenModels, patient_dir, patient_id: str, clinical_r
     out = {"patient_id": patient_id, "batch": {batch_column: str(batch)}, "warnings": notes, "signatures": {}}
     _ith(models, patient_dir, patient_id, out)
     _radscore(models, patient_dir, patient_id, clinical, str(batch), out)
-    _dl(models, patient_dir, patient_id, out)
-    _survival(models, patient_id, clinical, out)
-    out["bundle"] = {"manifest_sha256": bundle_io.sha256_file(models.root / bundle_io.MANIFEST),
-                     "artefacts": models.checksums()}
-    return out
+    network, dl_input = _dl(models, patient_dir, patient_id, out)
+    survival = _survival(models, patient_id, clinical, out)
+    out["bundle"] = {"manifest_sha256": models.manifest_sha256, "artefacts": models.checksums()}
+    return Scored(out, network, dl_input, survival)
 
 
-def report_figure(models: FrozenModels, patient_dir, prediction: dict, clinical_row: dict):
+def report_figure(models: FrozenModels, patient_dir, scored: Scored):
     """The one-page report a clinician reads: the venous slice with the tumour outline, the
     habitat maps for K = 2-5 with their ITH scores, the network's Grad-CAM, the DM risk
     against the training cohort's, and the predicted DM-free curve (A4 portrait)."""
@@ -258,14 +239,12 @@ def report_figure(models: FrozenModels, patient_dir, prediction: dict, clinical_
     from . import dl
     from .ith import _show_ct, _show_map
 
-    patient_dir = Path(patient_dir)
+    prediction = scored.prediction
     pid = prediction["patient_id"]
-    config = models.info["config"]
-    main = config["survival"]["figure_model"]
-    maps = np.load(patient_dir / "ith" / "label_maps.npz")
-    image = np.load(patient_dir / "dl" / "input.npy")
-    net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**models.json("dl/network.json")["params"]))
-    cam = dl.gradcam(net, image[None])[0]
+    main = models.info["config"]["survival"]["figure_model"]
+    maps = np.load(Path(patient_dir) / "ith" / "label_maps.npz")
+    image = scored.dl_input
+    cam = dl.gradcam(scored.network, image[None])[0]
 
     fig = plt.figure(figsize=(8.27, 11.69))
     grid = fig.add_gridspec(4, 4, height_ratios=[1.25, 1.0, 1.15, 0.75], hspace=0.45, wspace=0.45)
@@ -289,7 +268,7 @@ def report_figure(models: FrozenModels, patient_dir, prediction: dict, clinical_
             _show_ct(ax, maps["image"], maps["mask"])
             ax.set_title(f"K = {k}\nn/a", fontsize=8)
 
-    fitted = models.json(f"survival/{main}/model.json")
+    fitted, cox, X = scored.survival[main]
     ax = fig.add_subplot(grid[2, :2])
     q = np.asarray(fitted["training_risk_quantiles"])
     ax.plot(q, np.linspace(0, 100, len(q)), color="0.4", label="training cohort")
@@ -301,11 +280,6 @@ def report_figure(models: FrozenModels, patient_dir, prediction: dict, clinical_
     ax.legend(fontsize=7, loc="lower right")
     ax.tick_params(labelsize=7)
 
-    from .survival import CoxModel
-
-    cox = CoxModel.from_dict(fitted)
-    X = _survival_covariates(models, fitted, pid, clinical_frame(clinical_row, pid, config["clinical_columns"])[0],
-                             prediction["signatures"])
     end = max(fitted["training_follow_up_months"][1], max(fitted["horizons"]))
     times = np.linspace(0, end, 200)
     ax = fig.add_subplot(grid[2, 2:])

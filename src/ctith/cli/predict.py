@@ -18,9 +18,7 @@ def _named_dirs(pairs) -> dict:
 
 
 def cmd_model_bundle(args) -> None:
-    from .. import predict
-    from ..bundle import package_versions
-
+    from ..bundle import network_record, package_versions, write_bundle
     from ..io import read_json
 
     files = {"combat_estimates.json": args.combat, "radiomics_signature.tsv": args.radiomics_signature,
@@ -43,8 +41,8 @@ def cmd_model_bundle(args) -> None:
     training = Path(args.dl_model).with_name("training.json")
     if not training.is_file():
         raise CtithError(f"model bundle: '{training}' (the network's training record) does not exist")
-    records = {"dl/network.json": predict.network_record(read_json(training))}
-    digest = predict.write_bundle(args.out, files, info, records)
+    records = {"dl/network.json": network_record(read_json(training))}
+    digest = write_bundle(args.out, files, info, records)
     print(f"model bundle: {len(files)} files -> {args.out}; manifest sha256 {digest}")
 
 
@@ -108,10 +106,11 @@ def cmd_predict(args) -> None:
     if args.image is not None:
         _run_stages(models, args, patient_dir)
     row = _clinical_row(args)
-    result = predict.score_patient(models, patient_dir, args.patient_id, row, args.batch)
+    scored = predict.score_patient(models, patient_dir, args.patient_id, row, args.batch)
+    result = scored.prediction
     write_json(result, out / "prediction.json")
     # A PDF without a creation date: the same prediction gives the same bytes.
-    save_figure(predict.report_figure(models, patient_dir, result, row), out / "report.pdf",
+    save_figure(predict.report_figure(models, patient_dir, scored), out / "report.pdf",
                 format="pdf", metadata={"CreationDate": None, "Creator": "ctith"})
     main = models.info["config"]["survival"]["figure_model"]
     s = result["survival"].get(main) or next(iter(result["survival"].values()))
