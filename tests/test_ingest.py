@@ -84,6 +84,64 @@ def test_dicom_folder_with_two_series_needs_a_uid(patient, tmp_path):
     assert plain.qc["tumour_hu"]["mean"] < venous.qc["tumour_hu"]["mean"]
 
 
+def test_acquisition_settings_from_the_dicom_header_only(patient, tmp_path):
+    """Table S1's fields come from the venous series' header (the demo writes its
+    institution's protocol); the plain phase has no contrast agent; NIfTI gives blanks."""
+    spec, images = patient
+    row = demo.write_patient(spec, images, tmp_path, "dicom")
+    folder = tmp_path / row["image"]
+    venous = ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid=row["image_series_uid"])
+    acq = venous.qc["acquisition"]
+    assert list(acq) == list(ingest.ACQUISITION_TAGS)
+    protocol = demo.PROTOCOLS[spec.institution]
+    maker, model, single, total, kernel = demo.SCANNER_HEADERS[spec.scanner]
+    assert acq["Manufacturer"] == maker and acq["ManufacturerModelName"] == model
+    assert acq["KVP"] == protocol["KVP"] and isinstance(acq["KVP"], float)
+    assert acq["SpiralPitchFactor"] in protocol["pitches"]
+    assert (acq["SingleCollimationWidth"], acq["TotalCollimationWidth"]) == (single, total)
+    assert acq["ContrastBolusAgent"] == protocol["ContrastBolusAgent"] and acq["ConvolutionKernel"] == kernel
+    assert acq["ExposureModulationType"] == "XYZ_EC"
+    assert acq["SliceThickness"] == pytest.approx(demo.SLICE_THICKNESS_MM)
+    assert (acq["Rows"], acq["Columns"]) == images.venous.GetSize()[1::-1]
+    json.dumps(acq)  # JSON as it stands
+    plain = ingest.acquisition_settings(folder, row["plain_ct_series_uid"], spec.patient_id)
+    assert plain["ContrastBolusAgent"] is None and plain["KVP"] == acq["KVP"]
+    nifti = ingest.ingest(write(images.venous, tmp_path / "ct.nii.gz"), tmp_path / row["mask"], spec.patient_id)
+    assert nifti.qc["acquisition"] == dict.fromkeys(ingest.ACQUISITION_TAGS)
+
+
+def test_table_s1_summarises_each_institution_in_the_papers_rows():
+    def acq(maker, model, kvp, pitch, coll, agent):
+        return {**dict.fromkeys(ingest.ACQUISITION_TAGS), "Manufacturer": maker, "ManufacturerModelName": model,
+                "KVP": kvp, "SpiralPitchFactor": pitch, "SingleCollimationWidth": coll, "SliceThickness": 5.0,
+                "Rows": 512, "Columns": 512, "ContrastBolusAgent": agent, "ExposureModulationType": "XYZ_EC"}
+    records = [
+        {"patient_id": "A1", "acquisition": acq("GE MEDICAL SYSTEMS", "Revolution CT", 120, 1.375, 0.625, "Iopromide")},
+        {"patient_id": "A2", "acquisition": acq("SIEMENS", "SOMATOM Force", 120, 1.0, 0.6, "Iopromide")},
+        {"patient_id": "A3", "acquisition": acq("GE MEDICAL SYSTEMS", "LightSpeed CT750 HD", 120, 1.0, 0.625,
+                                                "Iopromide")},
+        {"patient_id": "A4", "acquisition": dict.fromkeys(ingest.ACQUISITION_TAGS)},  # a NIfTI patient
+        {"patient_id": "B1", "acquisition": acq("UIH", "uCT960", 100, 0.6, 0.6, "Iopamidol")},
+        *({"patient_id": f"B{i}", "acquisition": acq("UIH", "uCT710", 90 + 2 * i, 0.8, 0.6, "Iopamidol")}
+          for i in range(2, 6)),
+    ]
+    institution = {r["patient_id"]: r["patient_id"][0] for r in records}
+    t = ingest.table_s1(records, institution).set_index("Parameters")
+    assert list(t.columns) == ["Institution A", "Institution B"]
+    assert list(t.index[:8]) == ["CT version", "Tube current", "Tube voltage", "Detector collimation",
+                                 "Slice thickness", "Pitch", "Image matrix", "Contrast material"]
+    a, b = t["Institution A"], t["Institution B"]
+    assert a["CT version"] == "LightSpeed CT750 HD or Revolution CT (GE MEDICAL SYSTEMS); SOMATOM Force (SIEMENS)"
+    assert a["Tube voltage"] == "120 kV" and a["Pitch"] == "1.0 or 1.375"
+    assert a["Detector collimation"] == "0.6 mm or 0.625 mm" and a["Slice thickness"] == "5 mm"
+    assert a["Image matrix"] == "512×512" and a["Contrast material"] == "Iopromide"
+    assert a["Tube current"] == "automatic tube current modulation (XYZ_EC)"
+    assert a["Reconstruction kernel"] == "-"
+    assert a["Patients with a DICOM header"] == "3 of 4" and b["Patients with a DICOM header"] == "5 of 5"
+    # More than three distinct numbers read as a range.
+    assert b["Tube voltage"] == "94-100 kV (4 values)" and b["Pitch"] == "0.6 or 0.8"
+
+
 @pytest.mark.parametrize("ext", [".nrrd", ".mha", ".nii"])
 def test_other_formats(patient, tmp_path, ext):
     spec, images = patient

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import REPO
-from workflow_run import dry_run_jobs, make_workdir, smk
+from workflow_run import IDENTIFIERS, dry_run_jobs, make_workdir, smk
 
 pytestmark = pytest.mark.slow
 PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
@@ -391,6 +391,51 @@ def test_lint_is_clean(work):
     assert proc.returncode == 0
 
 
+def _readable_bytes(path: Path) -> list[bytes]:
+    """A file's bytes and, for gzip, zip (npz) and PDF, what they hold unpacked."""
+    import gzip
+    import zipfile
+    import zlib
+
+    raw = path.read_bytes()
+    out = [raw]
+    if raw[:2] == b"\x1f\x8b":
+        out.append(gzip.decompress(raw))
+    elif zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            out += [z.read(name) for name in z.namelist()]
+    elif raw[:5] == b"%PDF-":
+        for stream in re.findall(rb"stream\r?\n(.*?)endstream", raw, flags=re.S):
+            try:
+                out.append(zlib.decompress(stream))
+            except zlib.error:
+                pass
+    return out
+
+
+def test_no_header_identifier_reaches_any_output(local_run):
+    """The DICOM patients' files carry a name, birth date, IDs, institution and physician
+    (conftest stamps them); Table S1's allow-listed fields are read from those headers, and
+    not one identifier is in any file the workflow wrote (logs and packed files included)."""
+    work = local_run.work
+    needles = {v.lower().encode() for v in IDENTIFIERS.values()}
+    needles |= {part.lower().encode() for v in IDENTIFIERS.values() for part in re.split(r"[\^ ]", v) if len(part) > 3}
+    files = [p for p in work.rglob("*") if p.is_file() and "cohort" not in p.relative_to(work).parts[:1]]
+    assert len(files) > 500
+    leaks = [(str(p.relative_to(work)), n.decode()) for p in files for blob in _readable_bytes(p)
+             for n in needles if n in blob.lower()]
+    assert leaks == []
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    dicom = [pid for pid, image in zip(samples["patient_id"], samples["image"])
+             if (work / "cohort" / image).is_dir() and (work / "results/patients" / pid / "qc.json").exists()]
+    assert dicom
+    for pid in dicom:
+        acq = json.loads((work / "results/patients" / pid / "qc.json").read_text())["acquisition"]
+        assert acq["KVP"] in (100.0, 120.0) and acq["Manufacturer"], pid
+    table = pd.read_csv(work / "results/tables/table_s1.tsv", sep="\t", dtype=str).set_index("Parameters")
+    assert table.loc["Tube voltage"].str.contains("kV").sum() >= 1
+
+
 def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path):
     """`snakemake --report` on the finished run: Tables S2-S5 and Figures S2-S6 (Figure S2
     as one thumbnail per patient), the survival figures, the QC, flow, ICC and ComBat tables,
@@ -400,7 +445,7 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
     log = proc.stdout + proc.stderr
     assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
     html = report.read_text()
-    wanted = ["table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv", "figure_s3_loss_curve.png",
+    wanted = ["table_s1.tsv", "table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv", "figure_s3_loss_curve.png",
               "figure_s4_shap_summary.png", "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png",
               "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
               "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",

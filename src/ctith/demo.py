@@ -68,6 +68,22 @@ SCANNERS = {
 }
 
 
+# Table S1's protocols, written into the DICOM patients' headers: the institution's tube
+# voltage, pitches and contrast agent; each scanner's maker, model, detector collimation
+# (single and total) and soft-tissue kernel. Automatic tube current modulation everywhere.
+PROTOCOLS = {
+    "A": dict(KVP=120, pitches=(1.0, 1.375), ContrastBolusAgent="Iopromide 370 (Bayer)"),
+    "B": dict(KVP=100, pitches=(0.6, 0.8), ContrastBolusAgent="Iopamidol 350 (Hengrui)"),
+}
+SCANNER_HEADERS = {
+    "GE Revolution CT": ("GE MEDICAL SYSTEMS", "Revolution CT", 0.625, 80.0, "STANDARD"),
+    "GE LightSpeed CT750 HD": ("GE MEDICAL SYSTEMS", "LightSpeed CT750 HD", 0.625, 40.0, "STANDARD"),
+    "Siemens SOMATOM Force": ("SIEMENS", "SOMATOM Force", 0.6, 57.6, "Br40d"),
+    "United Imaging uCT960": ("UIH", "uCT960", 0.6, 48.0, "B_SOFT_B"),
+    "United Imaging uCT710": ("UIH", "uCT710", 0.6, 38.4, "B_SOFT_B"),
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -618,9 +634,26 @@ def _uid(*parts) -> str:
     return "2.25." + str(int.from_bytes(digest[:16], "big"))
 
 
+def acquisition_header(spec: PatientSpec, contrast: bool = True) -> dict:
+    """The Table S1 fields of the patient's series (DICOM keywords); ``contrast=False``
+    for the plain phase. Pitch is drawn from the patient's own seed, so no other draw of
+    the cohort moves."""
+    protocol = PROTOCOLS[spec.institution]
+    maker, model, single, total, kernel = SCANNER_HEADERS[spec.scanner]
+    pitch = protocol["pitches"][int(np.random.default_rng(spec.seed ^ 0xAC0).integers(len(protocol["pitches"])))]
+    header = {"Manufacturer": maker, "ManufacturerModelName": model, "KVP": protocol["KVP"],
+              "ExposureModulationType": "XYZ_EC", "SingleCollimationWidth": single, "TotalCollimationWidth": total,
+              "SpiralPitchFactor": pitch, "ConvolutionKernel": kernel}
+    if contrast:
+        header["ContrastBolusAgent"] = protocol["ContrastBolusAgent"]
+    return header
+
+
 def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str, study_uid: str,
-                       patient_id: str, description: str, series_number: int = 1) -> None:
-    """Write an int16 HU volume as a CT DICOM series, one file per slice.
+                       patient_id: str, description: str, series_number: int = 1,
+                       header: dict | None = None) -> None:
+    """Write an int16 HU volume as a CT DICOM series, one file per slice; ``header``: more
+    elements by keyword (the acquisition settings).
 
     Stored as unsigned values with RescaleIntercept -1024, as many scanners do. pydicom
     rather than GDCM writes it, since GDCM stamps the current time into every file.
@@ -668,6 +701,8 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str, s
         ds.RescaleIntercept = "-1024"
         ds.RescaleSlope = "1"
         ds.PixelData = (arr[k].astype(np.int32) + 1024).clip(0, 65535).astype("<u2").tobytes()
+        for keyword, value in (header or {}).items():
+            setattr(ds, keyword, value)
         ds.save_as(folder / f"{description}_{k + 1:04d}.dcm", enforce_file_format=True)
 
 
@@ -701,12 +736,14 @@ def write_patient(spec: PatientSpec, images: PatientImages, root: str | Path,
         study = _uid("study", spec.seed)
         venous_uid = _uid("venous", spec.seed)
         folder = pdir / "dicom"
-        write_dicom_series(images.venous, folder, venous_uid, study, spec.patient_id, "venous", 3)
+        write_dicom_series(images.venous, folder, venous_uid, study, spec.patient_id, "venous", 3,
+                           acquisition_header(spec))
         row["image"] = str(folder.relative_to(root))
         row["image_series_uid"] = venous_uid
         if images.plain is not None:  # both phases in one folder, as exported from PACS
             plain_uid = _uid("plain", spec.seed)
-            write_dicom_series(images.plain, folder, plain_uid, study, spec.patient_id, "plain", 2)
+            write_dicom_series(images.plain, folder, plain_uid, study, spec.patient_id, "plain", 2,
+                               acquisition_header(spec, contrast=False))
             row["plain_ct"] = row["image"]
             row["plain_ct_series_uid"] = plain_uid
     else:

@@ -24,6 +24,11 @@ if TYPE_CHECKING:  # the per-patient ingest does not need pandas (0.6 s to impor
     import pandas as pd
 
 HU_PERCENTILES = (0.5, 1, 5, 25, 50, 75, 95, 99, 99.5)
+# Table S1's acquisition settings: the only DICOM header fields read into any output. An
+# allow-list, so no name, date or identifier can reach qc.json, a table or a log.
+ACQUISITION_TAGS = ("Manufacturer", "ManufacturerModelName", "KVP", "ExposureModulationType",
+                    "SingleCollimationWidth", "TotalCollimationWidth", "SliceThickness", "SpiralPitchFactor",
+                    "Rows", "Columns", "ContrastBolusAgent", "ConvolutionKernel")
 LARGEST_SLICE_RULE = "axial slice with the most tumour voxels; ties go to the lowest index"
 
 
@@ -92,6 +97,22 @@ def list_dicom_series(folder: str | os.PathLike) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 
 
+def _series_uid(path: Path, what: str, series_uid: str | None, patient: str | None) -> str:
+    """The series to read from a DICOM folder: the one named, or the only one."""
+    uids = list_dicom_series(path)
+    if not uids:
+        raise IngestError(f"{what} folder '{path}' holds no DICOM series", patient, str(path))
+    if series_uid:
+        if series_uid not in uids:
+            raise IngestError(f"{what} folder '{path}' has no series {series_uid}; it holds {', '.join(uids)}",
+                              patient, str(path))
+        return series_uid
+    if len(uids) > 1:
+        raise IngestError(f"{what} folder '{path}' holds {len(uids)} DICOM series ({', '.join(uids)}); "
+                          "name one in the sample sheet's series UID column", patient, str(path))
+    return uids[0]
+
+
 def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | None = None,
                 patient: str | None = None) -> sitk.Image:
     """Read a DICOM series folder or a NIfTI/NRRD/MHA file; errors name patient and file."""
@@ -100,21 +121,7 @@ def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | 
         raise IngestError(f"{what} '{path}' does not exist", patient, str(path))
     try:
         if path.is_dir():
-            uids = list_dicom_series(path)
-            if not uids:
-                raise IngestError(f"{what} folder '{path}' holds no DICOM series", patient, str(path))
-            if series_uid:
-                if series_uid not in uids:
-                    raise IngestError(
-                        f"{what} folder '{path}' has no series {series_uid}; it holds {', '.join(uids)}",
-                        patient, str(path))
-                uid = series_uid
-            elif len(uids) > 1:
-                raise IngestError(
-                    f"{what} folder '{path}' holds {len(uids)} DICOM series ({', '.join(uids)}); "
-                    "name one in the sample sheet's series UID column", patient, str(path))
-            else:
-                uid = uids[0]
+            uid = _series_uid(path, what, series_uid, patient)
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid))
             return reader.Execute()
@@ -127,6 +134,49 @@ def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | 
         raise
     except RuntimeError as exc:
         raise IngestError(f"cannot read {what} '{path}': {_short(exc)}", patient, str(path)) from None
+
+
+def _header_value(value):
+    """A DICOM element's value as JSON: numbers as numbers, text stripped, several values
+    as a list, empty as None."""
+    from pydicom.multival import MultiValue
+
+    if isinstance(value, (list, tuple, MultiValue)):
+        values = [_header_value(v) for v in value]
+        values = [v for v in values if v is not None]
+        return values[0] if len(values) == 1 else (values or None)
+    if isinstance(value, bytes):
+        return None  # no binary field is on the allow-list
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    text = str(value).strip()
+    return text or None
+
+
+def acquisition_settings(path: str | os.PathLike, series_uid: str | None = None,
+                         patient: str | None = None) -> dict:
+    """The allow-listed acquisition fields (``ACQUISITION_TAGS``) of a DICOM series, from
+    its first file; None for each where the image is not DICOM (NIfTI, NRRD, MHA carry no
+    such header) or the field is absent. Nothing else in the header is read."""
+    out = dict.fromkeys(ACQUISITION_TAGS)
+    path = Path(path)
+    if not path.is_dir():
+        return out
+    import pydicom
+
+    uid = _series_uid(path, "image", series_uid, patient)
+    first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid)[0]
+    try:
+        ds = pydicom.dcmread(first, stop_before_pixels=True, specific_tags=list(ACQUISITION_TAGS))
+    except Exception as exc:  # pydicom raises several kinds on a damaged header
+        raise IngestError(f"cannot read the DICOM header of image '{first}': {_short(exc)}", patient,
+                          str(path)) from None
+    for tag in ACQUISITION_TAGS:
+        element = ds.get(tag)
+        out[tag] = None if element is None else _header_value(element)
+    return out
 
 
 def orientation_code(image: sitk.Image) -> str:
@@ -321,7 +371,8 @@ def ingest(image_path: str | os.PathLike, mask_path: str | os.PathLike, patient_
     qc = {"patient_id": patient_id, "image_source": image_path, "mask_source": mask_path,
           "image_format": "dicom" if Path(image_path).is_dir() else Path(image_path).name.split(".", 1)[-1],
           "series_uid": series_uid, "mask_labels_found": labels,
-          "mask_label_used": mask_label if mask_label is not None else labels[0], **info}
+          "mask_label_used": mask_label if mask_label is not None else labels[0], **info,
+          "acquisition": acquisition_settings(image_path, series_uid, patient_id)}
     qc.update(qc_record(image, mask))
     return IngestResult(image, mask, qc)
 
@@ -360,3 +411,97 @@ def qc_table(records: list[dict]) -> pd.DataFrame:
 
     rows = [{"patient_id": q["patient_id"], **{c: f(q) for c, f in QC_COLUMNS.items()}} for q in records]
     return pd.DataFrame(rows, columns=["patient_id", *QC_COLUMNS])
+
+
+# Table S1's rows, in the paper's order: (row, header field(s), unit). Two fields beside the
+# paper's (total collimation, reconstruction kernel) are read as well and shown after them.
+TABLE_S1_ROWS = (
+    ("CT version", ("Manufacturer", "ManufacturerModelName"), None),
+    ("Tube current", ("ExposureModulationType",), None),
+    ("Tube voltage", ("KVP",), "kV"),
+    ("Detector collimation", ("SingleCollimationWidth",), "mm"),
+    ("Slice thickness", ("SliceThickness",), "mm"),
+    ("Pitch", ("SpiralPitchFactor",), ""),
+    ("Image matrix", ("Rows", "Columns"), None),
+    ("Contrast material", ("ContrastBolusAgent",), None),
+    ("Total collimation", ("TotalCollimationWidth",), "mm"),
+    ("Reconstruction kernel", ("ConvolutionKernel",), None),
+)
+MAX_LISTED = 3  # more distinct numbers than this are shown as a range
+
+
+def _number(v: float, unit: str) -> str:
+    # The paper writes a pitch of one as "1.0", a voltage as "120kV": keep that.
+    return f"{v:.1f}" if (unit == "" and float(v).is_integer()) else f"{v:g}"
+
+
+def _summarise(values: list, unit: str | None) -> str:
+    """Distinct values, "a or b" as the paper lists them; numbers past MAX_LISTED as a range."""
+    flat = []
+    for v in values:
+        flat.extend(v if isinstance(v, list) else [v])
+    flat = [v for v in flat if v is not None]
+    if not flat:
+        return "-"
+    if unit is not None and all(isinstance(v, (int, float)) for v in flat):
+        distinct = sorted(set(map(float, flat)))
+        if len(distinct) > MAX_LISTED:
+            span = f"{_number(distinct[0], unit)}-{_number(distinct[-1], unit)} {unit}".strip()
+            return f"{span} ({len(distinct)} values)"
+        return " or ".join(f"{_number(v, unit)} {unit}".strip() for v in distinct)
+    return " or ".join(sorted({str(v) for v in flat}))
+
+
+def _ct_versions(acq: list[dict]) -> str:
+    """Scanner models grouped by manufacturer: "Revolution CT or LightSpeed CT750 HD (GE); ..."."""
+    by_maker: dict[str, set] = {}
+    for a in acq:
+        if a.get("Manufacturer") or a.get("ManufacturerModelName"):
+            by_maker.setdefault(a.get("Manufacturer") or "unknown manufacturer", set()).add(
+                a.get("ManufacturerModelName") or "model not recorded")
+    if not by_maker:
+        return "-"
+    return "; ".join(f"{' or '.join(sorted(models))} ({maker})" for maker, models in sorted(by_maker.items()))
+
+
+def _tube_current(acq: list[dict]) -> str:
+    kinds = sorted({str(a["ExposureModulationType"]) for a in acq if a.get("ExposureModulationType")})
+    if not kinds:
+        return "-"
+    return " or ".join("fixed tube current" if k.upper() == "NONE" else f"automatic tube current modulation ({k})"
+                       for k in kinds)
+
+
+def table_s1(records: list[dict], institution: dict) -> pd.DataFrame:
+    """Table S1: each institution's acquisition settings from the DICOM headers in the
+    patients' qc.json (``acquisition``), in the paper's rows; a column per institution
+    (``institution``: patient ID -> institution). Patients read from NIfTI, NRRD or MHA
+    have no header: the last row says how many patients each column rests on."""
+    import pandas as pd
+
+    by_inst: dict[str, list[dict]] = {}
+    for q in records:
+        acq = q.get("acquisition") or {}
+        if any(v is not None for v in acq.values()):
+            by_inst.setdefault(institution[q["patient_id"]], []).append(acq)
+    n_patients = pd.Series([institution[q["patient_id"]] for q in records]).value_counts()
+    institutions = sorted(set(institution[q["patient_id"]] for q in records))
+    rows = []
+    for name, fields, unit in TABLE_S1_ROWS:
+        row = {"Parameters": name}
+        for inst in institutions:
+            acq = by_inst.get(inst, [])
+            if name == "CT version":
+                row[inst] = _ct_versions(acq)
+            elif name == "Tube current":
+                row[inst] = _tube_current(acq)
+            elif name == "Image matrix":
+                row[inst] = _summarise([f"{a['Rows']}×{a['Columns']}" for a in acq
+                                        if a.get("Rows") and a.get("Columns")], None)
+            else:
+                row[inst] = _summarise([a.get(fields[0]) for a in acq], unit)
+        rows.append(row)
+    rows.append({"Parameters": "Patients with a DICOM header",
+                 **{inst: f"{len(by_inst.get(inst, []))} of {int(n_patients[inst])}" for inst in institutions}})
+    table = pd.DataFrame(rows, columns=["Parameters", *institutions])
+    return table.rename(columns={inst: f"Institution {inst}" for inst in institutions})

@@ -81,3 +81,4 @@ localrules:
     eligibility,
     split,
     qc_table,
+    table_s1,

@@ -37,3 +37,25 @@ rule qc_table:
         "../../envs/imaging.yaml"
     shell:
         "ctith qc-table --qc {input} --out {output} > {log} 2>&1"
+
+
+rule table_s1:
+    input:
+        qc=eligible_files("results/patients/{patient}/qc.json"),
+        split="results/cohort/split.tsv",
+    output:
+        table=report(
+            "results/tables/table_s1.tsv",
+            caption="../report/table_s1.rst",
+            category="1. Cohort and QC",
+        ),
+        md="results/tables/table_s1.md",
+    log:
+        "results/logs/table_s1.log",
+    benchmark:
+        "results/benchmarks/table_s1.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith table-s1 --qc {input.qc} --split {input.split}"
+        " --out-table {output.table} --out-md {output.md} > {log} 2>&1"

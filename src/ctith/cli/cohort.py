@@ -84,6 +84,18 @@ def cmd_qc_table(args) -> None:
     print(f"QC table of {len(table)} patients -> {args.out}")
 
 
+def cmd_table_s1(args) -> None:
+    from ..ingest import table_s1
+    from ..io import read_json, read_table, write_markdown, write_tsv
+
+    split = read_table(args.split)
+    table = table_s1([read_json(p) for p in args.qc], dict(zip(split["patient_id"], split["institution"])))
+    write_tsv(table, args.out_table)
+    write_markdown(table, args.out_md, "\nFrom the DICOM headers of the venous series (an allow-list of acquisition "
+                                       "fields); NIfTI, NRRD and MHA inputs carry none.\n")
+    print(f"Table S1 of {len(args.qc)} patients -> {args.out_table}")
+
+
 def _inputs(args, check_files=False):
     """The study's rows of both sheets, validated (``predict`` patients left out)."""
     from ..io import read_table
@@ -195,6 +207,13 @@ def register(sub) -> None:
     q.add_argument("--qc", nargs="+", required=True)
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_qc_table)
+
+    t1 = sub.add_parser("table-s1", help="Table S1: acquisition settings per institution from the DICOM headers")
+    t1.add_argument("--qc", nargs="+", required=True, help="per-patient qc.json files")
+    t1.add_argument("--split", required=True, help="split.tsv (each patient's institution)")
+    t1.add_argument("--out-table", required=True)
+    t1.add_argument("--out-md", required=True)
+    t1.set_defaults(func=cmd_table_s1)
 
     v = sub.add_parser("validate", help="check a config's sample sheet and clinical table")
     v.add_argument("--config", default="config.yaml")
