@@ -27,6 +27,7 @@ PACKAGES = {
     "imblearn": ({"imbalanced-learn"}, "imbalanced-learn"), "optuna": ({"optuna"}, "optuna"),
     "sksurv": ({"scikit-survival"}, "scikit-survival"), "neuroCombat": ({"neurocombat"}, "neurocombat"),
     "pingouin": ({"pingouin"}, "pingouin"), "matplotlib": ({"matplotlib", "matplotlib-base"}, "matplotlib"),
+    "mpl_toolkits": ({"matplotlib", "matplotlib-base"}, "matplotlib"),  # ships with matplotlib
     "yaml": ({"pyyaml"}, "pyyaml"), "jsonschema": ({"jsonschema"}, "jsonschema"), "torch": ({"torch"}, "torch"),
     "captum": ({"captum"}, "captum"), "shap": ({"shap"}, "shap"), "joblib": ({"joblib"}, "joblib"),
     "dcurves": ({"dcurves"}, "dcurves"), "lifelines": ({"lifelines"}, "lifelines"),

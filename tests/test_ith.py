@@ -389,3 +389,41 @@ def test_params_from_config_section_take_the_run_seed_and_ignore_figure_keys():
     assert p.is_published and isinstance(p.clusters, tuple) and isinstance(p.feature_classes, tuple)
     q = ITHParams.from_config({**section, "feature_smoothing_fraction": 0.06}, seed=7, clusters=(2, 3))
     assert q.clusters == (2, 3) and not q.is_published
+
+
+def _pair_inputs(rows):
+    """rows: (id, cohort, probability, predicted, dm, age, histology, sex, t, n)."""
+    cols = ["patient_id", "cohort", "probability", "predicted", "dm_event", "age", "histology", "sex", "t_stage",
+            "n_stage"]
+    df = pd.DataFrame(rows, columns=cols)
+    return df[cols[:4]], df.set_index("patient_id")[cols[4:]]
+
+
+def test_figure_s6_pair_is_matched_as_the_paper_picks_it():
+    rows = [
+        ("T1", "train", 0.05, 0, 0, 56, "RLPS", "F", "T3", "N0"),  # training: in-sample, second choice
+        ("T2", "train", 0.95, 1, 1, 57, "RLPS", "F", "T3", "N0"),
+        ("V1", "external_validation", 0.20, 0, 0, 58, "RLPS", "F", "T3", "N0"),  # the paper's A: 58 y
+        ("V2", "external_validation", 0.70, 1, 1, 54, "RLPS", "F", "T3", "N0"),  # the paper's B: 54 y
+        ("V3", "internal_validation", 0.90, 1, 1, 55, "RLPS", "F", "T3", "N0"),  # closer in age than V2
+        ("V4", "internal_validation", 0.95, 1, 1, 58, "RLPS", "M", "T3", "N0"),  # other sex
+        ("V5", "external_validation", 0.99, 1, 1, 58, "RLMS", "F", "T3", "N0"),  # other histology
+        ("V6", "external_validation", 0.60, 1, 0, 58, "RLPS", "F", "T3", "N0"),  # high risk, no DM
+        ("V7", "external_validation", 0.15, 0, 1, 58, "RLPS", "F", "T3", "N0"),  # low risk, DM
+    ]
+    predictions, clinical = _pair_inputs(rows)
+    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=5)
+    assert (pick["low"], pick["high"]) == ("V1", "V3")  # 3 years apart beats 4
+    assert pick["pool"] == "validation cohorts" and pick["traits"] == list(ith.MATCH_TRAITS)
+    assert pick["pairs"] == 2 and "same histology, sex, T stage, N stage, ages within 5 years" in pick["how"]
+    # A tighter age limit leaves no validation pair: the training pair, then dropped traits.
+    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=1)
+    assert (pick["low"], pick["high"], pick["pool"]) == ("T1", "T2", "all cohorts")
+    pick = ith.pick_matched_pair(predictions[~predictions["patient_id"].isin(["T1", "T2"])], clinical, 0)
+    assert (pick["low"], pick["high"]) == ("V1", "V4") and pick["traits"] == ["histology"]
+    # Nobody predicted high risk with DM: the extremes by probability stand in, and it says so.
+    rows_none = [r if r[4] == 0 else (*r[:3], 0, *r[4:]) for r in rows]
+    predictions, clinical = _pair_inputs(rows_none)
+    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=5)
+    assert "highest-probability patient with DM" in pick["how"]
+    assert (pick["low"], pick["high"]) == ("T1", "V5")

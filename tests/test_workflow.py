@@ -437,7 +437,7 @@ def test_no_header_identifier_reaches_any_output(local_run):
 
 
 def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path):
-    """`snakemake --report` on the finished run: Tables S2-S5 and Figures S2-S6 (Figure S2
+    """`snakemake --report` on the finished run: Tables S1-S5 and Figures S1-S6 (Figure S2
     as one thumbnail per patient), the survival figures, the QC, flow, ICC and ComBat tables,
     grouped by stage; captions render without RST errors; a few MB for the whole cohort."""
     report = tmp_path / "report.html"
@@ -445,9 +445,9 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
     log = proc.stdout + proc.stderr
     assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
     html = report.read_text()
-    wanted = ["table_s1.tsv", "table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv", "figure_s3_loss_curve.png",
-              "figure_s4_shap_summary.png", "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png",
-              "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
+    wanted = ["table_s1.tsv", "table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv",
+              "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
+              "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png", "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
               "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",
               "radiomics_icc.tsv", "harmonization.json"]
     missing = [name for name in wanted if f"filename={name};" not in html]
@@ -525,8 +525,8 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     assert len(jobs.pop("ith_model")) == len(jobs.pop("ith_model_predict")) == 8
     with_ith = [m for m, spec in config["survival"]["models"].items() if "ith" in spec["covariates"]]
     assert sorted(jobs.pop("survival_model")) == sorted(jobs.pop("survival_predict")) == sorted(with_ith)
-    assert set(jobs) == {"ith_cohort", "ith_train_table", "table_s2", "survival_report", "report_thumbnails",
-                         "model_bundle", "all"}
+    assert set(jobs) == {"ith_cohort", "ith_train_table", "table_s2", "figure_s6", "survival_report",
+                         "report_thumbnails", "model_bundle", "all"}
     smk(work, "--cores", "2", f"results/patients/{ids[0]}/ith/scores.json")
     rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
     assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30

@@ -59,3 +59,31 @@ rule table_s1:
     shell:
         "ctith table-s1 --qc {input.qc} --split {input.split}"
         " --out-table {output.table} --out-md {output.md} > {log} 2>&1"
+
+
+# Figure S1: reader 1's delineation in 3D, two tumours of one histology (DM and no DM).
+rule figure_s1:
+    input:
+        qc=eligible_files("results/patients/{patient}/qc.json"),
+        images=eligible_files("results/patients/{patient}/image.nii.gz"),
+        masks=eligible_files("results/patients/{patient}/mask.nii.gz"),
+        split="results/cohort/split.tsv",
+        clinical=STUDY_SHEETS["clinical"],
+    output:
+        figure=report(
+            "results/figures/figure_s1_delineation.png",
+            caption="../report/figure_s1.rst",
+            category="1. Cohort and QC",
+        ),
+        pair="results/cohort/figure_s1_pair.json",
+    params:
+        clinical=clinical_options(),
+    log:
+        "results/logs/figure_s1.log",
+    benchmark:
+        "results/benchmarks/figure_s1.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith figure-s1 --qc {input.qc} --split {input.split} {params.clinical}"
+        " --out-figure {output.figure} --out-pair {output.pair} > {log} 2>&1"

@@ -25,24 +25,14 @@ rule ith:
 rule ith_cohort:
     input:
         scores=eligible_files("results/patients/{patient}/ith/scores.json"),
-        maps=eligible_files("results/patients/{patient}/ith/label_maps.npz"),
-        clinical=STUDY_SHEETS["clinical"],
     output:
-        table=report(
+        report(
             "results/cohort/ith_scores.tsv",
             caption="../report/ith_scores.rst",
             category="2. ITH habitats",
         ),
-        figure=report(
-            "results/figures/figure_s6_ith_comparison.png",
-            caption="../report/figure_s6.rst",
-            category="2. ITH habitats",
-        ),
     params:
         clusters=config["ith"]["clusters"],
-        figure_clusters=config["ith"]["figure_clusters"],
-        id_column=config["clinical_columns"]["patient_id"],
-        event_column=config["clinical_columns"]["dm_event"],
     log:
         "results/logs/ith_cohort.log",
     benchmark:
@@ -50,10 +40,7 @@ rule ith_cohort:
     conda:
         "../../envs/imaging.yaml"
     shell:
-        "ctith ith-cohort --scores {input.scores} --clinical {input.clinical:q} --id-column {params.id_column}"
-        " --event-column {params.event_column} --clusters {params.clusters}"
-        " --figure-clusters {params.figure_clusters} --out-table {output.table}"
-        " --out-figure {output.figure} > {log} 2>&1"
+        "ctith ith-cohort --scores {input.scores} --clusters {params.clusters} --out-table {output} > {log} 2>&1"
 
 
 # The training patients' ITH scores: all the ITH models' fits read.

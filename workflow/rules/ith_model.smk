@@ -98,3 +98,34 @@ rule table_s2:
         "ctith table-s2 --metrics {input.metrics} --fitted {input.fitted} --main-predictions {input.main}"
         " --out-table {output.table} --out-md {output.md} --out-params {output.params}"
         " --out-signature {output.signature} > {log} 2>&1"
+
+
+# Figure S6: a clinically matched pair, low risk without DM beside high risk with DM by the
+# ITH model, and their habitat maps for every K.
+rule figure_s6:
+    input:
+        predictions=f"results/cohort/ith_model/{ITH_MODEL}/predictions.tsv",
+        scores=eligible_files("results/patients/{patient}/ith/scores.json"),
+        maps=eligible_files("results/patients/{patient}/ith/label_maps.npz"),
+        clinical=STUDY_SHEETS["clinical"],
+    output:
+        figure=report(
+            "results/figures/figure_s6_ith_comparison.png",
+            caption="../report/figure_s6.rst",
+            category="2. ITH habitats",
+        ),
+        pair="results/cohort/figure_s6_pair.json",
+    params:
+        clinical=clinical_options(),
+        clusters=config["ith"]["clusters"],
+        max_age_gap=config["ith_model"]["figure_s6_max_age_gap"],
+    log:
+        "results/logs/figure_s6.log",
+    benchmark:
+        "results/benchmarks/figure_s6.tsv"
+    conda:
+        "../../envs/imaging.yaml"
+    shell:
+        "ctith figure-s6 --predictions {input.predictions} --scores {input.scores} {params.clinical}"
+        " --clusters {params.clusters} --max-age-gap {params.max_age_gap}"
+        " --out-figure {output.figure} --out-pair {output.pair} > {log} 2>&1"

@@ -96,6 +96,37 @@ def cmd_table_s1(args) -> None:
     print(f"Table S1 of {len(args.qc)} patients -> {args.out_table}")
 
 
+def cmd_figure_s1(args) -> None:
+    import pandas as pd
+    import SimpleITK as sitk
+
+    from .. import delineation
+    from ..io import read_json, write_json
+
+    qc = {q["patient_id"]: (q, Path(p).parent) for q, p in ((read_json(p), p) for p in args.qc)}
+    cohorts = read_cohorts(args.split)
+    clinical = read_clinical(args)
+    patients = pd.DataFrame({"cohort": cohorts.reindex(list(qc)).to_numpy(),
+                             "tumour_volume_ml": [q["tumour_volume_ml"] for q, _ in qc.values()]},
+                            index=pd.Index(list(qc), name="patient_id"))
+    patients = patients.join(clinical[["histology", "dm_event", "dm_time_months"]])
+    pick = delineation.pick_pair(patients)
+    rows = []
+    for pid, what in ((pick["no_dm"], "no DM, follow-up"), (pick["dm"], "DM at")):
+        q, folder = qc[pid]
+        image, mask = (sitk.ReadImage(str(folder / f)) for f in ("image.nii.gz", "mask.nii.gz"))
+        c = clinical.loc[pid]
+        rows.append({"image": sitk.GetArrayFromImage(image), "mask": sitk.GetArrayFromImage(mask),
+                     "spacing": image.GetSpacing(), "volume_ml": float(q["tumour_volume_ml"]),
+                     "label": f"{pid} ({cohorts[pid].replace('_', ' ')}): {c['histology']}, {what} "
+                              f"{float(c['dm_time_months']):g} months"})
+    note = (f"Two {pick['histology']} tumours from the {pick['pool']}, one with DM and one without: the pair of "
+            "closest tumour volumes. Surfaces by marching cubes in physical mm, on one scale.")
+    save_figure(delineation.figure(rows, note), args.out_figure)
+    write_json(pick, args.out_pair)
+    print(f"Figure S1: {pick['no_dm']} (no DM) and {pick['dm']} (DM), {pick['histology']}, {pick['pool']}")
+
+
 def _inputs(args, check_files=False):
     """The study's rows of both sheets, validated (``predict`` patients left out)."""
     from ..io import read_table
@@ -207,6 +238,14 @@ def register(sub) -> None:
     q.add_argument("--qc", nargs="+", required=True)
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_qc_table)
+
+    f1 = sub.add_parser("figure-s1", help="Figure S1: reader 1's delineation in 3D, two tumours of one histology")
+    f1.add_argument("--qc", nargs="+", required=True, help="per-patient qc.json (image.nii.gz and mask.nii.gz beside)")
+    f1.add_argument("--split", required=True)
+    clinical_args(f1)
+    f1.add_argument("--out-figure", required=True)
+    f1.add_argument("--out-pair", required=True, help="JSON: the two patients and how they were chosen")
+    f1.set_defaults(func=cmd_figure_s1)
 
     t1 = sub.add_parser("table-s1", help="Table S1: acquisition settings per institution from the DICOM headers")
     t1.add_argument("--qc", nargs="+", required=True, help="per-patient qc.json files")

@@ -90,35 +90,54 @@ def cmd_ith(args) -> None:
 
 
 def cmd_ith_cohort(args) -> None:
+    from .. import ith
+    from ..io import read_json, write_tsv
+
+    table = ith.scores_table([read_json(p) for p in args.scores], args.clusters)
+    write_tsv(table, args.out_table)
+    print(f"ITH scores of {len(table)} patients -> {args.out_table}")
+
+
+def _describe(pid: str, clinical, prediction) -> str:
+    c = clinical.loc[pid]
+    age = _years(c.get("age"))
+    traits = ", ".join(str(c[t]) for t in ("sex", "histology", "t_stage", "n_stage") if str(c.get(t, "")) != "")
+    dm = ("DM at {:g} months".format(float(c["dm_time_months"])) if int(float(c["dm_event"])) == 1
+          else "no DM, follow-up {:g} months".format(float(c["dm_time_months"])))
+    risk = "high" if int(prediction["predicted"]) == 1 else "low"
+    return (f"{pid} ({prediction['cohort'].replace('_', ' ')}), {age} y, {traits}; "
+            f"ITH model: {risk} risk (p = {float(prediction['probability']):.2f}); {dm}")
+
+
+def _years(value) -> str:
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def cmd_figure_s6(args) -> None:
     import numpy as np
-    import pandas as pd
 
     from .. import ith
-    from ..io import read_json, read_table, write_tsv
+    from ..io import read_json, read_table, write_json
 
-    records = [read_json(p) for p in args.scores]
-    table = ith.scores_table(records, args.clusters)
-    write_tsv(table, args.out_table)
-    if not args.out_figure:
-        print(f"ITH scores of {len(table)} patients -> {args.out_table}")
-        return
-    events = None
-    if args.clinical:
-        clinical = read_table(args.clinical).set_index(args.id_column)
-        events = pd.to_numeric(clinical[args.event_column], errors="coerce")
-    low, high = ith.pick_comparison(table, events, args.figure_clusters)
-    by_id = {r["patient_id"]: p for r, p in zip(records, args.scores)}
+    predictions = read_table(args.predictions)
+    clinical = read_clinical(args)
+    pick = ith.pick_matched_pair(predictions, clinical, args.max_age_gap)
+    by_pid = predictions.set_index("patient_id")
+    records = {r["patient_id"]: (r, p) for r, p in ((read_json(p), p) for p in args.scores)}
     rows = []
-    for pid, what in ((low, "low ITH"), (high, "high ITH")):
-        data = np.load(Path(by_id[pid]).with_name("label_maps.npz"))
-        rec = next(r for r in records if r["patient_id"] == pid)
-        maps = {k: data[f"k{k}"] for k in args.clusters if f"k{k}" in data}
-        scores = {k: rec["k"][str(k)]["ith_score"] for k in args.clusters if str(k) in rec["k"]}
-        status = "" if events is None else (" DM" if events.get(pid) == 1 else " no DM")
-        rows.append({"image": data["image"], "mask": data["mask"], "maps": maps, "scores": scores,
-                     "label": f"{what}: {pid}{status}"})
-    save_figure(ith.comparison_figure(rows, args.clusters), args.out_figure)
-    print(f"ITH scores of {len(table)} patients -> {args.out_table}; Figure S6: {low} vs {high}")
+    for pid, name in ((pick["low"], "Patient A"), (pick["high"], "Patient B")):
+        rec, path = records[pid]
+        data = np.load(Path(path).with_name("label_maps.npz"))
+        rows.append({"image": data["image"], "mask": data["mask"],
+                     "maps": {k: data[f"k{k}"] for k in args.clusters if f"k{k}" in data},
+                     "scores": {k: rec["k"][str(k)]["ith_score"] for k in args.clusters if str(k) in rec["k"]},
+                     "label": f"{name}: {_describe(pid, clinical, by_pid.loc[pid])}"})
+    save_figure(ith.comparison_figure(rows, args.clusters, pick["how"] + "."), args.out_figure)
+    write_json(pick, args.out_pair)
+    print(f"Figure S6: {pick['low']} (A) vs {pick['high']} (B). {pick['how']}")
 
 
 def _ith_features(path, clusters):
@@ -225,17 +244,21 @@ def register(sub) -> None:
     ith_args(t)
     t.set_defaults(func=cmd_ith)
 
-    tc = sub.add_parser("ith-cohort", help="cohort ITH table and the Figure S6 comparison")
+    tc = sub.add_parser("ith-cohort", help="cohort ITH score table")
     tc.add_argument("--scores", nargs="+", required=True, help="per-patient scores.json files")
-    tc.add_argument("--clinical", help="clinical table (DM events pick the Figure S6 patients)")
-    tc.add_argument("--id-column", default="patient_id")
-    tc.add_argument("--event-column", default="dm_event")
     tc.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
-    tc.add_argument("--figure-clusters", type=int, nargs="+", default=[2, 3, 4, 5],
-                    help="K whose mean ITH ranks patients for Figure S6")
     tc.add_argument("--out-table", required=True)
-    tc.add_argument("--out-figure", help="Figure S6 (none: the table only)")
     tc.set_defaults(func=cmd_ith_cohort)
+
+    f6 = sub.add_parser("figure-s6", help="Figure S6: a clinically matched low- and high-risk pair, habitats K = 2-8")
+    f6.add_argument("--predictions", required=True, help="the ITH model's predictions.tsv")
+    f6.add_argument("--scores", nargs="+", required=True, help="per-patient scores.json (label_maps.npz beside)")
+    clinical_args(f6)
+    f6.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8], help="K shown")
+    f6.add_argument("--max-age-gap", type=float, default=5.0, help="years between the pair's ages at most")
+    f6.add_argument("--out-figure", required=True)
+    f6.add_argument("--out-pair", required=True, help="JSON: the pair and how it was chosen")
+    f6.set_defaults(func=cmd_figure_s6)
 
     im = sub.add_parser("ith-model", help="SMOTE + random forest on ITH scores, tuned by optuna (Appendix 6)")
     im.add_argument("--scores", required=True, help="cohort ITH score table")
