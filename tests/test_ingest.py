@@ -135,7 +135,7 @@ def test_table_s1_summarises_each_institution_in_the_papers_rows():
     assert a["Tube voltage"] == "120 kV" and a["Pitch"] == "1.0 or 1.375"
     assert a["Detector collimation"] == "0.6 mm or 0.625 mm" and a["Slice thickness"] == "5 mm"
     assert a["Image matrix"] == "512×512" and a["Contrast material"] == "Iopromide"
-    assert a["Tube current"] == "automatic tube current modulation (XYZ_EC)"
+    assert a["Tube current"] == "Automatic tube current modulation (XYZ_EC)"
     assert a["Reconstruction kernel"] == "-"
     assert a["Patients with a DICOM header"] == "3 of 4" and b["Patients with a DICOM header"] == "5 of 5"
     # More than three distinct numbers read as a range.

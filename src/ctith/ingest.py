@@ -468,7 +468,7 @@ def _tube_current(acq: list[dict]) -> str:
     kinds = sorted({str(a["ExposureModulationType"]) for a in acq if a.get("ExposureModulationType")})
     if not kinds:
         return "-"
-    return " or ".join("fixed tube current" if k.upper() == "NONE" else f"automatic tube current modulation ({k})"
+    return " or ".join("Fixed tube current" if k.upper() == "NONE" else f"Automatic tube current modulation ({k})"
                        for k in kinds)
 
 
