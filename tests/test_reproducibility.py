@@ -85,6 +85,39 @@ def test_feature_icc_and_filter():
         rp.feature_icc(r1, r2.drop(columns="flat"))
 
 
+def test_intra_observer_icc_on_a_hand_computed_example():
+    """Reader 1 twice on five patients: 9/10, 6/7, 8/8, 7/5, 10/9. By hand, grand mean 7.9;
+    MSR = 2 x 10.7 / 4 = 5.35, MSC = 5 x 0.02 / 1 = 0.1, SSE = 24.9 - 21.4 - 0.1 = 3.4,
+    MSE = 3.4 / 4 = 0.85, MSW = 3.5 / 5 = 0.7, so ICC(A,1) = 4.5 / (6.2 + 2 x (0.1 - 0.85) / 5)
+    = 4.5 / 5.9, ICC(C,1) = 4.5 / 6.2 and ICC(1,1) = 4.65 / 6.05."""
+    first = pd.Series([9, 6, 8, 7, 10.0], index=list("abcde"))
+    repeat = pd.Series([10, 7, 8, 5, 9.0], index=list("abcde"))
+    assert rp.icc(first, repeat, "ICC(A,1)")[0] == pytest.approx(4.5 / 5.9, abs=1e-12)
+    assert rp.icc(first, repeat, "ICC(C,1)")[0] == pytest.approx(4.5 / 6.2, abs=1e-12)
+    assert rp.icc(first, repeat, "ICC(1,1)")[0] == pytest.approx(4.65 / 6.05, abs=1e-12)
+
+
+def test_feature_filter_keeps_what_both_iccs_pass():
+    rng = np.random.default_rng(3)
+    ids = [f"P{i}" for i in range(30)]
+    truth = rng.normal(size=(30, 3))
+    r1 = pd.DataFrame(truth, index=ids, columns=["both", "inter_only", "intra_only"])
+    # Reader 2 follows reader 1 on "both" and "inter_only"; the repeat on "both" and "intra_only".
+    r2 = r1 + rng.normal(0, 0.05, (30, 3)) * [1, 1, 0] + rng.normal(0, 2, (30, 3)) * [0, 0, 1]
+    rep = r1 + rng.normal(0, 0.05, (30, 3)) * [1, 0, 1] + rng.normal(0, 2, (30, 3)) * [0, 1, 0]
+    inter = rp.feature_icc(r1, r2)
+    intra = rp.feature_icc(r1, rep.iloc[:12], other="reader-1 repeat")
+    table = rp.feature_filter(inter, intra, 0.75)
+    assert list(table["reproducible"]) == [True, False, False]
+    assert list(table["n"]) == [30] * 3 and list(table["n_intra"]) == [12] * 3
+    assert list(rp.feature_filter(inter, None, 0.75)["reproducible"]) == [True, True, False]
+    summary = rp.icc_summary(table, 0.75).set_index("ICC")
+    assert list(summary["patients"]) == [30, 12] and list(summary["kept by every ICC"]) == [1, 1]
+    assert summary["share >= 0.75"].tolist() == pytest.approx([2 / 3, 2 / 3])
+    with pytest.raises(CtithError, match="reader-1 repeat features lack 1 reader-1 features"):
+        rp.feature_icc(r1, rep.drop(columns="both"), other="reader-1 repeat")
+
+
 def test_table_s3_columns_levels_and_undefined_rows():
     clinical = pd.DataFrame({
         "t_stage": ["T1", "T2", "T3", "T4", "T2", "T3", ""],
@@ -115,3 +148,31 @@ def test_table_s3_names_the_patient_with_an_unknown_level():
         rp.table_s3(clinical, [{"label": "N", "reader1": "n", "reader2": "n2", "levels": ["N0", "N1"]}])
     with pytest.raises(CtithError, match=r"has no column 'x_r2'"):
         rp.table_s3(clinical, [{"label": "X", "reader1": "n", "reader2": "x_r2"}])
+
+
+def test_reproducibility_command_with_a_repeat_delineation(tmp_path):
+    """`ctith reproducibility --reader1-repeat`: both ICCs on the training patients only, the
+    filter needs both, and the summary table; too few repeats is one clear error."""
+    from ctith.cli import main
+
+    rng = np.random.default_rng(4)
+    ids = [f"P{i:02d}" for i in range(16)]
+    r1 = pd.DataFrame(rng.normal(size=(16, 2)), index=pd.Index(ids, name="patient_id"), columns=["a", "b"])
+    r2 = r1 + rng.normal(0, 0.05, (16, 2))
+    rep = r1 + rng.normal(0, 0.05, (16, 2)) * [1, 0] + rng.normal(0, 2, (16, 2)) * [0, 1]
+    split = pd.DataFrame({"patient_id": ids, "cohort": ["train"] * 12 + ["external_validation"] * 4})
+    for name, df in (("r1", r1), ("r2", r2), ("rep", rep.iloc[:10])):
+        df.to_csv(tmp_path / f"{name}.tsv", sep="\t")
+    split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    args = ["reproducibility", "--reader1", str(tmp_path / "r1.tsv"), "--reader2", str(tmp_path / "r2.tsv"),
+            "--reader1-repeat", str(tmp_path / "rep.tsv"), "--split", str(tmp_path / "split.tsv"),
+            "--cohorts", "train", "--icc-threshold", "0.75", "--min-patients", "5",
+            "--out-icc", str(tmp_path / "icc.tsv"), "--out-summary", str(tmp_path / "summary.tsv")]
+    assert main(args) in (0, None)
+    icc = pd.read_csv(tmp_path / "icc.tsv", sep="\t")
+    assert list(icc["reproducible"]) == [True, False]
+    assert list(icc["n"]) == [12, 12] and list(icc["n_intra"]) == [10, 10]
+    summary = pd.read_csv(tmp_path / "summary.tsv", sep="\t")
+    assert list(summary["patients"]) == [12, 10] and (tmp_path / "summary.md").exists()
+    args[args.index("5")] = "11"
+    assert main(args) not in (0, None)

@@ -64,12 +64,15 @@ def icc(reader1: pd.Series, reader2: pd.Series, form: str = "ICC(A,1)") -> tuple
     return float(res.at[form, "ICC"]), float(lo), float(hi), n
 
 
-def feature_icc(reader1: pd.DataFrame, reader2: pd.DataFrame, form: str = "ICC(A,1)") -> pd.DataFrame:
-    """ICC of every radiomic feature between the two readers' extractions (patients x features)."""
+def feature_icc(reader1: pd.DataFrame, reader2: pd.DataFrame, form: str = "ICC(A,1)",
+                other: str = "reader-2") -> pd.DataFrame:
+    """ICC of every radiomic feature between two extractions (patients x features): reader 1
+    against reader 2 (inter-observer) or against reader 1's repeat delineation
+    (intra-observer; ``other`` names it in messages)."""
     patients = reader1.index.intersection(reader2.index)
     missing = reader1.columns.difference(reader2.columns)
     if len(missing):
-        raise CtithError(f"reader-2 features lack {len(missing)} reader-1 features (e.g. {missing[0]}); "
+        raise CtithError(f"{other} features lack {len(missing)} reader-1 features (e.g. {missing[0]}); "
                          "were they extracted with the same parameter file?")
     r1, r2 = reader1.loc[patients], reader2.loc[patients, reader1.columns]
     rows = []
@@ -82,6 +85,43 @@ def feature_icc(reader1: pd.DataFrame, reader2: pd.DataFrame, form: str = "ICC(A
 def reproducible(icc_table: pd.DataFrame, threshold: float = 0.75) -> pd.Series:
     """True for features whose ICC reaches the threshold (an undefined ICC does not)."""
     return pd.Series((icc_table["icc"] >= threshold).to_numpy(), index=icc_table["feature"].to_numpy())
+
+
+def feature_filter(inter: pd.DataFrame, intra: pd.DataFrame | None, threshold: float) -> pd.DataFrame:
+    """The feature filter's table: the inter-observer ICC (``feature_icc`` of reader 1 and 2)
+    and, where reader 1 re-delineated patients, the intra-observer ICC beside it (columns
+    ``icc_intra``, ``ci_low_intra``, ``ci_high_intra``, ``n_intra``). ``reproducible``: every
+    ICC given reaches ``threshold`` (Appendix 3 computes both)."""
+    table = inter.reset_index(drop=True).copy()
+    keep = reproducible(table, threshold).to_numpy()
+    if intra is not None:
+        by_feature = intra.set_index("feature").reindex(table["feature"])
+        for c in ("icc", "ci_low", "ci_high", "n"):
+            table[f"{c}_intra"] = by_feature[c].to_numpy()
+        keep = keep & (table["icc_intra"] >= threshold).to_numpy()
+    table["reproducible"] = keep
+    return table
+
+
+ICC_KINDS = (("inter-observer (reader 1 vs reader 2)", ""), ("intra-observer (reader 1 vs its repeat)", "_intra"))
+
+
+def icc_summary(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The feature ICCs' distribution, one row per kind (inter-, and intra-observer where
+    given): patients, features with a defined ICC, median and quartiles, the share at or
+    above ``threshold`` and at or above 0.90, and the features kept by every ICC."""
+    rows = []
+    for kind, suffix in ICC_KINDS:
+        if f"icc{suffix}" not in table:
+            continue
+        values = pd.to_numeric(table[f"icc{suffix}"], errors="coerce").dropna()
+        q1, median, q3 = (np.quantile(values, [0.25, 0.5, 0.75]) if len(values) else (np.nan,) * 3)
+        rows.append({"ICC": kind, "patients": int(pd.to_numeric(table[f"n{suffix}"]).max()),
+                     "features": int(len(values)), "median": median, "q1": q1, "q3": q3,
+                     f"share >= {threshold:g}": float((values >= threshold).mean()) if len(values) else np.nan,
+                     "share >= 0.9": float((values >= 0.9).mean()) if len(values) else np.nan,
+                     "kept by every ICC": int(table["reproducible"].astype(str).str.lower().eq("true").sum())})
+    return pd.DataFrame(rows)
 
 
 def encode_rating(values: pd.Series, levels: list | None = None) -> pd.Series:

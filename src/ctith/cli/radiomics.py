@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CtithError
@@ -117,27 +118,42 @@ def _feature_icc(args) -> None:
     import pandas as pd
 
     from .. import reproducibility
-    from ..io import read_feature_table, write_tsv
+    from ..io import read_feature_table, write_markdown, write_tsv
 
     r1 = read_feature_table(args.reader1)
-    r2 = read_feature_table(args.reader2)
     cohorts = read_cohorts(args.split)
-    use = [p for p in r2.index if p in r1.index and cohorts.get(p) in args.cohorts]
+
+    def rated(other: pd.DataFrame, what: str) -> list:
+        use = [p for p in other.index if p in r1.index and cohorts.get(p) in args.cohorts]
+        if len(use) < args.min_patients:
+            raise CtithError(f"{len(use)} patients of cohorts {args.cohorts} have a {what}; the ICC filter needs at "
+                             f"least {args.min_patients} (config reproducibility.min_patients, icc_cohorts, or "
+                             "icc_threshold: null to switch the filter off)")
+        return use
+
     if args.icc_threshold is None:
         table = pd.DataFrame({"feature": r1.columns, "icc": float("nan"), "ci_low": float("nan"),
                               "ci_high": float("nan"), "n": 0})
         table["reproducible"] = True
         print("ICC filter off: every feature kept")
     else:
-        if len(use) < args.min_patients:
-            raise CtithError(f"{len(use)} patients of cohorts {args.cohorts} have a reader-2 mask; the ICC "
-                             f"filter needs at least {args.min_patients} (config reproducibility.min_patients, "
-                             "icc_cohorts, or icc_threshold: null to switch the filter off)")
-        table = reproducibility.feature_icc(r1.loc[use], r2.loc[use], args.icc_form)
-        table["reproducible"] = reproducibility.reproducible(table, args.icc_threshold).to_numpy()
-        print(f"feature ICC on {len(use)} re-segmented patients of {args.cohorts}: "
+        r2 = read_feature_table(args.reader2)
+        use = rated(r2, "reader-2 mask")
+        inter = reproducibility.feature_icc(r1.loc[use], r2.loc[use], args.icc_form)
+        intra = None
+        if args.reader1_repeat:
+            repeat = read_feature_table(args.reader1_repeat)
+            again = rated(repeat, "repeat reader-1 mask")
+            intra = reproducibility.feature_icc(r1.loc[again], repeat.loc[again], args.icc_form, "reader-1 repeat")
+        table = reproducibility.feature_filter(inter, intra, args.icc_threshold)
+        print(f"feature ICC on {len(use)} re-segmented patients of {args.cohorts}"
+              + (f" and {len(again)} repeated by reader 1" if intra is not None else "") + ": "
               f"{int(table['reproducible'].sum())} of {len(table)} features with {args.icc_form} >= "
-              f"{args.icc_threshold}")
+              f"{args.icc_threshold}" + (" for both" if intra is not None else ""))
+        if args.out_summary:
+            summary = reproducibility.icc_summary(table, args.icc_threshold)
+            write_tsv(summary, args.out_summary)
+            write_markdown(summary.round(3), Path(args.out_summary).with_suffix(".md"))
     write_tsv(table, args.out_icc)
 
 
@@ -343,6 +359,8 @@ def register(sub) -> None:
     rp = sub.add_parser("reproducibility", help="feature ICC between readers and Table S3")
     rp.add_argument("--reader1", help="reader-1 feature table")
     rp.add_argument("--reader2", help="reader-2 feature table")
+    rp.add_argument("--reader1-repeat", help="reader 1's repeat delineation's feature table (intra-observer ICC)")
+    rp.add_argument("--out-summary", help="the ICC distributions, inter- and intra-observer (TSV; .md beside)")
     rp.add_argument("--split")
     rp.add_argument("--eligible", help="eligible patients (Table S3 covers them)")
     rp.add_argument("--clinical", help="clinical table (Table S3's reader columns)")
