@@ -110,7 +110,8 @@ def check_incremental(work, ids):
         donor = samples[nifti & samples["patient_id"].map(split).eq(donor_cohort)].iloc[0].copy()
         new[new_id] = donor["patient_id"]
         crow = clinical[clinical["patient_id"] == donor["patient_id"]].copy()
-        donor["patient_id"], donor["cohort"], donor["mask_reader2"] = new_id, cohort, ""
+        donor["patient_id"], donor["cohort"] = new_id, cohort
+        donor[["mask_reader2", "mask_reader1_repeat"]] = ""
         crow["patient_id"] = new_id
         if cohort == "predict":  # no outcome yet
             crow[["dm_event", "dm_time_months"]] = ""
