@@ -200,12 +200,16 @@ def test_fragmentation_rises_with_heterogeneity(rendered):
 
 
 def test_reader2_mask_is_a_perturbed_boundary(rendered):
-    pairs = [(sitk.GetArrayFromImage(im.mask), sitk.GetArrayFromImage(im.mask_reader2))
+    """Reader 2 moves the boundary; reader 1's repeat, on the same patients, moves it less."""
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+    masks = [[sitk.GetArrayFromImage(m) for m in (im.mask, im.mask_reader2, im.mask_reader1_repeat)]
              for s, im in rendered if im.mask_reader2 is not None]
-    assert pairs
-    for m1, m2 in pairs:
-        dice = 2 * (m1 & m2).sum() / (m1.sum() + m2.sum())
-        assert 0.85 < dice < 1.0
+    assert masks
+    assert all((im.mask_reader1_repeat is None) == (im.mask_reader2 is None) for _, im in rendered)
+    for m1, m2, m1r in masks:
+        assert 0.85 < dice(m1, m2) < dice(m1, m1r) < 1.0
 
 
 def test_written_cohort_sheet(tiny_cohort_dir):
@@ -216,6 +220,7 @@ def test_written_cohort_sheet(tiny_cohort_dir):
     for col in ("image", "mask"):
         assert all((tiny_cohort_dir / p).exists() for p in sheet[col])
     assert (sheet["mask_reader2"] != "").any() and (sheet["plain_ct"] != "").any()
+    assert ((sheet["mask_reader1_repeat"] != "") == (sheet["mask_reader2"] != "")).all()
 
 
 def test_clinical_table_writes_integer_ratings(tiny_cohort_dir):

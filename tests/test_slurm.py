@@ -63,7 +63,7 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
         shutil.rmtree(path)
     planned = dry_run_jobs(work)
     per_patient = {rule for rule, wc in local_run.planned if wc and wc[0] in redo}
-    assert {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"} <= per_patient
+    assert {"ingest", "ith", "radiomics", "radiomics_resegmented", "semantic", "dl_input"} <= per_patient
     per_model = ("ith_model", "ith_model_predict", "survival_model", "survival_predict", "dl_train")
     cohort_jobs = [(rule, wc) for rule, wc in local_run.planned if not wc or rule in per_model]
     assert sorted(planned) == sorted([(r, wc) for r, wc in local_run.planned if wc and wc[0] in redo]

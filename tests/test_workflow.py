@@ -65,7 +65,7 @@ def test_full_run_then_incremental_patient(local_run, tmp_path):
 # Rules that fit something: a new validation or predict patient must plan none of them.
 FIT_RULES = {"crossfit_folds", "ith_train_table", "ith_model", "radiomics_train_table", "reproducibility", "harmonize",
              "select", "dl_train", "dl_train_features", "dl_signature", "survival_model", "model_bundle"}
-PER_PATIENT_RULES = {"ingest", "ith", "radiomics", "radiomics_reader2", "semantic", "dl_input"}
+PER_PATIENT_RULES = {"ingest", "ith", "radiomics", "radiomics_resegmented", "semantic", "dl_input"}
 
 
 def fitted_files(results: Path) -> dict:
@@ -110,7 +110,8 @@ def check_incremental(work, ids):
         donor = samples[nifti & samples["patient_id"].map(split).eq(donor_cohort)].iloc[0].copy()
         new[new_id] = donor["patient_id"]
         crow = clinical[clinical["patient_id"] == donor["patient_id"]].copy()
-        donor["patient_id"], donor["cohort"], donor["mask_reader2"] = new_id, cohort, ""
+        donor["patient_id"], donor["cohort"] = new_id, cohort
+        donor[["mask_reader2", "mask_reader1_repeat"]] = ""
         crow["patient_id"] = new_id
         if cohort == "predict":  # no outcome yet
             crow[["dm_event", "dm_time_months"]] = ""
@@ -449,7 +450,7 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
               "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
               "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png", "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
               "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",
-              "radiomics_icc.tsv", "harmonization.json"]
+              "radiomics_icc.tsv", "feature_icc.tsv", "harmonization.json"]
     missing = [name for name in wanted if f"filename={name};" not in html]
     assert not missing, missing
     ids = eligible(local_run.work)

@@ -417,6 +417,7 @@ class PatientImages:
     plain: sitk.Image | None
     mask_reader2: sitk.Image | None
     habitat_map: np.ndarray  # (z, y, x) habitat index + 1 inside the tumour, 0 outside
+    mask_reader1_repeat: sitk.Image | None = None
     organs: dict = field(default_factory=dict)  # name -> (z, y, x) bool, as drawn (for tests)
 
 
@@ -585,6 +586,11 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         m2 = (sdist + 1.5 * gaussian_field(rng, shape, sp, 6.0)) > 0
         mask2 = np.zeros((nz, n, n), dtype=np.uint8)
         mask2[box] = m2 & inner[box[1], box[2]][None]
+        # Reader 1 again, weeks later, on the same patients (Appendix 3): the same hand moves
+        # the boundary less (~0.6 mm). Its own seed: no other draw of the patient moves.
+        m1r = (sdist + 0.6 * gaussian_field(np.random.default_rng(spec.seed ^ 0x4E9EA7), shape, sp, 8.0)) > 0
+        mask1r = np.zeros((nz, n, n), dtype=np.uint8)
+        mask1r[box] = m1r & inner[box[1], box[2]][None]
 
     def to_image(arr):
         img = sitk.GetImageFromArray(arr)
@@ -597,6 +603,7 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         mask=to_image(tumour.astype(np.uint8)),
         plain=to_image(plain_a) if spec.has_plain_ct else None,
         mask_reader2=to_image(mask2) if mask2 is not None else None,
+        mask_reader1_repeat=to_image(mask1r) if mask2 is not None else None,
         habitat_map=hab,
         organs={name: organ_id == i + 1 for i, name in enumerate(organ_names)},
     )
@@ -731,6 +738,7 @@ def write_patient(spec: PatientSpec, images: PatientImages, root: str | Path,
     pdir = root / spec.patient_id
     row = {"patient_id": spec.patient_id, "institution": spec.institution, "scanner": spec.scanner,
            "cohort": "", "image": "", "image_series_uid": "", "mask": "", "mask_reader2": "",
+           "mask_reader1_repeat": "",
            "plain_ct": "", "plain_ct_series_uid": ""}
     if fmt == "dicom":
         study = _uid("study", spec.seed)
@@ -758,6 +766,9 @@ def write_patient(spec: PatientSpec, images: PatientImages, root: str | Path,
     if images.mask_reader2 is not None:
         _write_volume(images.mask_reader2, pdir / "seg_reader2.nii.gz")
         row["mask_reader2"] = f"{spec.patient_id}/seg_reader2.nii.gz"
+    if images.mask_reader1_repeat is not None:
+        _write_volume(images.mask_reader1_repeat, pdir / "seg_reader1_repeat.nii.gz")
+        row["mask_reader1_repeat"] = f"{spec.patient_id}/seg_reader1_repeat.nii.gz"
     return row
 
 

@@ -123,9 +123,11 @@ def _plain(value):
 
 def reader2_mask_on_image(mask_path: str | Path, image: sitk.Image, patient: str | None = None,
                           label: int | None = None, tolerance_mm: float = 0.01,
-                          direction_tolerance: float = 1e-4, image_path: str | None = None) -> sitk.Image:
-    """Read a reader-2 mask and bring it onto the ingested image's grid, as ingest does for reader 1."""
-    mask, _ = read_mask(mask_path, "reader-2 mask", label, patient)
+                          direction_tolerance: float = 1e-4, image_path: str | None = None,
+                          what: str = "reader-2 mask") -> sitk.Image:
+    """Read a re-delineation (reader 2's, or reader 1's repeat: ``what``) and bring it onto
+    the ingested image's grid, as ingest does for reader 1."""
+    mask, _ = read_mask(mask_path, what, label, patient)
     mask, _ = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance, patient, str(mask_path), image_path)
     return mask
 

@@ -24,7 +24,7 @@ from .errors import SheetError
 from .io import read_table
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-PATH_COLUMNS = ("image", "mask", "mask_reader2", "plain_ct")
+PATH_COLUMNS = ("image", "mask", "mask_reader2", "mask_reader1_repeat", "plain_ct")
 OUTCOME_COLUMNS = ("dm_event", "dm_time_months")
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 

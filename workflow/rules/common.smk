@@ -168,11 +168,16 @@ def ith_options():
     )
 
 
-def reader2_files(pattern, patients=None):
-    """Per-patient files of the patients (default: every eligible one) the sheet gives a
-    reader-2 mask for."""
+# Re-delineations (Appendix 3) -> their sample-sheet column: reader 2 (inter-observer
+# ICC) and reader 1 weeks later (intra-observer ICC).
+RESEGMENTATIONS = {"reader2": "mask_reader2", "reader1_repeat": "mask_reader1_repeat"}
+
+
+def resegmented_files(pattern, reading, patients=None):
+    """Per-patient files of the patients (default: every eligible one) the sheet gives
+    that re-delineation (``reading``: a key of RESEGMENTATIONS) for."""
     return expand(pattern, patient=[p for p in (ELIGIBLE if patients is None else patients)
-                                    if sample(p, "mask_reader2")])
+                                    if sample(p, RESEGMENTATIONS[reading])], reading=reading)
 
 
 # The feature ICC is a fitted filter: on training patients only (the default) it is a fit
@@ -182,8 +187,20 @@ ICC_TABLES = ("results/cohort/train" if set(config["reproducibility"]["icc_cohor
               else "results/cohort")
 
 
-def reader2_mask(wildcards):
-    return sample(wildcards.patient, "mask_reader2")
+def resegmented_mask(wildcards):
+    return sample(wildcards.patient, RESEGMENTATIONS[wildcards.reading])
+
+
+def resegmented_options(wildcards):
+    """--reader 2, or reader 1's --repeat, and the mask's label."""
+    reader = "--reader 2" if wildcards.reading == "reader2" else "--reader 1 --repeat"
+    return f"{reader} {reader2_options(wildcards)}".strip()
+
+
+# The intra-observer ICC joins the feature filter when patients of the ICC's cohorts have a
+# repeat delineation by reader 1.
+ICC_REPEATS = resegmented_files("{patient}", "reader1_repeat",
+                                SPLIT.loc[SPLIT["cohort"].isin(config["reproducibility"]["icc_cohorts"]), "patient_id"])
 
 
 def harmonize_fit_inputs(wildcards):

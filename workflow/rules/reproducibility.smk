@@ -3,6 +3,7 @@ rule reproducibility:
     input:
         reader1=f"{ICC_TABLES}/radiomics_features.tsv",
         reader2=f"{ICC_TABLES}/radiomics_features_reader2.tsv",
+        repeat=[f"{ICC_TABLES}/radiomics_features_reader1_repeat.tsv"] if ICC_REPEATS else [],
         split=TRAIN_SHEETS["split"] if ICC_TABLES.endswith("train") else "results/cohort/split.tsv",
     output:
         icc=report(
@@ -10,11 +11,17 @@ rule reproducibility:
             caption="../report/radiomics_icc.rst",
             category="4. C-radiomics",
         ),
+        summary=report(
+            "results/tables/feature_icc.tsv",
+            caption="../report/feature_icc.rst",
+            category="4. C-radiomics",
+        ),
     params:
         form=config["reproducibility"]["icc_form"],
         threshold=config["reproducibility"]["icc_threshold"] if config["reproducibility"]["icc_threshold"] is not None else "none",
         cohorts=config["reproducibility"]["icc_cohorts"],
         min_patients=config["reproducibility"]["min_patients"],
+        repeat=lambda wildcards, input: f"--reader1-repeat {input.repeat}" if input.repeat else "",
     log:
         "results/logs/reproducibility.log",
     benchmark:
@@ -22,9 +29,10 @@ rule reproducibility:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith reproducibility --reader1 {input.reader1} --reader2 {input.reader2} --split {input.split}"
-        " --cohorts {params.cohorts} --icc-form '{params.form}' --icc-threshold {params.threshold}"
-        " --min-patients {params.min_patients} --out-icc {output.icc} > {log} 2>&1"
+        "ctith reproducibility --reader1 {input.reader1} --reader2 {input.reader2} {params.repeat}"
+        " --split {input.split} --cohorts {params.cohorts} --icc-form '{params.form}'"
+        " --icc-threshold {params.threshold} --min-patients {params.min_patients}"
+        " --out-icc {output.icc} --out-summary {output.summary} > {log} 2>&1"
 
 
 # Table S3: the two readers' agreement on the semantic ratings, over the eligible patients.

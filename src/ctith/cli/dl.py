@@ -175,7 +175,8 @@ def cmd_dl_predict(args) -> None:
     order += [k for k in with_dm + without if k not in order]
     shown = sorted(order[: args.gradcam_patients])
     labels = [f"{ids[val[k]]} ({'DM' if dm[k] else 'no DM'})\nDL_E {prob[val[k]]:.2f}" for k in shown]
-    save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure)
+    # 100 dpi draws each 224-pixel input at about its own resolution (and keeps the report small).
+    save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure, dpi=100)
     print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
           f"validation patients, {len(shown)} in {args.figure}")
 

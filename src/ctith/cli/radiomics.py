@@ -25,15 +25,15 @@ def cmd_radiomics(args) -> None:
     patient = args.patient_id
     params = radiomics.load_params(args.params, args.bin_width, args.resampled_spacing)
     image = sitk.ReadImage(str(args.image))
-    if args.reader == 2:
-        mask = radiomics.reader2_mask_on_image(args.mask, image, patient, args.mask_label,
-                                               image_path=str(args.image))
+    if args.reader == 2 or args.repeat:
+        mask = radiomics.reader2_mask_on_image(args.mask, image, patient, args.mask_label, image_path=str(args.image),
+                                               what="reader-1 repeat mask" if args.repeat else "reader-2 mask")
     else:
         mask = sitk.ReadImage(str(args.mask))
     t0 = time.perf_counter()
     features, diagnostics = radiomics.extract(image, mask, params, patient, str(args.mask))
     seconds = time.perf_counter() - t0
-    diagnostics.update({"patient_id": patient, "reader": args.reader, "mask": str(args.mask),
+    diagnostics.update({"patient_id": patient, "reader": args.reader, "repeat": args.repeat, "mask": str(args.mask),
                         "params_file": str(args.params), "seconds": round(seconds, 3)})
     write_tsv(radiomics.features_row(features, patient), args.out, index=True)
     write_json(diagnostics, args.diagnostics)
@@ -135,6 +135,7 @@ def _feature_icc(args) -> None:
         table = pd.DataFrame({"feature": r1.columns, "icc": float("nan"), "ci_low": float("nan"),
                               "ci_high": float("nan"), "n": 0})
         table["reproducible"] = True
+        summary = pd.DataFrame([{"ICC": "none computed: the filter is off (reproducibility.icc_threshold: null)"}])
         print("ICC filter off: every feature kept")
     else:
         r2 = read_feature_table(args.reader2)
@@ -150,11 +151,11 @@ def _feature_icc(args) -> None:
               + (f" and {len(again)} repeated by reader 1" if intra is not None else "") + ": "
               f"{int(table['reproducible'].sum())} of {len(table)} features with {args.icc_form} >= "
               f"{args.icc_threshold}" + (" for both" if intra is not None else ""))
-        if args.out_summary:
-            summary = reproducibility.icc_summary(table, args.icc_threshold)
-            write_tsv(summary, args.out_summary)
-            write_markdown(summary.round(3), Path(args.out_summary).with_suffix(".md"))
+        summary = reproducibility.icc_summary(table, args.icc_threshold)
     write_tsv(table, args.out_icc)
+    if args.out_summary:
+        write_tsv(summary, args.out_summary)
+        write_markdown(summary.round(3), Path(args.out_summary).with_suffix(".md"))
 
 
 def _batch(args, patients) -> pd.Series:
@@ -323,8 +324,9 @@ def register(sub) -> None:
     """Add this family's subcommands to the ``ctith`` parser."""
     r = sub.add_parser("radiomics", help="pyradiomics features of one patient and reader")
     r.add_argument("--image", required=True, help="ingested image.nii.gz")
-    r.add_argument("--mask", required=True, help="ingested mask.nii.gz, or the raw reader-2 mask with --reader 2")
+    r.add_argument("--mask", required=True, help="ingested mask.nii.gz, or a raw re-delineation (--reader 2, --repeat)")
     r.add_argument("--reader", type=int, default=1, choices=[1, 2])
+    r.add_argument("--repeat", action="store_true", help="the raw mask is reader 1's repeat delineation")
     r.add_argument("--mask-label", type=int, help="label of the tumour in a multi-label reader-2 mask")
     r.add_argument("--params", required=True, help="pyradiomics parameter file (YAML)")
     r.add_argument("--bin-width", type=float, help="overrides the parameter file's binWidth")
