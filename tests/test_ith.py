@@ -336,15 +336,25 @@ def test_cli_ith_and_cohort(real_ct, tmp_path, capsys):
         assert np.array_equal(maps["k3"] > 0, maps["mask"])
         assert (d / "ith" / "habitats.png").stat().st_size > 10_000
         records.append(d / "ith" / "scores.json")
-    clinical = tmp_path / "clinical.tsv"
-    clinical.write_text("pid\tdm\nkidney_left\t0\nspleen\t1\n")
-    assert main(["ith-cohort", "--scores", *map(str, records), "--clinical", str(clinical),
-                 "--id-column", "pid", "--event-column", "dm",
-                 "--out-table", str(tmp_path / "ith_scores.tsv"), "--out-figure", str(tmp_path / "s6.png")]) == 0
+    assert main(["ith-cohort", "--scores", *map(str, records), "--out-table", str(tmp_path / "ith_scores.tsv")]) == 0
     table = pd.read_csv(tmp_path / "ith_scores.tsv", sep="\t")
     assert list(table["patient_id"]) == ["kidney_left", "spleen"]
     assert [c for c in table.columns if c.startswith("ith_k")] == [f"ith_k{k}" for k in range(2, 9)]
-    assert "Figure S6: kidney_left vs spleen" in capsys.readouterr().out
+    # Figure S6 from the ITH model's predictions and the clinical table (the user's column names).
+    (tmp_path / "predictions.tsv").write_text("patient_id\tcohort\tprobability\tpredicted\n"
+                                              "kidney_left\texternal_validation\t0.2\t0\n"
+                                              "spleen\texternal_validation\t0.8\t1\n")
+    (tmp_path / "clinical.tsv").write_text("pid\tdm\tmonths\tage\tsex\thistology\tt_stage\tn_stage\n"
+                                           "kidney_left\t0\t50\t58\tF\tRLPS\tT3\tN0\n"
+                                           "spleen\t1\t8\t54\tF\tRLPS\tT3\tN0\n")
+    columns = json.dumps({"patient_id": "pid", "dm_event": "dm", "dm_time_months": "months"})
+    assert main(["figure-s6", "--predictions", str(tmp_path / "predictions.tsv"), "--scores", *map(str, records),
+                 "--clinical", str(tmp_path / "clinical.tsv"), "--clinical-columns", columns,
+                 "--out-figure", str(tmp_path / "s6.png"), "--out-pair", str(tmp_path / "pair.json")]) == 0
+    assert "Figure S6: kidney_left (A) vs spleen (B)" in capsys.readouterr().out
+    pair = json.loads((tmp_path / "pair.json").read_text())
+    assert pair["traits"] == list(ith.MATCH_TRAITS) and pair["pool"] == "validation cohorts"
+    assert (tmp_path / "s6.png").stat().st_size > 10_000
 
 
 def test_cli_ith_variant_options(real_ct, tmp_path):
