@@ -67,6 +67,7 @@ MpiDefault=none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MinJobAge={MIN_JOB_AGE_S}
+SlurmdParameters=config_overrides
 GresTypes=gpu
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -81,7 +82,11 @@ class Cluster:
         self.spool = Path(spool)
         self.procs: list[subprocess.Popen] = []
         self.outputs: list = []  # the daemons' stdout files, closed on stop
-        self.cpus = os.cpu_count()
+        self.cores = os.cpu_count()
+        # The node declares twice its cores (slurmd takes the config's word:
+        # config_overrides): most cohort jobs wait on Python start-up and Snakemake's status
+        # checks, not on a core, so two share one.
+        self.cpus = 2 * self.cores
         # Headroom for the OS and the Snakemake main process.
         self.memory_mb = _memory_mb() - 2048
 

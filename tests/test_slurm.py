@@ -69,7 +69,7 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
     assert sorted(planned) == sorted([(r, wc) for r, wc in local_run.planned if wc and wc[0] in redo]
                                      + cohort_jobs)
     # The profile as shipped; only the DL rules' 8 threads do not fit a small test node.
-    threads = min(8, cluster.cpus)
+    threads = min(8, cluster.cores)
     smk(work, "--profile", str(REPO / "workflow" / "profiles" / "slurm"),
         # No slurmdbd here: sacct cannot answer, squeue can.
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
