@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .ith import VALIDATION
+
 if TYPE_CHECKING:
     import pandas as pd
-
-VALIDATION = ("internal_validation", "external_validation")
 
 
 def pick_pair(patients: pd.DataFrame) -> dict:
