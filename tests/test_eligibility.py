@@ -122,3 +122,32 @@ def test_training_sheets_hold_the_training_rows_only(tiny_cohort_dir, tmp_path):
     assert not write_tsv_if_changed(sheets["split"].copy(), path) and path.stat().st_mtime == 1_000_000
     assert write_tsv_if_changed(sheets["split"].iloc[1:], path)
     assert pd.read_csv(path, sep="\t", dtype=str)["patient_id"].tolist() == train[1:]
+
+
+def test_paper_preset_splits_as_the_paper(tmp_path):
+    """The paper's 274 analysed patients: 142 training, 31 internal validation (Table S2's
+    accuracies are multiples of 1/31) and 101 external. The preset's sheets go through the
+    same validation, eligibility and split as the workflow's, with the default config;
+    no image is rendered."""
+    from ctith import demo
+    from ctith.io import write_tsv
+    from ctith.split import split_cohorts
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    specs, clinical = demo.simulate_cohort("paper", seed=config["seed"])
+    samples = pd.DataFrame({"patient_id": [s.patient_id for s in specs],
+                            "institution": [s.institution for s in specs], "cohort": "",
+                            "image": [f"{s.patient_id}/venous.nii.gz" for s in specs],
+                            "mask": [f"{s.patient_id}/seg_reader1.nii.gz" for s in specs]})
+    write_tsv(samples, tmp_path / "samples.tsv")
+    write_tsv(clinical, tmp_path / "clinical.tsv")
+    inputs = validate_inputs(read_table(tmp_path / "samples.tsv"), read_table(tmp_path / "clinical.tsv"),
+                             config, str(tmp_path / "samples.tsv"), str(tmp_path / "clinical.tsv"),
+                             check_files=False)
+    eligible = eligible_ids(inputs.clinical, inputs.samples["institution"], config["eligibility"]["criteria"])
+    assert len(eligible) == 274 < len(specs)  # each institution's excluded patients come on top
+    s = config["split"]
+    split = split_cohorts(inputs.samples, inputs.clinical, eligible, s["internal_institutions"],
+                          s["external_institutions"], s["train_fraction"], config["seed"])
+    assert split["cohort"].value_counts().to_dict() == {"train": 142, "external_validation": 101,
+                                                        "internal_validation": 31}

@@ -52,6 +52,8 @@ def make_workdir(cohort: Path, root: Path) -> Path:
     config["reproducibility"].update(icc_cohorts=["train"], min_patients=3)
     config["harmonize"].update(mode="train", batch_column="scanner", unseen_batch="keep")
     config["crossfit"]["folds"] = 2
+    # The tiny cohort's 9 patients at institution A: 7:3 keeps three for internal validation.
+    config["split"]["train_fraction"] = 0.7
     config["dl"].update(epochs=3, base_width=16)  # the demo config trains 40 epochs of width 64
     config["ith_model"].update(n_trials=3)
     config["survival"]["n_bootstrap"] = 50

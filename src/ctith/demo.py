@@ -95,6 +95,9 @@ class Preset:
     plain_ct_fraction: float = 0.7
     dicom_fraction: float = 0.15
     ineligible_fraction: float = 0.08
+    # True: n_patients counts the eligible patients, and each institution's ineligible
+    # ones come on top (the paper reports its cohorts after exclusion).
+    eligible_counts: bool = False
 
 
 PRESETS = {
@@ -104,8 +107,10 @@ PRESETS = {
     # and per-patient work stays small (tumours smaller than most RPS: radiomics and ITH
     # cost grow with the tumour's volume and area). README gives the run's time.
     "demo": Preset("demo", {"A": 50, "B": 26}, 224, (40.0, 90.0), ineligible_fraction=0.1),
-    # Benchmarks: the paper's cohort size and matrix.
-    "paper": Preset("paper", {"A": 173, "B": 101}, 512, (50.0, 200.0), reader2_fraction=0.22),
+    # Benchmarks: the paper's cohort sizes after exclusion (173 at the internal institution,
+    # 101 external) and its matrix.
+    "paper": Preset("paper", {"A": 173, "B": 101}, 512, (50.0, 200.0), reader2_fraction=0.22,
+                    eligible_counts=True),
 }
 
 # Habitat tissue classes: venous-phase mean HU range, structure SD (HU) and the scale of
@@ -287,15 +292,21 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     counts = dict(n_patients or preset.n_patients)
     rng = np.random.default_rng(seed)
+    extra = {inst: int(round(preset.ineligible_fraction * n)) if preset.eligible_counts else 0
+             for inst, n in counts.items()}
     specs: list[PatientSpec] = []
     for inst in INSTITUTIONS:
-        for i in range(counts.get(inst, 0)):
+        for i in range(counts.get(inst, 0) + extra.get(inst, 0)):
             specs.append(_draw_spec(rng, preset, f"{inst}{i + 1:03d}", inst, seed))
 
     # Every institution gets some ineligible patients, one reason each, so the
     # eligibility flow table has something to count.
-    n_inel = max(1, int(round(preset.ineligible_fraction * len(specs))))
-    idx = rng.choice(len(specs), size=n_inel, replace=False)
+    if preset.eligible_counts:
+        idx = np.concatenate([rng.choice([i for i, s in enumerate(specs) if s.institution == inst],
+                                         size=k, replace=False) for inst, k in extra.items() if k])
+    else:
+        n_inel = max(1, int(round(preset.ineligible_fraction * len(specs))))
+        idx = rng.choice(len(specs), size=n_inel, replace=False)
     for k, i in enumerate(sorted(idx)):
         specs[i].ineligible_reason = INELIGIBILITY_REASONS[k % len(INELIGIBILITY_REASONS)]
     # At least one DICOM patient and one mask stored another way, whatever the draw.

@@ -3,7 +3,7 @@
 Patients whose sheet row names a cohort keep it. The others are assigned by
 institution: an external institution's patients form the external validation cohort;
 an internal institution's are split by a seeded split stratified by the DM event into
-training and internal validation (7:3 by default), as in the paper. The split depends
+training and internal validation (142:31 of 173 by default, as in the paper's Table S2). The split depends
 only on the set of patients, the seed and the outcome, never on the sheet's row order.
 Adding patients can move others across the train/validation line: to freeze a split,
 copy ``results/cohort/split.tsv``'s cohort column into the sample sheet.
@@ -21,10 +21,13 @@ from sklearn.model_selection import train_test_split
 from .errors import InputError
 
 COHORTS = ("train", "internal_validation", "external_validation", "predict")
+# The paper's split of its 173 internal patients, 142 training and 31 internal validation:
+# train_test_split floors the training count, and floor(0.821 x 173) = 142.
+TRAIN_FRACTION = 0.821
 
 
 def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_institutions,
-                   train_fraction: float = 0.7, seed: int = 0) -> pd.DataFrame:
+                   train_fraction: float = TRAIN_FRACTION, seed: int = 0) -> pd.DataFrame:
     """patients: patient_id, institution, cohort ('' = assign), event (0/1).
 
     Returns patient_id, institution, cohort, assigned_by ('sample sheet' or 'split').
@@ -46,7 +49,7 @@ def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_insti
     todo = out.index[blank & out["institution"].isin(internal)]
     if len(todo):
         y = df.loc[todo, "event"].astype(int)
-        # Stratify within each internal institution so each keeps its 7:3 proportion.
+        # Stratify within each internal institution so each keeps the train fraction.
         strata = df.loc[todo, "institution"].astype(str) + ":" + y.astype(str)
         stratify = strata if strata.value_counts().min() >= 2 else y if y.value_counts().min() >= 2 else None
         train, valid = train_test_split(list(todo), train_size=train_fraction, random_state=seed,
@@ -57,7 +60,7 @@ def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_insti
 
 
 def split_cohorts(samples: pd.DataFrame, clinical: pd.DataFrame, eligible, internal_institutions,
-                  external_institutions, train_fraction: float = 0.7, seed: int = 0) -> pd.DataFrame:
+                  external_institutions, train_fraction: float = TRAIN_FRACTION, seed: int = 0) -> pd.DataFrame:
     """The split of the eligible patients, from the validated sheets (``sheets.Inputs``:
     indexed by patient_id). A ``predict`` patient keeps that cohort and has no say in the
     draw: it has no outcome, and the study's split must not move when one arrives."""

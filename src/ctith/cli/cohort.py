@@ -164,11 +164,12 @@ def cmd_eligibility(args) -> None:
 
 def cmd_split(args) -> None:
     from ..io import read_table, write_tsv
-    from ..split import split_cohorts
+    from ..split import TRAIN_FRACTION, split_cohorts
 
     inputs = _inputs(args)
+    fraction = TRAIN_FRACTION if args.train_fraction is None else args.train_fraction
     out = split_cohorts(inputs.samples, inputs.clinical, read_table(args.eligible)["patient_id"], args.internal,
-                        args.external, args.train_fraction, args.seed)
+                        args.external, fraction, args.seed)
     write_tsv(out, args.out)
     counts = out.groupby("cohort").size().to_dict()
     print(f"cohorts: {counts} -> {args.out}")
@@ -268,7 +269,8 @@ def register(sub) -> None:
     s.add_argument("--eligible", required=True)
     s.add_argument("--internal", nargs="*", default=[], help="institutions split into train/internal")
     s.add_argument("--external", nargs="*", default=[], help="institutions forming external validation")
-    s.add_argument("--train-fraction", type=float, default=0.7)
+    s.add_argument("--train-fraction", type=float, default=None,
+                   help="share of the internal institutions' patients in training (default: the paper's 142 of 173)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_split)
