@@ -437,3 +437,97 @@ def test_figure_s6_pair_is_matched_as_the_paper_picks_it():
     pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=5)
     assert "highest-probability patient with DM" in pick["how"]
     assert (pick["low"], pick["high"]) == ("T1", "V5")
+
+
+# --------------------------------------------------------------------------- whole tumour
+
+
+def test_3d_score_on_hand_built_maps():
+    # A 2 x 2 x 2 checkerboard: 26-connectivity joins each colour through edges and corners
+    # (one region of 4 each: score 0); through faces (6) every voxel is alone: 4 regions of
+    # 1 per colour, so 1 - (1/4 + 1/4) / 8 = 15/16 with no region ignored.
+    board = (np.indices((2, 2, 2)).sum(0) % 2) + 1
+    assert ith.ith_score(np.pad(board, 1), connectivity=26) == 0.0
+    assert ith.ith_score(np.pad(board, 1), min_region_pixels=0, connectivity=6) == pytest.approx(15 / 16)
+    # Two slices of a 3 x 3 block of 1 with a column of 2 through the middle of both and a
+    # 2 alone in a corner of the first. Through faces: cluster 1 is one region of 15 (a 2D
+    # score of either slice would not see it joined), cluster 2 a column of 2 and a single
+    # voxel, ignored at min_region_pixels 1: 1 - (15 + 2) / 18; at 0, 1 - (15 + 2 / 2) / 18.
+    vol = np.ones((2, 3, 3), dtype=int)
+    vol[:, 1, 1] = 2
+    vol[0, 0, 0] = 2
+    assert ith.ith_score(np.pad(vol, 1), connectivity=6) == pytest.approx(1 - 17 / 18)
+    assert ith.ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=6) == pytest.approx(1 - 16 / 18)
+    # 26-connectivity joins the corner voxel to the column diagonally: one region of 3.
+    assert ith.ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=26) == pytest.approx(1 - 18 / 18)
+    with pytest.raises(ValueError, match="connectivity 8 does not apply to a 3D"):
+        ith.ith_score(np.pad(vol, 1), connectivity=8)
+    with pytest.raises(ValueError, match="connectivity 26 does not apply to a 2D"):
+        ith.ith_score(vol[0], connectivity=26)
+
+
+@pytest.mark.parametrize("organ", ["kidney_left", "spleen"])
+def test_volume_features_equal_pyradiomics_slice_by_slice(real_ct, organ):
+    """Every tumour slice's window features against pyradiomics, a seeded sample of pixels
+    on each slice (pyradiomics takes 5-15 ms a window), and the largest slice's against
+    the published method's (the same windows: equal to the last bit)."""
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks[organ], organ)
+    vol, vmask, info = ith.tumour_volume(img, msk, axis)
+    assert info["tumour_voxels"] == int(msk.sum()) == int(vmask.sum())
+    assert info["tumour_slices"] == vmask.shape[0] == int(np.moveaxis(msk, axis, 0).any(axis=(1, 2)).sum())
+    features = ith.volume_features(vol, vmask)
+    assert np.array_equal(np.stack(features.index.to_frame().to_numpy().T), np.stack(np.nonzero(vmask)))
+    rng = np.random.default_rng(1)
+    for z in range(vmask.shape[0]):
+        pixels = np.zeros_like(vmask[z])
+        pixels.flat[rng.choice(np.flatnonzero(vmask[z]), min(6, int(vmask[z].sum())), replace=False)] = True
+        ref = lr.reference_local_features(vol[z], pixels)
+        fast = features.xs(z, level="slice").loc[ref.index]
+        assert np.allclose(fast.to_numpy(), ref.to_numpy(), **TOL), f"slice {z}"
+    crop, crop_mask, s_info = ith.tumour_slice(img, msk, axis)
+    assert s_info["slice_index"] == info["slice_index"] and s_info["tumour_pixels"] == info["tumour_pixels"]
+    published = ith.local_features(crop, crop_mask)
+    z = info["slice_index"] - info["slices"][0]
+    shift = np.subtract(s_info["crop_origin"], info["crop_origin"])
+    mine = features.xs(z, level="slice")
+    assert np.array_equal(mine.index.get_level_values("row"), published.index.get_level_values("row") + shift[0])
+    assert np.array_equal(mine.index.get_level_values("col"), published.index.get_level_values("col") + shift[1])
+    assert np.array_equal(mine.to_numpy(), published.to_numpy())
+
+
+def test_whole_tumour_habitats_on_real_ct(real_ct):
+    img, msk, axis = _ingested(real_ct.image, real_ct.masks["kidney_left"])
+    params = ith.ITHParams(clusters=(2, 4), slices="all", seed=3)
+    res = ith.run_ith(img, msk, axis, params, "kidney")
+    b = ith.run_ith(img, msk, axis, params, "kidney")
+    vmask = res.volume_mask
+    assert vmask.sum() == msk.sum() == res.info["tumour_voxels"] == 5144
+    view = res.info["slice_index"] - res.info["slices"][0]
+    assert res.info["slice_index"] == 92 and np.array_equal(res.mask, vmask[view])  # the published slice
+    for k in params.clusters:
+        v = res.volumes[k]
+        assert np.array_equal(v, b.volumes[k]) and res.scores[k] == b.scores[k]  # seeded
+        assert np.array_equal(v > 0, vmask) and set(np.unique(v[vmask])) == set(range(1, k + 1))
+        assert np.array_equal(res.maps[k], v[view])
+        assert res.scores[k] == ith.ith_score(v, 1, 26) and 0.0 <= res.scores[k] < 1.0
+    faces = ith.run_ith(img, msk, axis, ith.ITHParams(clusters=(2, 4), slices="all", seed=3, connectivity_3d=6))
+    assert [np.array_equal(faces.volumes[k], res.volumes[k]) for k in (2, 4)] == [True, True]  # same habitats
+    assert faces.scores[4] == ith.ith_score(res.volumes[4], 1, 6)
+    record = ith.summary(res, params, "kidney")
+    assert sum(record["k"]["4"]["cluster_sizes"]) == 5144 and record["params"]["slices"] == "all"
+    with pytest.raises(ValueError, match="slices must be one of"):
+        ith.ITHParams(slices="middle")
+
+
+def test_cli_whole_tumour(real_ct, tmp_path):
+    d = tmp_path / "spleen"
+    assert main(["ingest", "--image", str(real_ct.image), "--mask", str(real_ct.masks["spleen"]),
+                 "--out", str(d)]) == 0
+    assert main(["ith", "--image", str(d / "image.nii.gz"), "--mask", str(d / "mask.nii.gz"), "--out-dir",
+                 str(d / "ith"), "--clusters", "2", "3", "--slices", "all", "--connectivity-3d", "6"]) == 0
+    rec = json.loads((d / "ith" / "scores.json").read_text())
+    assert rec["params"]["slices"] == "all" and rec["params"]["connectivity_3d"] == 6
+    assert rec["tumour_voxels"] == 9677 and sum(rec["k"]["3"]["cluster_sizes"]) == 9677
+    maps = np.load(d / "ith" / "label_maps.npz")
+    assert np.array_equal(maps["k3_volume"] > 0, maps["volume_mask"]) and np.array_equal(maps["k3"] > 0, maps["mask"])
+    assert rec["k"]["3"]["ith_score"] == pytest.approx(ith.ith_score(maps["k3_volume"], 1, 6))

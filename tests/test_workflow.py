@@ -509,14 +509,16 @@ def test_real_ct_through_the_per_patient_rules(work, real_ct):
 
 
 def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
-    """Switching on a noise-robust ITH variant in the config reruns the ITH stage and what
-    depends on it, nothing else, and the variant reaches every patient's ITH record."""
+    """Switching on a noise-robust ITH variant and whole-tumour habitats in the config
+    reruns the ITH stage and what depends on it, nothing else, and both reach every
+    patient's ITH record."""
     import yaml
 
     work = tmp_path / "work"
     shutil.copytree(local_run.work, work, symlinks=True)
     config = yaml.safe_load((work / "config.yaml").read_text())
-    config["ith"].update(feature_smoothing_fraction=0.06, feature_smoothing_edge_hu=30)
+    config["ith"].update(feature_smoothing_fraction=0.06, feature_smoothing_edge_hu=30, slices="all",
+                         connectivity_3d=6)
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = {}
     for rule, wildcards in dry_run_jobs(work):
@@ -532,3 +534,5 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     rec = json.loads((work / f"results/patients/{ids[0]}/ith/scores.json").read_text())
     assert rec["params"]["feature_smoothing_fraction"] == 0.06 and rec["params"]["feature_smoothing_edge_hu"] == 30
     assert rec["feature_smoothing_sigma_px"][0] > 1
+    assert rec["params"]["slices"] == "all" and rec["params"]["connectivity_3d"] == 6
+    assert rec["tumour_voxels"] > rec["tumour_pixels"] and rec["tumour_slices"] > 1

@@ -11,6 +11,11 @@ The method of Li et al. (ITHscore, Eur Radiol 2022) as Appendix 6 uses it:
    cluster number K: the label map holds cluster + 1 inside the tumour, 0 outside;
 4. ITH score per K (:func:`ith_score`).
 
+Whole-tumour habitats (``slices: all``, beyond the paper and ITHscore): the same window
+features on every tumour slice, one k-means per K over all the tumour's voxels, and the
+score over 3D connected regions (26- or 6-connectivity) with the tumour's volume as S.
+The figures show the label volume's cut through the largest slice.
+
 Opt-in variants beyond the paper and ITHscore, each off by default (:class:`ITHParams`):
 on CT the pixel noise alone splits a homogeneous tissue into many k-means fragments, so
 the published score saturates. The variants act between the features and k-means:
@@ -34,11 +39,14 @@ from .errors import InputError
 from .ingest import LARGEST_SLICE_RULE, largest_slice
 from .local_radiomics import FEATURE_CLASSES, local_features
 
-__all__ = ["tumour_slice", "local_features", "scale_features", "cluster_habitats", "label_map",
-           "ith_score", "cluster_regions", "run_ith", "ITHParams", "ITHResult", "TooSmallError",
-           "smooth_feature_maps", "guided_smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
+__all__ = ["tumour_slice", "tumour_volume", "volume_features", "local_features", "scale_features",
+           "cluster_habitats", "label_map", "ith_score", "cluster_regions", "run_ith", "run_ith_volume",
+           "ITHParams", "ITHResult", "TooSmallError", "smooth_feature_maps", "guided_smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
 
-_STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool)}
+# Connected regions: 4/8 in a slice, 6/26 in a volume (faces / faces, edges and corners).
+_STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool),
+              6: ndimage.generate_binary_structure(3, 1), 26: np.ones((3, 3, 3), dtype=bool)}
+SLICE_MODES = ("largest", "all")
 
 
 class TooSmallError(InputError):
@@ -64,10 +72,18 @@ class ITHParams:
     feature_smoothing_fraction: float | None = None  # ... as a fraction of the tumour's diameter
     pca_components: float | None = None  # PCA of the features: n (>= 1) or variance share (< 1)
     feature_smoothing_edge_hu: float | None = None  # edge-preserving smoothing: CT contrast (HU) it keeps
+    # Whole-tumour habitats (beyond the paper): "largest" is the published slice, "all"
+    # clusters every tumour slice's pixels together and scores 3D regions.
+    slices: str = "largest"
+    connectivity_3d: int = 26  # 26 or 6, with slices "all"
 
     def __post_init__(self):
         if self.feature_smoothing_mm is not None and self.feature_smoothing_fraction is not None:
             raise ValueError("set feature_smoothing_mm or feature_smoothing_fraction, not both")
+        if self.slices not in SLICE_MODES:
+            raise ValueError(f"slices must be one of {SLICE_MODES}, not {self.slices!r}")
+        if self.connectivity_3d not in (6, 26):
+            raise ValueError(f"connectivity_3d must be 6 or 26, not {self.connectivity_3d!r}")
 
     @classmethod
     def from_config(cls, section: dict, seed: int, **overrides) -> "ITHParams":
@@ -81,7 +97,13 @@ class ITHParams:
     def is_published(self) -> bool:
         """True when no variant is on: the paper's (and ITHscore's) method."""
         return (self.feature_smoothing_mm is None and self.feature_smoothing_fraction is None
-                and self.pca_components is None)  # the edge scale only acts with a smoothing
+                and self.pca_components is None  # the edge scale only acts with a smoothing
+                and self.slices == "largest")
+
+    @property
+    def score_connectivity(self) -> int:
+        """The connectivity the score counts regions with: in the slice or in the volume."""
+        return self.connectivity if self.slices == "largest" else self.connectivity_3d
 
 
 @dataclass
@@ -91,6 +113,10 @@ class ITHResult:
     maps: dict  # K -> label map (int8, 0 outside the tumour); absent K could not be clustered
     scores: dict  # K -> ITH score (NaN where the tumour was too small for K)
     info: dict = field(default_factory=dict)
+    # Whole-tumour mode: the cropped tumour volume's mask and K -> label volume (``maps``
+    # then holds their cut through the largest slice, what the figures show).
+    volume_mask: np.ndarray | None = None
+    volumes: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- slice
@@ -125,6 +151,37 @@ def tumour_slice(image: np.ndarray, mask: np.ndarray, axis: int = 0, index: int 
             "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
             "touches_border": bool(outside)}
     return img2d[crop], msk2d[crop], info
+
+
+def tumour_volume(image: np.ndarray, mask: np.ndarray, axis: int = 0, padding: int = 2,
+                  border: str = "edge") -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every tumour slice, cropped in-plane to the tumour's bounding box over all of them
+    plus ``padding`` pixels, as (slice, row, column) arrays with the axial axis first.
+    Slices without tumour are left out (features come from in-plane windows). Where the
+    box passes the image border, values continue as ``border`` says."""
+    image = np.moveaxis(np.asarray(image), axis, 0)
+    mask = np.moveaxis(np.asarray(mask).astype(bool), axis, 0)
+    zs, rows, cols = np.nonzero(mask)
+    if zs.size == 0:
+        raise ValueError("the mask holds no tumour")
+    z0, z1 = int(zs.min()), int(zs.max()) + 1
+    r0, r1 = rows.min() - padding, rows.max() + padding + 1
+    c0, c1 = cols.min() - padding, cols.max() + padding + 1
+    img, msk = image[z0:z1].astype(np.float64), mask[z0:z1]
+    outside = max(0, -r0, -c0, r1 - img.shape[1], c1 - img.shape[2])
+    if outside:
+        wide = ((0, 0), (outside, outside), (outside, outside))
+        img, msk = np.pad(img, wide, mode=border), np.pad(msk, wide, mode="constant")
+    crop = (slice(None), slice(r0 + outside, r1 + outside), slice(c0 + outside, c1 + outside))
+    img, msk = img[crop], msk[crop]
+    largest, area = largest_slice(msk, 0)
+    info = {"slice_index": z0 + largest, "slice_rule": LARGEST_SLICE_RULE, "axial_axis": int(axis),
+            "tumour_pixels": area, "tumour_voxels": int(zs.size),
+            "slices": [z0, z1 - 1], "tumour_slices": int(np.count_nonzero(msk.any(axis=(1, 2)))),
+            "bbox_rows": [int(rows.min()), int(rows.max())], "bbox_cols": [int(cols.min()), int(cols.max())],
+            "padding": int(padding), "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
+            "touches_border": bool(outside)}
+    return img, msk, info
 
 
 # --------------------------------------------------------------------------- variants
@@ -208,6 +265,22 @@ def reduce_features(scaled: np.ndarray, n_components: float) -> np.ndarray:
 # --------------------------------------------------------------------------- habitats
 
 
+def volume_features(volume_hu: np.ndarray, volume_mask: np.ndarray, window: int = 2, bin_width: float = 25.0,
+                    classes=FEATURE_CLASSES, border: str = "edge") -> pd.DataFrame:
+    """:func:`local_features` of every tumour slice of a (slice, row, column) volume: the
+    in-plane (2w+1)^2 window around each tumour voxel, as the published method computes it
+    on its one slice. One row per tumour voxel in C order (index: ``slice``, ``row``,
+    ``col``)."""
+    volume_mask = np.asarray(volume_mask, dtype=bool)
+    parts = []
+    for z in np.flatnonzero(volume_mask.any(axis=(1, 2))):
+        f = local_features(volume_hu[z], volume_mask[z], window, bin_width, classes, border)
+        f.index = pd.MultiIndex.from_arrays([np.full(len(f), z), f.index.get_level_values("row"),
+                                             f.index.get_level_values("col")], names=["slice", "row", "col"])
+        parts.append(f)
+    return pd.concat(parts)
+
+
 def scale_features(features: pd.DataFrame | np.ndarray) -> np.ndarray:
     """Min-max scale each feature over the tumour's pixels (a constant feature becomes 0)."""
     from sklearn.preprocessing import MinMaxScaler
@@ -236,32 +309,44 @@ def cluster_habitats(scaled: np.ndarray, k: int, seed: int = 42, n_init: int = 1
 
 
 def label_map(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """2D map: cluster + 1 on the tumour's pixels (row-major order), 0 outside."""
+    """Map (2D or 3D): cluster + 1 on the tumour's pixels (C order), 0 outside."""
     out = np.zeros(mask.shape, dtype=np.int8)
     out[np.asarray(mask, dtype=bool)] = np.asarray(labels) + 1
     return out
 
 
+def _structure(ndim: int, connectivity: int) -> np.ndarray:
+    structure = _STRUCTURE.get(connectivity)
+    if structure is None or structure.ndim != ndim:
+        raise ValueError(f"connectivity {connectivity} does not apply to a {ndim}D label map "
+                         "(4 or 8 in 2D, 6 or 26 in 3D)")
+    return structure
+
+
 def cluster_regions(label_map: np.ndarray, connectivity: int = 8) -> dict[int, np.ndarray]:
     """Sizes of the connected regions of each cluster (label > 0), largest first."""
+    structure = _structure(np.ndim(label_map), connectivity)
     out = {}
     for c in np.unique(label_map[label_map > 0]):
-        regions, _ = ndimage.label(label_map == c, structure=_STRUCTURE[connectivity])
+        regions, _ = ndimage.label(label_map == c, structure=structure)
         out[int(c)] = np.sort(np.bincount(regions.ravel())[1:])[::-1]
     return out
 
 
 def ith_score(label_map: np.ndarray, min_region_pixels: int = 1, connectivity: int = 8) -> float:
-    """ITH score of a 2D label map (0 = background): 1 - sum_c (S_c,max / n_c) / S.
+    """ITH score of a label map (0 = background): 1 - sum_c (S_c,max / n_c) / S.
 
     For each cluster c, S_c,max is its largest connected region and n_c its number of
     regions, counting only regions larger than ``min_region_pixels``; a cluster with no
     such region adds nothing. S is the tumour's area in pixels. 0 = every cluster one
     region; towards 1 = clusters scattered in many small regions.
+
+    A 2D map is the published score (``connectivity`` 8 or 4); a 3D map of the whole
+    tumour counts regions in the volume (26 or 6) and S is the tumour's voxel count.
     """
     label_map = np.asarray(label_map)
-    if label_map.ndim != 2:
-        raise ValueError(f"need a 2D label map, got {label_map.ndim}D")
+    if label_map.ndim not in (2, 3):
+        raise ValueError(f"need a 2D or 3D label map, got {label_map.ndim}D")
     area = int(np.count_nonzero(label_map))
     if area == 0:
         raise ValueError("label map holds no tumour pixels")
@@ -283,55 +368,100 @@ def _too_small(message: str, params: ITHParams, patient: str | None, path: str |
     raise TooSmallError(message, patient, path)
 
 
+def _habitat_features(features: pd.DataFrame, planes, size_mask: np.ndarray, spacing, params: ITHParams,
+                      info: dict, patient, path) -> np.ndarray:
+    """The features k-means clusters: min-max scaled over the tumour, then the variants.
+
+    ``planes``: (rows of ``features``, slice mask, slice HU) for each slice the rows lie on;
+    a smoothing acts within each slice, at the sigma ``size_mask`` (the largest slice) sets.
+    """
+    values = features.to_numpy()
+    bad = ~np.isfinite(values).all(0)
+    if bad.any():
+        raise InputError(f"local features {list(features.columns[bad])} are not finite on the tumour",
+                         patient, path)
+    scaled = scale_features(values)
+    sigma = smoothing_sigma_px(size_mask, spacing, params)
+    if sigma is not None:
+        smoothed = np.empty_like(scaled)
+        for rows, msk, img in planes:
+            smoothed[rows] = (guided_smooth_feature_maps(scaled[rows], msk, sigma, img, params.feature_smoothing_edge_hu)
+                              if params.feature_smoothing_edge_hu else smooth_feature_maps(scaled[rows], msk, sigma))
+        scaled = smoothed
+        info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
+    if params.pca_components is not None:
+        scaled = reduce_features(scaled, params.pca_components)
+        info["pca_components"] = int(scaled.shape[1])
+    info["n_features"] = values.shape[1]
+    return scaled
+
+
+def _habitats(scaled: np.ndarray, mask: np.ndarray, hu: np.ndarray, params: ITHParams, what: str,
+              patient, path) -> tuple[dict, dict]:
+    """k-means for each K on the prepared features: label maps (2D or 3D, as ``mask``) and
+    scores. ``what`` names the tumour in a too-small message."""
+    scores = {k: float("nan") for k in params.clusters}
+    maps: dict = {}
+    distinct = len(np.unique(scaled, axis=0))
+    for k in params.clusters:
+        if distinct < k:
+            _too_small(f"{what} has {distinct} distinct feature vectors, fewer than K = {k} clusters",
+                       params, patient, path)
+            continue
+        labels = cluster_habitats(scaled, k, params.seed, params.n_init, order_by=hu)
+        maps[k] = label_map(mask, labels)
+        scores[k] = ith_score(maps[k], params.min_region_pixels, params.score_connectivity)
+    return maps, scores
+
+
 def run_ith(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParams = ITHParams(),
             patient: str | None = None, path: str | None = None, spacing=None) -> ITHResult:
     """The whole ITH stage for one patient: slice, local features, habitats, scores.
 
     ``spacing``: the in-plane pixel size (rows, columns) in mm, used by the smoothing
     variants (pixels are taken as 1 mm without it); the published method ignores it.
+    With ``params.slices == "all"``, :func:`run_ith_volume`.
     """
+    if params.slices == "all":
+        return run_ith_volume(image, mask, axis, params, patient, path, spacing)
     img, msk, info = tumour_slice(image, mask, axis, padding=params.padding, border=params.border)
     if spacing is not None:
         info["pixel_spacing_mm"] = [round(float(v), 6) for v in spacing]
     side = 2 * params.window + 1
-    n_pix = int(msk.sum())
     h = info["bbox_rows"][1] - info["bbox_rows"][0] + 1
     w = info["bbox_cols"][1] - info["bbox_cols"][0] + 1
-    scores = {k: float("nan") for k in params.clusters}
-    maps: dict = {}
     if h < side or w < side:
         _too_small(f"the largest tumour slice ({info['slice_index']}) spans {h} x {w} pixels, "
                    f"smaller than the {side} x {side} feature window", params, patient, path)
-        return ITHResult(img, msk, maps, scores, info)
+        return ITHResult(img, msk, {}, {k: float("nan") for k in params.clusters}, info)
     features = local_features(img, msk, params.window, params.bin_width, params.feature_classes, params.border)
-    values = features.to_numpy()
-    bad = ~np.isfinite(values).all(0)
-    if bad.any():
-        raise InputError(f"local features {list(features.columns[bad])} are not finite on the tumour slice",
-                         patient, path)
-    scaled = scale_features(values)
-    sigma = smoothing_sigma_px(msk, spacing, params)
-    if sigma is not None and params.feature_smoothing_edge_hu:
-        scaled = guided_smooth_feature_maps(scaled, msk, sigma, img, params.feature_smoothing_edge_hu)
-        info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
-    elif sigma is not None:
-        scaled = smooth_feature_maps(scaled, msk, sigma)
-        info["feature_smoothing_sigma_px"] = [round(s, 4) for s in sigma]
-    if params.pca_components is not None:
-        scaled = reduce_features(scaled, params.pca_components)
-        info["pca_components"] = int(scaled.shape[1])
-    distinct = len(np.unique(scaled, axis=0))
-    hu = img[msk]
-    for k in params.clusters:
-        if distinct < k:
-            _too_small(f"the largest tumour slice ({info['slice_index']}) has {n_pix} pixels with "
-                       f"{distinct} distinct feature vectors, fewer than K = {k} clusters", params, patient, path)
-            continue
-        labels = cluster_habitats(scaled, k, params.seed, params.n_init, order_by=hu)
-        maps[k] = label_map(msk, labels)
-        scores[k] = ith_score(maps[k], params.min_region_pixels, params.connectivity)
-    info["n_features"] = values.shape[1]
+    scaled = _habitat_features(features, [(slice(None), msk, img)], msk, spacing, params, info, patient, path)
+    what = f"the largest tumour slice ({info['slice_index']}) with {int(msk.sum())} pixels"
+    maps, scores = _habitats(scaled, msk, img[msk], params, what, patient, path)
     return ITHResult(img, msk, maps, scores, info)
+
+
+def run_ith_volume(image: np.ndarray, mask: np.ndarray, axis: int = 0, params: ITHParams = ITHParams(slices="all"),
+                   patient: str | None = None, path: str | None = None, spacing=None) -> ITHResult:
+    """Whole-tumour habitats: window features on every tumour slice, one k-means per K over
+    all the tumour's voxels, the score over 3D regions (``params.connectivity_3d``).
+
+    The result's ``image``, ``mask`` and ``maps`` are the cut through the largest slice
+    (for the figures); ``volume_mask`` and ``volumes`` hold the whole tumour."""
+    vol, vmask, info = tumour_volume(image, mask, axis, padding=params.padding, border=params.border)
+    info["habitats_from"] = "all tumour slices"
+    if spacing is not None:
+        info["pixel_spacing_mm"] = [round(float(v), 6) for v in spacing]
+    features = volume_features(vol, vmask, params.window, params.bin_width, params.feature_classes, params.border)
+    counts = vmask.sum(axis=(1, 2))
+    ends = np.cumsum(counts)
+    planes = [(slice(e - n, e), vmask[z], vol[z]) for z, (n, e) in enumerate(zip(counts, ends)) if n]
+    view = int(info["slice_index"] - info["slices"][0])
+    scaled = _habitat_features(features, planes, vmask[view], spacing, params, info, patient, path)
+    what = f"the tumour ({info['tumour_voxels']} voxels on {info['tumour_slices']} slices)"
+    volumes, scores = _habitats(scaled, vmask, vol[vmask], params, what, patient, path)
+    return ITHResult(vol[view], vmask[view], {k: v[view] for k, v in volumes.items()}, scores, info,
+                     volume_mask=vmask, volumes=volumes)
 
 
 def summary(result: ITHResult, params: ITHParams, patient: str) -> dict:
@@ -340,8 +470,9 @@ def summary(result: ITHResult, params: ITHParams, patient: str) -> dict:
     for k in params.clusters:
         entry = {"ith_score": result.scores[k]}
         if k in result.maps:
-            regions = cluster_regions(result.maps[k], params.connectivity)
-            entry["cluster_sizes"] = [int(np.sum(result.maps[k] == c)) for c in range(1, k + 1)]
+            scored = result.volumes.get(k, result.maps[k])  # the whole tumour's map, or the slice's
+            regions = cluster_regions(scored, params.score_connectivity)
+            entry["cluster_sizes"] = [int(np.sum(scored == c)) for c in range(1, k + 1)]
             entry["regions"] = {str(c): {"count": int((s > params.min_region_pixels).sum()),
                                          "largest": int(s[0]), "ignored": int((s <= params.min_region_pixels).sum())}
                                 for c, s in regions.items()}

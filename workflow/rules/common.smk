@@ -165,6 +165,8 @@ def ith_options():
         f" --connectivity {c['connectivity']} --on-small-tumour {c['on_small_tumour']}"
         f" --seed {config['seed']}"
         + "".join(f" --{key.replace('_', '-')} {c[key]}" for key in ITH_VARIANTS if c.get(key) is not None)
+        # Whole-tumour habitats; the published slice adds nothing, so its commands stay as they were.
+        + (f" --slices all --connectivity-3d {c['connectivity_3d']}" if c.get("slices") == "all" else "")
     )
 
 

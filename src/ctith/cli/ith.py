@@ -36,6 +36,10 @@ def ith_args(sp):
                     help="variant: make that smoothing edge-preserving, keeping CT contrasts of this many HU")
     sp.add_argument("--pca-components", type=float,
                     help="variant: PCA before k-means, a count or a variance share below 1")
+    sp.add_argument("--slices", default="largest", choices=["largest", "all"],
+                    help="habitats of the largest slice (the paper) or of every tumour slice, scored in 3D")
+    sp.add_argument("--connectivity-3d", type=int, default=26, choices=[6, 26],
+                    help="with --slices all: regions joined through faces (6) or also edges and corners (26)")
 
 
 def _ith_params(args):
@@ -47,7 +51,8 @@ def _ith_params(args):
                      connectivity=args.connectivity, on_small_tumour=args.on_small_tumour, seed=args.seed,
                      feature_smoothing_mm=args.feature_smoothing_mm,
                      feature_smoothing_fraction=args.feature_smoothing_fraction,
-                     pca_components=args.pca_components, feature_smoothing_edge_hu=args.feature_smoothing_edge_hu)
+                     pca_components=args.pca_components, feature_smoothing_edge_hu=args.feature_smoothing_edge_hu,
+                     slices=args.slices, connectivity_3d=args.connectivity_3d)
 
 
 def cmd_ith(args) -> None:
@@ -77,12 +82,16 @@ def cmd_ith(args) -> None:
     record["seconds"] = round(time.perf_counter() - t0, 3)
     out = Path(args.out_dir)
     arrays = {f"k{k}": m for k, m in result.maps.items()}
+    if result.volume_mask is not None:  # the whole tumour's habitats beside their cut
+        arrays.update({f"k{k}_volume": v for k, v in result.volumes.items()}, volume_mask=result.volume_mask)
     with atomic_path(out / "label_maps.npz") as tmp:
         np.savez_compressed(tmp, image=result.image.astype(np.float32), mask=result.mask,
                             crop_origin=np.array(result.info["crop_origin"]),
                             slice_index=np.array(result.info["slice_index"]), **arrays)
     write_json(record, out / "scores.json")
-    fig = ith.habitat_figure(result, params.clusters, f"{patient}: habitats on the largest tumour slice")
+    where = ("habitats of the whole tumour, cut through its largest slice" if result.volume_mask is not None
+             else "habitats on the largest tumour slice")
+    fig = ith.habitat_figure(result, params.clusters, f"{patient}: {where}")
     save_figure(fig, out / "habitats.png")
     scores = ", ".join(f"K{k} {v:.3f}" for k, v in result.scores.items())
     print(f"{patient}: slice {result.info['slice_index']}, {result.info['tumour_pixels']} px, "
