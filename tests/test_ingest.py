@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,11 @@ def test_cli_writes_three_files(good, tmp_path):
     qc = json.loads((out / "qc.json").read_text())
     assert qc["patient_id"] == "P9"
     assert qc["tumour_voxels"] == int(sitk.GetArrayFromImage(images.mask).sum())
+    # Written through a temporary file, yet with the mode open() gives (0666 less the
+    # umask), not mkstemp's owner-only 0600: a shared site's group reads the results.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~umask}
 
 
 def test_cli_error_is_one_line(good, tmp_path, capsys):

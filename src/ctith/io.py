@@ -15,6 +15,12 @@ if TYPE_CHECKING:  # imported where used: per-patient commands writing JSON skip
     import pandas as pd
 
 
+# mkstemp creates files readable by their owner only; an output takes the mode a plain
+# open() would give it (0666 less the umask), so a shared site's group can read results.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
@@ -28,6 +34,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
