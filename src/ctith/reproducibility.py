@@ -109,7 +109,8 @@ ICC_KINDS = (("inter-observer (reader 1 vs reader 2)", ""), ("intra-observer (re
 def icc_summary(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """The feature ICCs' distribution, one row per kind (inter-, and intra-observer where
     given): patients, features with a defined ICC, median and quartiles, the share at or
-    above ``threshold`` and at or above 0.90, and the features kept by every ICC."""
+    above ``threshold`` and at or above 0.90, and the features that ICC alone would keep.
+    A last row gives the features the filter keeps: those every ICC keeps."""
     rows = []
     for kind, suffix in ICC_KINDS:
         if f"icc{suffix}" not in table:
@@ -120,8 +121,10 @@ def icc_summary(table: pd.DataFrame, threshold: float) -> pd.DataFrame:
                      "features": int(len(values)), "median": median, "q1": q1, "q3": q3,
                      f"share >= {threshold:g}": float((values >= threshold).mean()) if len(values) else np.nan,
                      "share >= 0.9": float((values >= 0.9).mean()) if len(values) else np.nan,
-                     "kept by every ICC": int(table["reproducible"].astype(str).str.lower().eq("true").sum())})
-    return pd.DataFrame(rows)
+                     "kept": int((values >= threshold).sum())})
+    rows.append({"ICC": "every ICC (the filter)",
+                 "kept": int(table["reproducible"].astype(str).str.lower().eq("true").sum())})
+    return pd.DataFrame(rows).astype({"patients": "Int64", "features": "Int64", "kept": "Int64"})
 
 
 def encode_rating(values: pd.Series, levels: list | None = None) -> pd.Series:
