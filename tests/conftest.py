@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,9 @@ import pytest
 from ctith import demo
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
+# A real abdominal CT with organ masks (TotalSegmentator's test files, CC BY 4.0; README
+# beside it), in the repository: a fresh clone runs every real-CT test.
+REAL_CT = REPO / "tests" / "data" / "real_ct"
 
 
 @dataclass
@@ -23,10 +24,8 @@ class RealCT:
 
 @pytest.fixture(scope="session")
 def real_ct() -> RealCT:
-    root = SHARED / "data" / "real_ct"
-    if not root.is_dir():
-        pytest.skip(f"real CT not found at {root} (set CTITH_SHARED)")
-    return RealCT(root / "abdomen_ct.nii.gz", {p.name.split(".")[0]: p for p in (root / "masks").glob("*.nii.gz")})
+    return RealCT(REAL_CT / "abdomen_ct.nii.gz",
+                  {p.name.split(".")[0]: p for p in (REAL_CT / "masks").glob("*.nii.gz")})
 
 
 @pytest.fixture(scope="session")

@@ -125,7 +125,7 @@ def test_habitat_hu_ranges(rendered):
 
 def test_pixel_noise_and_structure_as_on_real_ct(rendered):
     """Residual SD after a 3 x 3 median in homogeneous soft tissue is 9-17 HU, as on real
-    CT (11-14 HU in ../shared/data/real_ct, 9.1 in the liver of a 0.98 mm CT), and higher
+    CT (11-14 HU in tests/data/real_ct, 9.1 in the liver of a 0.98 mm CT), and higher
     at institution B (100 kV). Organs also vary at large scales: their overall SD is well
     above the pixel noise (18.6 vs 9.1 HU in that liver)."""
     by_inst = {"A": [], "B": []}

@@ -2,7 +2,7 @@
 
 Prints, for the same tumour slice in one run, seconds per tumour pixel of the fast
 engine (``ctith.ith.local_features``) and of the reference path (pyradiomics on each
-window), and their ratio: on the spleen of ../shared/data/real_ct (every pixel through
+window), and their ratio: on the spleen of tests/data/real_ct (every pixel through
 both paths) and on the largest tumour of a `paper`-preset demo patient (the reference
 timed on a random sample of its pixels). Also checks that the sampled features agree.
 
@@ -12,7 +12,6 @@ timed on a random sample of its pixels). Also checks that the sampled features a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import SimpleITK as sitk
 from ctith import demo, ingest, ith, local_radiomics as lr
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
+REAL_CT = REPO / "tests" / "data" / "real_ct"
 
 
 def best_of(fn, repeat):
@@ -66,7 +65,7 @@ def main(argv=None):
     print(f"engine load/compile: {time.perf_counter() - t:.2f} s (numba cache: src/ctith/__pycache__)")
 
     ratios = []
-    real = SHARED / "data" / "real_ct"
+    real = REAL_CT
     if real.is_dir():
         res = ingest.ingest(real / "abdomen_ct.nii.gz", real / "masks" / "spleen.nii.gz", "spleen")
         crop, mask, _ = ith.tumour_slice(sitk.GetArrayFromImage(res.image), sitk.GetArrayFromImage(res.mask),

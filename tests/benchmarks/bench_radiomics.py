@@ -13,7 +13,6 @@ min/max), the baseline of `radiomics._fast_bin_edges`. Also the real CT's left k
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import yaml
 from ctith import demo, radiomics
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
+REAL_CT = REPO / "tests" / "data" / "real_ct"
 
 
 def timed(image, mask, params, library_bin_edges=False):
@@ -60,7 +59,7 @@ def main() -> None:
     params = radiomics.load_params(REPO / config["params"], config["bin_width"], config["resampled_spacing"])
     print(f"settings: bin width {config['bin_width']}, resampled to {config['resampled_spacing']} mm")
 
-    root = SHARED / "data" / "real_ct"
+    root = REAL_CT
     if root.is_dir():
         bench("real CT, kidney_left", sitk.ReadImage(str(root / "abdomen_ct.nii.gz")),
               sitk.ReadImage(str(root / "masks" / "kidney_left.nii.gz")), params)

@@ -6,7 +6,7 @@ config's preset and seed, the largest tumour slice of each):
 
 - per K: Spearman rho of the ITH score with the true heterogeneity and with the tumour
   diameter, and the score's univariate AUC for distant metastasis;
-- the scores of the homogeneous organs of the real CT in ../shared/data/real_ct, where a
+- the scores of the homogeneous organs of the real CT in tests/data/real_ct, where a
   low score is expected;
 - the pixel-scale noise (residual SD after a 3 x 3 in-plane median) and the overall HU
   SD of the rendered soft-tissue organs, per institution.
@@ -21,7 +21,6 @@ the default and the best variant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -37,7 +36,7 @@ from ctith import demo, demo_figure, ingest, ith
 from ctith.demo_figure import largest_slice_input, pick_patients
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("CTITH_SHARED", REPO.parent / "shared"))
+REAL_CT = REPO / "tests" / "data" / "real_ct"
 CLUSTERS = (2, 3, 4, 5)
 ORGANS = ("liver", "spleen", "kidney_left", "kidney_right", "iliopsoas_left")
 # name -> the `ith:` keys it sets (every other key as in config.yaml)
@@ -99,9 +98,9 @@ def signal_table(scores: pd.DataFrame, truth: pd.DataFrame, clinical: pd.DataFra
 
 
 def real_ct_scores(config: dict, variants: dict) -> pd.DataFrame | None:
-    root = SHARED / "data" / "real_ct"
+    root = REAL_CT
     if not root.is_dir():
-        print(f"(real CT not found at {root}: set CTITH_SHARED)")
+        print(f"(real CT not found at {root})")
         return None
     rows = []
     for organ in ORGANS:
