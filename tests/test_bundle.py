@@ -2,7 +2,6 @@
 
 import json
 
-import joblib
 import pytest
 
 from ctith.bundle import BundleError, package_versions, sha256_file, verify, write_manifest
@@ -10,7 +9,7 @@ from ctith.bundle import BundleError, package_versions, sha256_file, verify, wri
 
 def _bundle(root):
     (root / "ith_model").mkdir(parents=True)
-    joblib.dump({"trees": [1, 2, 3]}, root / "ith_model" / "model.joblib")
+    (root / "ith_model" / "model.skops").write_bytes(bytes(range(256)) * 8)
     (root / "survival").mkdir()
     (root / "survival" / "model.json").write_text(json.dumps({"coef": [0.5, -1.25]}))
     return write_manifest(root, {"ctith": "test", "packages": package_versions(["numpy", "no-such-dist"])})
@@ -19,25 +18,25 @@ def _bundle(root):
 def test_manifest_lists_every_file_and_verifies(tmp_path):
     digest = _bundle(tmp_path)
     manifest = verify(tmp_path, expected_sha256=digest)
-    assert sorted(manifest["files"]) == ["ith_model/model.joblib", "survival/model.json"]
-    entry = manifest["files"]["ith_model/model.joblib"]
-    assert entry["sha256"] == sha256_file(tmp_path / "ith_model" / "model.joblib") and entry["bytes"] > 0
+    assert sorted(manifest["files"]) == ["ith_model/model.skops", "survival/model.json"]
+    entry = manifest["files"]["ith_model/model.skops"]
+    assert entry["sha256"] == sha256_file(tmp_path / "ith_model" / "model.skops") and entry["bytes"] > 0
     assert manifest["packages"]["numpy"] and manifest["packages"]["no-such-dist"] is None
 
 
 def test_one_changed_byte_is_refused_naming_the_file(tmp_path):
     _bundle(tmp_path)
-    model = tmp_path / "ith_model" / "model.joblib"
+    model = tmp_path / "ith_model" / "model.skops"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size, one bit
     model.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="'ith_model/model.joblib' does not match its manifest checksum"):
+    with pytest.raises(BundleError, match="'ith_model/model.skops' does not match its manifest checksum"):
         verify(tmp_path)
 
 
 @pytest.mark.parametrize("breakage, message", [
     (lambda r: (r / "survival" / "model.json").unlink(), "'survival/model.json' is listed in the manifest but missing"),
-    (lambda r: (r / "extra.joblib").write_bytes(b"x"), "'extra.joblib' is not in the manifest"),
+    (lambda r: (r / "extra.skops").write_bytes(b"x"), "'extra.skops' is not in the manifest"),
     (lambda r: (r / "link.json").symlink_to(r / "survival" / "model.json"), "'link.json' is a link"),
     (lambda r: (r / "manifest.json").write_text("{not json"), "manifest.json is not a bundle manifest"),
     (lambda r: (r / "manifest.json").unlink(), "is not a model bundle: no manifest.json"),

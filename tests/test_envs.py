@@ -30,6 +30,7 @@ PACKAGES = {
     "mpl_toolkits": ({"matplotlib", "matplotlib-base"}, "matplotlib"),  # ships with matplotlib
     "yaml": ({"pyyaml"}, "pyyaml"), "jsonschema": ({"jsonschema"}, "jsonschema"), "torch": ({"torch"}, "torch"),
     "captum": ({"captum"}, "captum"), "shap": ({"shap"}, "shap"), "joblib": ({"joblib"}, "joblib"),
+    "skops": ({"skops"}, "skops"),
     "dcurves": ({"dcurves"}, "dcurves"), "lifelines": ({"lifelines"}, "lifelines"),
     "statsmodels": ({"statsmodels"}, "statsmodels"), "PIL": ({"pillow"}, "pillow"),
 }

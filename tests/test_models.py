@@ -124,6 +124,34 @@ def test_tuned_classifier_learns_and_is_reproducible():
     assert top == {"ith_k3", "ith_k5"}
 
 
+def test_model_file_is_skops_reproducible_and_refuses_foreign_types(tmp_path):
+    """The forest is stored without pickle: two fits of one seed give the same bytes, the
+    file loads the same forest, and a file holding any other type (here a function that
+    runs shell commands, as a crafted model would) is refused before anything is built."""
+    import os
+    import zipfile
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, cohort = ith_cohort()
+    train = (cohort == "train").to_numpy()
+    params = {"n_estimators": 20, "max_depth": 3, "min_samples_leaf": 1, "max_features": 1.0}
+    for name in ("a", "b"):
+        models.save_model(models.make_pipeline(params, 3, 0).fit(X[train], y[train]), tmp_path / f"{name}.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+    assert zipfile.is_zipfile(tmp_path / "a.skops")  # skops' zip, not a pickle
+    loaded = models.load_model(tmp_path / "a.skops")
+    fresh = models.make_pipeline(params, 3, 0).fit(X[train], y[train])
+    assert np.array_equal(loaded.predict_proba(X), fresh.predict_proba(X))
+
+    models.save_model(FunctionTransformer(func=os.system), tmp_path / "crafted.skops")
+    with pytest.raises(models.ModelError, match=r"crafted.skops' holds types ctith does not load: .*system"):
+        models.load_model(tmp_path / "crafted.skops")
+    (tmp_path / "pickle.skops").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n")  # a pickle by another name
+    with pytest.raises(models.ModelError, match="pickle.skops' is not a skops model file"):
+        models.load_model(tmp_path / "pickle.skops")
+
+
 def write_inputs(root, X, y, cohort):
     write_tsv(X.rename_axis("patient_id").reset_index(), root / "scores.tsv")
     write_tsv(pd.DataFrame({"patient_id": X.index, "institution": "A", "cohort": cohort.to_numpy(),
@@ -158,7 +186,7 @@ def test_fit_on_training_rows_only_equals_fit_given_everyone(tmp_path):
     assert cli.main(["ith-model", "--scores", str(only / "scores.tsv"), "--clusters", "2", "3", "4", "5",
                      "--name", "a", "--split", str(only / "split.tsv"), "--clinical", str(only / "clinical.tsv"),
                      "--n-trials", "4", "--cv-folds", "5", "--seed", "5", "--out-dir", str(only / "a")]) == 0
-    for name in ("fitted.json", "oof.tsv", "trials.tsv", "model.joblib", "shap_values.tsv"):
+    for name in ("fitted.json", "oof.tsv", "trials.tsv", "model.skops", "shap_values.tsv"):
         assert (a / name).read_bytes() == (only / "a" / name).read_bytes(), name
     pred = pd.read_csv(a / "predictions.tsv", sep="\t").set_index("patient_id")
     oof = pd.read_csv(a / "oof.tsv", sep="\t").set_index("patient_id")

@@ -80,7 +80,7 @@ def fitted_files(results: Path) -> dict:
              cohort / "radiomics_signature.tsv", cohort / "radiomics_lasso_cv.tsv", cohort / "radiomics_selection.json",
              *(cohort / "survival").glob("*/model.json")]
     for d in (cohort / "ith_model").iterdir():
-        paths += [d / f for f in ("fitted.json", "oof.tsv", "trials.tsv", "model.joblib", "shap_values.tsv",
+        paths += [d / f for f in ("fitted.json", "oof.tsv", "trials.tsv", "model.skops", "shap_values.tsv",
                                   "shap_summary.png", "shap_beeswarm.png")]
     return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths if p.is_file()}
 
@@ -94,7 +94,7 @@ def check_incremental(work, ids):
 
     results = work / "results"
     before = fitted_files(results)
-    assert len(before) > 40 and any(k.endswith("model.joblib") for k in before)
+    assert len(before) > 40 and any(k.endswith("model.skops") for k in before)
     # The bundle leaves the study's data behind: no patient ID in any of its text files.
     for f in (results / "model_bundle").rglob("*"):
         if f.suffix in (".json", ".tsv", ".yaml"):
@@ -162,13 +162,13 @@ def check_incremental(work, ids):
             "--clinical", str(site / "row.tsv"), "--out-dir", str(site / "out")]
     assert cli.main(args) == 0
     assert json.loads((site / "out/prediction.json").read_text()) == prediction
-    # One byte changed in a forest: refused, naming the file, before anything is unpickled.
-    joblib = next((site / "bundle/ith_model").glob("*/model.joblib"))
-    data = bytearray(joblib.read_bytes())
+    # One byte changed in a forest: refused, naming the file, before anything is read.
+    forest = next((site / "bundle/ith_model").glob("*/model.skops"))
+    data = bytearray(forest.read_bytes())
     data[len(data) // 2] ^= 0x01
-    joblib.write_bytes(bytes(data))
+    forest.write_bytes(bytes(data))
     (site / "out/prediction.json").unlink()
-    with pytest.raises(Exception, match=f"{joblib.parent.name}/model.joblib' does not match"):
+    with pytest.raises(Exception, match=f"{forest.parent.name}/model.skops' does not match"):
         parsed = cli.build_parser().parse_args(args)
         parsed.func(parsed)
     assert not (site / "out/prediction.json").exists()

@@ -4,7 +4,8 @@ A bundle is a folder. ``manifest.json`` lists every file in it (relative POSIX p
 its size and sha256, and whatever else describes the fit (config, package versions).
 :func:`verify` reads the manifest and checks every file against it before anything in
 the bundle is opened, so a changed, missing or added file stops the caller with a message
-naming it, and a pickle (``model.joblib``) is only ever loaded after its bytes matched.
+naming it. Nothing in a bundle is a pickle: the forests are skops files that load only
+trusted types (``ctith.models.load_model``), the network a state dict (``weights_only``).
 A manifest guards against corruption and edits, not against someone who rewrites the
 manifest too: the sha256 of the manifest itself, printed when the bundle is written, pins
 a whole bundle (``expected_sha256``).

@@ -189,6 +189,87 @@ class TunedClassifier:
                 "threshold": self.threshold_, "seed": self.seed}
 
 
+# --------------------------------------------------------------------------- storage
+
+# The fitted pipeline is stored with skops, not pickle: loading builds only scikit-learn's
+# and skops' default-trusted types and these, so a model file from elsewhere (a bundle
+# from another site) cannot run code when it is opened.
+TRUSTED_MODEL_TYPES = frozenset({
+    "imblearn.pipeline.Pipeline", "imblearn.over_sampling._smote.base.SMOTE",
+    "sklearn.tree._tree.Tree", "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+})
+MODEL_FILE = "model.skops"
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry holds: no write time in the file
+
+
+def _canonical_skops(raw: bytes) -> bytes:
+    """The same skops archive with reproducible bytes. skops names nodes and array files
+    after Python object ids (memory addresses) and stamps entries with the time, so two
+    dumps of one model differ; here ids are renumbered in the schema's order and every
+    entry is dated 1980-01-01. Shared references keep sharing one id."""
+    import io
+    import json
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    schema = json.loads(src.read("schema.json"))
+    ids: dict = {}
+    files: dict = {}
+
+    def renumber(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "__id__":
+                    node[key] = ids.setdefault(value, len(ids))
+                elif key == "file" and isinstance(value, str):
+                    node[key] = files.setdefault(value, f"{len(files)}.npy")
+                else:
+                    renumber(value)
+        elif isinstance(node, list):
+            for value in node:
+                renumber(value)
+
+    renumber(schema)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        def put(name, data):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            dst.writestr(info, data, compresslevel=6)
+
+        for old, new in files.items():
+            put(new, src.read(old))
+        put("schema.json", json.dumps(schema, separators=(",", ":")))
+    return out.getvalue()
+
+
+def save_model(pipeline, path) -> None:
+    """The fitted pipeline as a skops file (atomically): the same model, the same bytes."""
+    import skops.io as sio
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_canonical_skops(sio.dumps(pipeline)))
+
+
+def load_model(path):
+    """A pipeline stored by :func:`save_model`. A file holding any type outside skops'
+    defaults and ``TRUSTED_MODEL_TYPES`` is refused before anything in it is built."""
+    import skops.io as sio
+
+    try:
+        untrusted = set(sio.get_untrusted_types(file=path))
+    except Exception as exc:  # not a zip, no schema: not a skops model
+        raise ModelError(f"model file '{path}' is not a skops model file ({type(exc).__name__}: {exc})") from None
+    refused = sorted(untrusted - TRUSTED_MODEL_TYPES)
+    if refused:
+        raise ModelError(f"model file '{path}' holds types ctith does not load: {', '.join(refused)}; "
+                         "refused before anything in it was built")
+    return sio.load(path, trusted=sorted(untrusted))
+
+
 def frozen_predictions(pipeline, fitted: dict, X: pd.DataFrame, cohort: pd.Series, oof: pd.Series) -> pd.DataFrame:
     """A fitted ITH model (its pipeline and ``fitted()`` record) on the rows of X.
 

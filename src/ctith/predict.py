@@ -90,10 +90,9 @@ def clinical_frame(row: dict, patient_id: str, clinical_columns: dict) -> tuple[
 
 
 def _ith(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> None:
-    import joblib
-
     from .io import read_json
     from .ith import scores_table
+    from .models import MODEL_FILE, load_model
 
     record = read_json(patient_dir / "ith" / "scores.json")
     ks = sorted(int(k) for k in record["k"])
@@ -107,7 +106,7 @@ def _ith(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) ->
         if missing:
             raise PredictError(f"patient {patient_id}: ITH model {name} needs {missing[0]}, which "
                                f"'{patient_dir / 'ith' / 'scores.json'}' does not give")
-        pipeline = joblib.load(models.path(f"ith_model/{name}/model.joblib"))  # after the manifest check
+        pipeline = load_model(models.path(f"ith_model/{name}/{MODEL_FILE}"))  # after the manifest check
         prob = float(pipeline.predict_proba(X[fitted["features"]].to_numpy(dtype=float))[:, 1][0])
         out["ith_models"][name] = {"probability": prob, "threshold": fitted["threshold"],
                                    "predicted": int(prob >= fitted["threshold"])}

@@ -10,7 +10,7 @@ rule ith_model:
         fitted="results/cohort/ith_model/{model}/fitted.json",
         oof="results/cohort/ith_model/{model}/oof.tsv",
         trials="results/cohort/ith_model/{model}/trials.tsv",
-        model="results/cohort/ith_model/{model}/model.joblib",
+        model="results/cohort/ith_model/{model}/model.skops",
         shap_values="results/cohort/ith_model/{model}/shap_values.tsv",
         shap_summary=report(
             "results/cohort/ith_model/{model}/shap_summary.png",
@@ -50,7 +50,7 @@ rule ith_model_predict:
         clinical=STUDY_SHEETS["clinical"],
         fitted="results/cohort/ith_model/{model}/fitted.json",
         oof="results/cohort/ith_model/{model}/oof.tsv",
-        model="results/cohort/ith_model/{model}/model.joblib",
+        model="results/cohort/ith_model/{model}/model.skops",
     output:
         predictions="results/cohort/ith_model/{model}/predictions.tsv",
         metrics="results/cohort/ith_model/{model}/metrics.json",

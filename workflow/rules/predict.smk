@@ -5,7 +5,7 @@ rule model_bundle:
         combat="results/cohort/combat_estimates.json",
         radiomics_signature="results/cohort/radiomics_signature.tsv",
         radiomics_params=radiomics_params_file(),
-        ith_models=ith_model_files("model.joblib"),
+        ith_models=ith_model_files("model.skops"),
         ith_fitted=ith_model_files("fitted.json"),
         dl_model="results/cohort/dl/refit/model.pt",
         dl_training="results/cohort/dl/refit/training.json",

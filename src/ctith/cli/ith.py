@@ -164,11 +164,10 @@ def _ith_features(path, clusters):
 
 def cmd_ith_model(args) -> None:
     """The fit: the training patients of --split only (the workflow gives it nothing else)."""
-    import joblib
     import pandas as pd
 
     from .. import models
-    from ..io import atomic_path, write_json, write_tsv
+    from ..io import write_json, write_tsv
 
     X = _ith_features(args.scores, args.clusters)
     cohorts = read_cohorts(args.split).reindex(X.index)
@@ -191,8 +190,7 @@ def cmd_ith_model(args) -> None:
     write_tsv(pd.DataFrame({"patient_id": train, "cohort": "train", "ith_signature": model.oof_.reindex(train),
                             "fit": "oof"}), out / "oof.tsv")
     write_tsv(model.trials_, out / "trials.tsv")
-    with atomic_path(out / "model.joblib") as tmp:
-        joblib.dump(model.pipeline_, tmp)
+    models.save_model(model.pipeline_, out / models.MODEL_FILE)
     values = models.shap_values(model, X.loc[train])
     write_tsv(pd.DataFrame(values, index=train, columns=X.columns), out / "shap_values.tsv", index=True)
     for fig, name in zip(models.shap_figures(values, X.loc[train], f"ITH model ({args.name})", args.seed),
@@ -204,7 +202,6 @@ def cmd_ith_model(args) -> None:
 
 def cmd_ith_model_predict(args) -> None:
     """The frozen forest on every patient: predictions and metrics per cohort."""
-    import joblib
     import pandas as pd
 
     from .. import models
@@ -217,7 +214,7 @@ def cmd_ith_model_predict(args) -> None:
     cohorts = read_cohorts(args.split).reindex(X.index)
     y = pd.to_numeric(read_clinical(args).reindex(X.index)["dm_event"], errors="coerce")
     oof = read_table(fit_dir / "oof.tsv").set_index("patient_id")["ith_signature"].astype(float)
-    pred = models.frozen_predictions(joblib.load(fit_dir / "model.joblib"), fitted, X, cohorts, oof)
+    pred = models.frozen_predictions(models.load_model(fit_dir / models.MODEL_FILE), fitted, X, cohorts, oof)
     write_tsv(pred, args.out_predictions)
     metrics = {"name": fitted["name"], "clusters": clusters}
     for cohort in ("train", "internal_validation", "external_validation"):
@@ -282,7 +279,7 @@ def register(sub) -> None:
     im.add_argument("--smote-k", type=int, default=5)
     im.add_argument("--space", type=json_arg, help="JSON: search space (SearchSpace fields)")
     im.add_argument("--seed", type=int, default=42)
-    im.add_argument("--out-dir", required=True, help="folder for fitted.json, oof.tsv, trials.tsv, model.joblib, "
+    im.add_argument("--out-dir", required=True, help="folder for fitted.json, oof.tsv, trials.tsv, model.skops, "
                                                      "shap_values.tsv and the SHAP figures")
     im.set_defaults(func=cmd_ith_model)
 

@@ -10,7 +10,7 @@ from ._common import json_arg, save_figure
 
 # Packages whose versions the bundle records (what decides its numbers).
 BUNDLE_PACKAGES = ("ctith", "numpy", "pandas", "scikit-learn", "imbalanced-learn", "scikit-survival", "torch",
-                   "SimpleITK", "pyradiomics-bhklab", "neuroCombat", "scikit-image", "joblib")
+                   "SimpleITK", "pyradiomics-bhklab", "neuroCombat", "scikit-image", "skops")
 
 
 def _named_dirs(pairs) -> dict:
@@ -20,13 +20,14 @@ def _named_dirs(pairs) -> dict:
 def cmd_model_bundle(args) -> None:
     from ..bundle import network_record, package_versions, write_bundle
     from ..io import read_json
+    from ..models import MODEL_FILE
 
     files = {"combat_estimates.json": args.combat, "radiomics_signature.tsv": args.radiomics_signature,
              "radiomics_params.yaml": args.radiomics_params, "dl/model.pt": args.dl_model,
              "dl/dl_f_lasso.tsv": args.dl_f_lasso}
     ith_models = _named_dirs(args.ith_models)
     for name, d in ith_models.items():
-        files.update({f"ith_model/{name}/{f}": d / f for f in ("model.joblib", "fitted.json")})
+        files.update({f"ith_model/{name}/{f}": d / f for f in (MODEL_FILE, "fitted.json")})
     survival_models = _named_dirs(args.survival_models)
     for name, d in survival_models.items():
         files[f"survival/{name}/model.json"] = d / "model.json"
