@@ -76,12 +76,36 @@ def local_run(workflow_cohort_dir, tmp_path_factory) -> LocalRun:
     return LocalRun(work, planned, outputs_digest(work / "results"))
 
 
-# Lines that tests want in the CI log whether they pass or not (e.g. the SLURM queue).
-REPORT: list[str] = []
+# The tests share one finished workflow run (local_run) and the SLURM test cluster: under
+# pytest-xdist (pyproject's addopts: two workers) they form one group, run by one worker
+# from the start, while the other worker takes the remaining tests. The SLURM phase mostly
+# waits on the scheduler, so the unit tests fill its idle core.
+SHARED_RUN_FIXTURES = {"local_run", "cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    grouped = [item for item in items if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    for item in grouped:
+        item.add_marker(pytest.mark.xdist_group("shared_run"))
+    # First in line, so the long group starts at once.
+    items[:] = grouped + [item for item in items if item not in grouped]
+
+
+# Lines that tests want in the CI log whether they pass or not (e.g. the SLURM queue): a
+# test records them with ``record_property(CI_REPORT, lines)``; they travel with its report,
+# so they reach the terminal from an xdist worker too.
+CI_REPORT = "ci_report"
+_REPORTED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    for name, value in getattr(report, "user_properties", ()):
+        if name == CI_REPORT and report.when == "call":
+            _REPORTED.extend(value)
 
 
 def pytest_terminal_summary(terminalreporter):
-    if REPORT:
+    if _REPORTED:
         terminalreporter.section("reported by the tests")
-        for line in REPORT:
+        for line in _REPORTED:
             terminalreporter.write_line(line)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import slurm_cluster
-from conftest import REPO, REPORT
+from conftest import CI_REPORT, REPO
 from workflow_run import dry_run_jobs, local_rules, outputs_digest, smk
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def comment(rule: str, wildcards: tuple) -> str:
     return f"rule_{rule}" + (f"_wildcards_{'_'.join(wildcards)}" if wildcards else "")
 
 
-def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
+def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path, record_property):
     """The local run's workdir loses two patients' outputs, one with a reader-2 mask, and
     every cohort-level output; SLURM redoes them: each rule of the workflow runs as a
     SLURM job, and the results equal the local run's, file for file. (Redoing the other 20
@@ -76,8 +76,8 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path):
         "--set-threads", f"dl_train={threads}", f"dl_predict={threads}", f"dl_train_features={threads}")
 
     jobs = squeue_jobs()
-    REPORT.append(f"SLURM test cluster: squeue --states=all after the workflow ({len(jobs)} jobs)")
-    REPORT.extend("  " + "  ".join(f"{k}={v}" for k, v in job.items()) for job in jobs)
+    record_property(CI_REPORT, [f"SLURM test cluster: squeue --states=all after the workflow ({len(jobs)} jobs)"]
+                    + ["  " + "  ".join(f"{k}={v}" for k, v in job.items()) for job in jobs])
 
     # Every job but the localrules was a SLURM job, exactly once, and completed.
     local = local_rules()

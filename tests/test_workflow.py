@@ -1,8 +1,13 @@
 """End-to-end runs of the Snakemake workflow on the tiny demo cohort."""
 
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import REPO
-from workflow_run import IDENTIFIERS, dry_run_jobs, make_workdir, smk
+from workflow_run import IDENTIFIERS, SNAKEMAKE, dry_run_jobs, make_workdir, outputs_digest, smk
 
 pytestmark = pytest.mark.slow
 PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
@@ -536,3 +541,50 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     assert rec["feature_smoothing_sigma_px"][0] > 1
     assert rec["params"]["slices"] == "all" and rec["params"]["connectivity_3d"] == 6
     assert rec["tumour_voxels"] > rec["tumour_pixels"] and rec["tumour_slices"] > 1
+
+
+def _run_until_killed(work: Path, targets: list, ready, timeout: float = 600.0) -> None:
+    """Start Snakemake on ``targets`` and SIGKILL it and every job it started (its whole
+    process group: nothing gets to clean up) as soon as ``ready()`` holds."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"),
+                             "--cores", "2", *targets], cwd=work, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    try:
+        while not ready():
+            assert proc.poll() is None, "the run finished before it could be killed"
+            assert time.monotonic() - t0 < timeout
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_killed_run_restarts_and_loses_nothing(local_run, tmp_path):
+    """SIGKILL in the middle of a per-patient job (radiomics), then of a cohort job
+    (radiomics_table, after the first of its three tables was written); each time the same
+    command, run again, finishes the work. Every output then equals the uninterrupted
+    run's, byte for byte: Snakemake reruns the killed jobs (their outputs are marked
+    incomplete) and the atomic writes leave no half-written file, nor a temporary one."""
+    work = tmp_path / "work"
+    shutil.copytree(local_run.work, work, symlinks=True)
+    pid = eligible(work)[0]
+    results = work / "results"
+    tables = [results / f"cohort/radiomics_features{s}.tsv" for s in ("", "_reader2", "_reader1_repeat")]
+    shutil.rmtree(results / f"patients/{pid}/radiomics")
+    for path in [*tables, results / f"logs/radiomics/{pid}.log", results / "logs/radiomics_table.log"]:
+        path.unlink()
+    targets = [str(t.relative_to(work)) for t in tables]
+    # The per-patient job: killed a second into its extraction.
+    started = {}
+    _run_until_killed(work, targets, lambda: (results / f"logs/radiomics/{pid}.log").exists()
+                      and time.monotonic() - started.setdefault("t", time.monotonic()) > 1.0)
+    assert not (results / f"patients/{pid}/radiomics/features.tsv").exists()
+    # The cohort job: killed once its first table is in place and before the last one.
+    _run_until_killed(work, targets, lambda: tables[0].exists())
+    assert not tables[2].exists()
+    smk(work, "--cores", "2", *targets)
+    digest = outputs_digest(results)
+    assert sorted(digest) == sorted(local_run.digest)  # no temporary file left, nothing missing
+    assert [f for f in digest if digest[f] != local_run.digest[f]] == []

@@ -126,3 +126,18 @@ def local_rules() -> set:
         for block in re.findall(r"^localrules:\s*\n((?:[ \t]+\w+,?[ \t]*\n?)+)", smk_file.read_text(), re.M):
             names |= set(re.findall(r"\w+", block))
     return names
+
+
+def rule_blocks():
+    """(rule, its text) for every rule in workflow/rules."""
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule \w+:)", path.read_text()):
+            m = re.match(r"rule (\w+):", block)
+            if m:
+                yield m.group(1), block
+
+
+def declared_mem_mb() -> dict:
+    """rule -> the ``mem_mb`` its ``resources:`` declare (a number in the rule)."""
+    return {rule: int(m.group(1)) for rule, block in rule_blocks()
+            if (m := re.search(r"\bmem_mb=(\d+)", block))}

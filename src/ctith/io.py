@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -29,6 +30,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     # Keep the real suffix (e.g. ".nii.gz") so writers that choose a format by
     # extension still see it.
     suffix = suffix if suffix is not None else "".join(path.suffixes)
+    # A job killed while writing (SIGKILL, a node lost) leaves its temporary file behind;
+    # the rerun of that job clears it. One job at a time writes a given output.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp{glob.escape(suffix)}"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
