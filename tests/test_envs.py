@@ -229,3 +229,17 @@ def test_the_default_profile_shares_no_key_with_the_others():
     for path in others:
         shared = default & set(yaml.safe_load(path.read_text()))
         assert not shared, f"{path.parent.name} sets {sorted(shared)}, which the default profile overrides"
+
+
+def test_every_rule_declares_its_memory_and_the_cluster_profile_takes_it():
+    """Each rule's ``resources: mem_mb`` is sized from measured peak RSS (README; printed by
+    tests/benchmarks/bench_memory.py); the SLURM profile sets no memory of its own, so the
+    rules' values reach sbatch."""
+    from workflow_run import declared_mem_mb, rule_blocks
+
+    declared = declared_mem_mb()
+    assert sorted(declared) == sorted(rule for rule, _ in rule_blocks())
+    assert min(declared.values()) >= 1000
+    slurm = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "mem_mb" not in slurm["default-resources"]
+    assert not [rule for rule, res in slurm["set-resources"].items() if "mem_mb" in (res or {})]

@@ -13,7 +13,7 @@ import pytest
 
 import slurm_cluster
 from conftest import CI_REPORT, REPO
-from workflow_run import dry_run_jobs, local_rules, outputs_digest, smk
+from workflow_run import declared_mem_mb, dry_run_jobs, local_rules, outputs_digest, smk
 
 pytestmark = pytest.mark.slow
 SQUEUE_FIELDS = ["JobID", "Partition", "State", "tres-per-job", "NumCPUs", "MinMemory", "Comment"]
@@ -37,6 +37,12 @@ def squeue_jobs() -> list[dict]:
     out = subprocess.run(["squeue", "--states=all", "--noheader", "-O", fmt],
                          capture_output=True, text=True, check=True).stdout
     return [dict(zip(SQUEUE_FIELDS, (v.strip() for v in line.split("|")))) for line in out.splitlines()]
+
+
+def _megabytes(value: str) -> int:
+    """squeue's MinMemory (e.g. '2000M', '4G') in MB."""
+    number, unit = float(value[:-1]), value[-1].upper()
+    return int(number * {"M": 1, "G": 1024, "T": 1024 ** 2}[unit])
 
 
 def comment(rule: str, wildcards: tuple) -> str:
@@ -85,6 +91,11 @@ def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path, recor
     remote = sorted(comment(rule, wc) for rule, wc in planned if rule not in local)
     assert sorted(job["Comment"] for job in jobs) == remote
     assert {job["State"] for job in jobs} == {"COMPLETED"}
+    # Each job asked SLURM for the memory its rule declares (the profile sets none).
+    declared = declared_mem_mb()
+    rule_of = {comment(rule, wc): rule for rule, wc in planned}
+    assert {job["Comment"]: _megabytes(job["MinMemory"]) for job in jobs} == \
+        {job["Comment"]: declared[rule_of[job["Comment"]]] for job in jobs}
     # Each DL training job (the refit and one per cross-fitting fold) went to the GPU
     # partition and asked SLURM for a GPU.
     dl_train = sorted((job for job in jobs if job["Comment"].startswith("rule_dl_train_wildcards_")),

@@ -545,7 +545,8 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
 
 def _run_until_killed(work: Path, targets: list, ready, timeout: float = 600.0) -> None:
     """Start Snakemake on ``targets`` and SIGKILL it and every job it started (its whole
-    process group: nothing gets to clean up) as soon as ``ready()`` holds."""
+    process group: nothing gets to clean up) as soon as ``ready()`` holds; then release
+    the workdir's lock, which a killed Snakemake leaves, as the README says to."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"),
                              "--cores", "2", *targets], cwd=work, env=env, start_new_session=True,
@@ -557,14 +558,17 @@ def _run_until_killed(work: Path, targets: list, ready, timeout: float = 600.0) 
             assert time.monotonic() - t0 < timeout
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    smk(work, "--unlock")
 
 
 def test_killed_run_restarts_and_loses_nothing(local_run, tmp_path):
     """SIGKILL in the middle of a per-patient job (radiomics), then of a cohort job
-    (radiomics_table, after the first of its three tables was written); each time the same
-    command, run again, finishes the work. Every output then equals the uninterrupted
+    (radiomics_table, after the first of its three tables was written); each time
+    `snakemake --unlock` and the same command finish the work. Every output then equals the uninterrupted
     run's, byte for byte: Snakemake reruns the killed jobs (their outputs are marked
     incomplete) and the atomic writes leave no half-written file, nor a temporary one."""
     work = tmp_path / "work"

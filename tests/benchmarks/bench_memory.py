@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
 import shutil
 import subprocess
@@ -97,7 +98,9 @@ def main(argv=None) -> int:
         if args.paper:
             pid = paper_patient(work, args.seed)
             targets = [t.format(p=pid) for t in PER_PATIENT]
-            proc = subprocess.run([*snakemake, "--cores", "2", *targets], cwd=work, capture_output=True, text=True)
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+            proc = subprocess.run([*snakemake, "--cores", "2", *targets], cwd=work, env=env,
+                                  capture_output=True, text=True)
             if proc.returncode:
                 print(proc.stderr[-3000:])
                 return 2

@@ -9,6 +9,8 @@ rule dl_input:
     params:
         options=shlex.quote(json.dumps(config["dl_input"])),
     priority: PATIENT_PRIORITY
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/dl_input/{patient}.log",
     benchmark:
@@ -46,6 +48,7 @@ rule dl_train:
         seed=config["seed"],
     threads: config["dl"]["threads"]
     resources:
+        mem_mb=4000,
         gpu=config["dl"]["gpus"],
     log:
         "results/logs/dl_train/{fit}.log",
@@ -78,6 +81,8 @@ rule dl_train_features:
     params:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
     threads: config["dl"]["threads"]
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/dl_train_features.log",
     benchmark:
@@ -130,6 +135,8 @@ rule dl_predict:
         clinical=clinical_options(),
         n=config["dl"]["gradcam_patients"],
     threads: config["dl"]["threads"]
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/dl_predict.log",
     benchmark:
@@ -161,6 +168,8 @@ rule dl_signature:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         s=config["selection"],
         seed=config["seed"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/dl_signature.log",
     benchmark:
@@ -189,6 +198,8 @@ rule dl_f_score:
             caption="../report/dl_f_signature.rst",
             category="5. Deep learning",
         ),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/dl_f_score.log",
     benchmark:

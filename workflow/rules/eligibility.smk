@@ -13,6 +13,8 @@ rule eligibility:
         excluded="results/cohort/excluded.tsv",
     params:
         sheets=sheet_options(),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/eligibility.log",
     benchmark:
@@ -40,6 +42,8 @@ rule split:
         external=config["split"]["external_institutions"],
         fraction=config["split"]["train_fraction"],
         seed=config["seed"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/split.log",
     benchmark:
@@ -66,6 +70,8 @@ rule crossfit_folds:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         folds=config["crossfit"]["folds"],
         seed=config["seed"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/crossfit_folds.log",
     benchmark:

@@ -16,6 +16,8 @@ rule harmonize:
         categorical=config["harmonize"]["covariates"]["categorical"],
         continuous=config["harmonize"]["covariates"]["continuous"],
         constant=config["harmonize"]["constant_in_batch"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/harmonize.log",
     benchmark:
@@ -49,6 +51,8 @@ rule harmonize_apply:
         clinical=clinical_options(),
         batch=config["harmonize"]["batch_column"],
         unseen=config["harmonize"]["unseen_batch"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/harmonize_apply.log",
     benchmark:
@@ -83,6 +87,8 @@ rule select:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         s=config["selection"],
         seed=config["seed"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/select.log",
     benchmark:
@@ -113,6 +119,8 @@ rule radscore:
             caption="../report/radscore.rst",
             category="4. C-radiomics",
         ),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/radscore.log",
     benchmark:

@@ -8,6 +8,8 @@ rule ingest:
     params:
         options=ingest_options,
         settings=ingest_settings(),
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/ingest/{patient}.log",
     benchmark:
@@ -29,6 +31,8 @@ rule qc_table:
             caption="../report/qc.rst",
             category="1. Cohort and QC",
         ),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/qc_table.log",
     benchmark:
@@ -50,6 +54,8 @@ rule table_s1:
             category="1. Cohort and QC",
         ),
         md="results/tables/table_s1.md",
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/table_s1.log",
     benchmark:
@@ -78,6 +84,8 @@ rule figure_s1:
         pair="results/cohort/figure_s1_pair.json",
     params:
         clinical=clinical_options(),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/figure_s1.log",
     benchmark:

@@ -11,6 +11,8 @@ rule ith:
         options=ith_options(),
         clusters=config["ith"]["clusters"],
     priority: PATIENT_PRIORITY
+    resources:
+        mem_mb=1500,
     log:
         "results/logs/ith/{patient}.log",
     benchmark:
@@ -33,6 +35,8 @@ rule ith_cohort:
         ),
     params:
         clusters=config["ith"]["clusters"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/ith_cohort.log",
     benchmark:
@@ -51,6 +55,8 @@ rule ith_train_table:
         "results/cohort/train/ith_scores.tsv",
     params:
         clusters=config["ith"]["clusters"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/ith_train_table.log",
     benchmark:

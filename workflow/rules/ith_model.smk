@@ -27,6 +27,8 @@ rule ith_model:
     params:
         options=ith_model_options,
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/ith_model/{model}.log",
     benchmark:
@@ -56,6 +58,8 @@ rule ith_model_predict:
         metrics="results/cohort/ith_model/{model}/metrics.json",
     params:
         clinical=clinical_options(),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/ith_model_predict/{model}.log",
     benchmark:
@@ -88,6 +92,8 @@ rule table_s2:
             caption="../report/ith_signature.rst",
             category="6. ITH model",
         ),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/table_s2.log",
     benchmark:
@@ -119,6 +125,8 @@ rule figure_s6:
         clinical=clinical_options(),
         clusters=config["ith"]["clusters"],
         max_age_gap=config["ith_model"]["figure_s6_max_age_gap"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/figure_s6.log",
     benchmark:

@@ -21,6 +21,8 @@ rule model_bundle:
         main=ITH_MODEL,
         config=shlex.quote(json.dumps(config, sort_keys=True)),
         stages=shlex.quote(json.dumps(bundle_stages(), sort_keys=True)),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/model_bundle.log",
     benchmark:
@@ -49,6 +51,8 @@ rule predict:
         report="results/predict/{patient}/report.pdf",
     params:
         row=predict_row,
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/predict/{patient}.log",
     benchmark:

@@ -9,6 +9,8 @@ rule radiomics:
     params:
         options=radiomics_options(),
     priority: PATIENT_PRIORITY
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/radiomics/{patient}.log",
     benchmark:
@@ -36,6 +38,8 @@ rule radiomics_resegmented:
     priority: PATIENT_PRIORITY
     wildcard_constraints:
         reading="|".join(RESEGMENTATIONS),
+    resources:
+        mem_mb=2000,
     log:
         "results/logs/radiomics_{reading}/{patient}.log",
     benchmark:
@@ -57,6 +61,8 @@ rule radiomics_table:
         reader1="results/cohort/radiomics_features.tsv",
         reader2="results/cohort/radiomics_features_reader2.tsv",
         repeat="results/cohort/radiomics_features_reader1_repeat.tsv",
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/radiomics_table.log",
     benchmark:
@@ -81,6 +87,8 @@ rule radiomics_train_table:
         reader1="results/cohort/train/radiomics_features.tsv",
         reader2="results/cohort/train/radiomics_features_reader2.tsv",
         repeat="results/cohort/train/radiomics_features_reader1_repeat.tsv",
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/radiomics_train_table.log",
     benchmark:

@@ -16,6 +16,8 @@ rule report_thumbnails:
     params:
         names=ELIGIBLE,
         width=config["report"]["thumbnail_width"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/report_thumbnails.log",
     benchmark:
@@ -45,6 +47,8 @@ rule demo_heterogeneity:
         variant=shlex.quote(json.dumps(config["report"]["demo_variant"])),
         clusters=config["ith"]["figure_clusters"],
         seed=config["seed"],
+    resources:
+        mem_mb=1500,
     log:
         "results/logs/demo_heterogeneity.log",
     benchmark:

@@ -22,6 +22,8 @@ rule reproducibility:
         cohorts=config["reproducibility"]["icc_cohorts"],
         min_patients=config["reproducibility"]["min_patients"],
         repeat=lambda wildcards, input: f"--reader1-repeat {input.repeat}" if input.repeat else "",
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/reproducibility.log",
     benchmark:
@@ -52,6 +54,8 @@ rule table_s3:
         clinical=clinical_options(),
         form=config["reproducibility"]["icc_form"],
         s3_items=shlex.quote(json.dumps(config["reproducibility"]["table_s3"])),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/table_s3.log",
     benchmark:

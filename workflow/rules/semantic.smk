@@ -6,6 +6,8 @@ rule semantic:
     params:
         options=semantic_options,
     priority: PATIENT_PRIORITY
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/semantic/{patient}.log",
     benchmark:
@@ -34,6 +36,8 @@ rule semantic_table:
         ),
     params:
         clinical=clinical_options(),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/semantic_table.log",
     benchmark:

@@ -7,6 +7,8 @@ rule survival_model:
     params:
         options=survival_model_options,
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/survival/{model}.log",
     benchmark:
@@ -31,6 +33,8 @@ rule survival_predict:
     params:
         options=survival_model_options,
         clinical=clinical_options(),
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/survival_predict/{model}.log",
     benchmark:
@@ -73,6 +77,8 @@ rule survival_report:
         clinical=clinical_options(),
         s=config["survival"],
         seed=config["seed"],
+    resources:
+        mem_mb=1000,
     log:
         "results/logs/survival_report.log",
     benchmark:
