@@ -84,13 +84,14 @@ def main(argv=None):
     d = truth.loc[table.index, "tumour_diameter_mm"]
     print(f"{len(table)} demo patients, {args.jobs} processes, {wall / 60:.1f} min; "
           f"params as config.yaml's ith: section (n_init {params.n_init}, K {list(params.clusters)})")
-    print("mode                          rho with true heterogeneity, K = " + " / ".join(map(str, params.clusters))
-          + "    rho with diameter")
+    width = 7 * len(params.clusters) + 2
+    print(f"{'mode':<30}{'rho with true heterogeneity, K = ' + ' / '.join(map(str, params.clusters)):<{width}}"
+          "rho with diameter")
     for mode, name in (("largest", "largest slice (paper, 8-conn)"), ("all26", "all slices, 26-connected"),
                        ("all6", "all slices, 6-connected")):
         rh = [stats.spearmanr(table[f"{mode}_k{k}"], h, nan_policy="omit")[0] for k in params.clusters]
         rd = [stats.spearmanr(table[f"{mode}_k{k}"], d, nan_policy="omit")[0] for k in params.clusters]
-        print(f"{name:<30}{' / '.join(f'{r:.2f}' for r in rh):<44}{' / '.join(f'{r:.2f}' for r in rd)}")
+        print(f"{name:<30}{' / '.join(f'{r:.2f}' for r in rh):<{width}}{' / '.join(f'{r:.2f}' for r in rd)}")
     for col, name in (("largest_s", "largest slice"), ("all_s", "whole tumour"),
                       ("all_features_s", "whole tumour, features only")):
         q = table[col].quantile([0.5, 1.0])
