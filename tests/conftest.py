@@ -81,12 +81,20 @@ def local_run(workflow_cohort_dir, tmp_path_factory) -> LocalRun:
 # from the start, while the other worker takes the remaining tests. The SLURM phase mostly
 # waits on the scheduler, so the unit tests fill its idle core.
 SHARED_RUN_FIXTURES = {"local_run", "cluster"}
+SHARED_RUN_GROUP = "shared_run"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     grouped = [item for item in items if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))]
-    for item in grouped:
-        item.add_marker(pytest.mark.xdist_group("shared_run"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker with --dist loadgroup
+        from _pytest.nodeid import coerce_node_id
+
+        for item in grouped:
+            # xdist groups by an '@group' suffix on the test ID. xdist 3.8 writes it where
+            # pytest 8 kept the ID; pytest 9 keeps it in `_id`, so the suffix goes there.
+            item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
+            item._id = coerce_node_id(f"{item.nodeid}@{SHARED_RUN_GROUP}")
     # First in line, so the long group starts at once.
     items[:] = grouped + [item for item in items if item not in grouped]
 
