@@ -41,7 +41,8 @@ from .local_radiomics import FEATURE_CLASSES, local_features
 
 __all__ = ["tumour_slice", "tumour_volume", "volume_features", "local_features", "scale_features",
            "cluster_habitats", "label_map", "ith_score", "cluster_regions", "run_ith", "run_ith_volume",
-           "ITHParams", "ITHResult", "TooSmallError", "smooth_feature_maps", "guided_smooth_feature_maps", "smoothing_sigma_px", "reduce_features"]
+           "ITHParams", "ITHResult", "TooSmallError", "smooth_feature_maps", "guided_smooth_feature_maps",
+           "smoothing_sigma_px", "reduce_features"]
 
 # Connected regions: 4/8 in a slice, 6/26 in a volume (faces / faces, edges and corners).
 _STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3), dtype=bool),
@@ -138,19 +139,27 @@ def tumour_slice(image: np.ndarray, mask: np.ndarray, axis: int = 0, index: int 
     rows, cols = np.nonzero(msk2d)
     if rows.size == 0:
         raise ValueError(f"slice {index} holds no tumour")
+    img2d, msk2d, box = _crop_in_plane(img2d, msk2d, rows, cols, padding, border)
+    info = {"slice_index": int(index), "slice_rule": LARGEST_SLICE_RULE, "axial_axis": int(axis),
+            "tumour_pixels": int(rows.size), **box}
+    return img2d, msk2d, info
+
+
+def _crop_in_plane(img: np.ndarray, msk: np.ndarray, rows, cols, padding: int, border: str):
+    """Crop the last two axes to the box of ``rows``, ``cols`` plus ``padding``; where the
+    box passes the image border, image values continue as ``border`` says. Returns the
+    crops and the box's record."""
     r0, r1 = rows.min() - padding, rows.max() + padding + 1
     c0, c1 = cols.min() - padding, cols.max() + padding + 1
-    outside = max(0, -r0, -c0, r1 - img2d.shape[0], c1 - img2d.shape[1])
+    outside = max(0, -r0, -c0, r1 - img.shape[-2], c1 - img.shape[-1])
     if outside:
-        img2d = np.pad(img2d, outside, mode=border)
-        msk2d = np.pad(msk2d, outside, mode="constant")
-    crop = (slice(r0 + outside, r1 + outside), slice(c0 + outside, c1 + outside))
-    info = {"slice_index": int(index), "slice_rule": LARGEST_SLICE_RULE, "axial_axis": int(axis),
-            "tumour_pixels": int(rows.size), "bbox_rows": [int(rows.min()), int(rows.max())],
-            "bbox_cols": [int(cols.min()), int(cols.max())], "padding": int(padding),
-            "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
-            "touches_border": bool(outside)}
-    return img2d[crop], msk2d[crop], info
+        wide = ((0, 0),) * (img.ndim - 2) + ((outside, outside),) * 2
+        img, msk = np.pad(img, wide, mode=border), np.pad(msk, wide, mode="constant")
+    crop = (..., slice(r0 + outside, r1 + outside), slice(c0 + outside, c1 + outside))
+    box = {"bbox_rows": [int(rows.min()), int(rows.max())], "bbox_cols": [int(cols.min()), int(cols.max())],
+           "padding": int(padding), "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
+           "touches_border": bool(outside)}
+    return img[crop], msk[crop], box
 
 
 def tumour_volume(image: np.ndarray, mask: np.ndarray, axis: int = 0, padding: int = 2,
@@ -165,22 +174,11 @@ def tumour_volume(image: np.ndarray, mask: np.ndarray, axis: int = 0, padding: i
     if zs.size == 0:
         raise ValueError("the mask holds no tumour")
     z0, z1 = int(zs.min()), int(zs.max()) + 1
-    r0, r1 = rows.min() - padding, rows.max() + padding + 1
-    c0, c1 = cols.min() - padding, cols.max() + padding + 1
-    img, msk = image[z0:z1].astype(np.float64), mask[z0:z1]
-    outside = max(0, -r0, -c0, r1 - img.shape[1], c1 - img.shape[2])
-    if outside:
-        wide = ((0, 0), (outside, outside), (outside, outside))
-        img, msk = np.pad(img, wide, mode=border), np.pad(msk, wide, mode="constant")
-    crop = (slice(None), slice(r0 + outside, r1 + outside), slice(c0 + outside, c1 + outside))
-    img, msk = img[crop], msk[crop]
+    img, msk, box = _crop_in_plane(image[z0:z1].astype(np.float64), mask[z0:z1], rows, cols, padding, border)
     largest, area = largest_slice(msk, 0)
     info = {"slice_index": z0 + largest, "slice_rule": LARGEST_SLICE_RULE, "axial_axis": int(axis),
             "tumour_pixels": area, "tumour_voxels": int(zs.size),
-            "slices": [z0, z1 - 1], "tumour_slices": int(np.count_nonzero(msk.any(axis=(1, 2)))),
-            "bbox_rows": [int(rows.min()), int(rows.max())], "bbox_cols": [int(cols.min()), int(cols.max())],
-            "padding": int(padding), "crop_origin": [int(r0), int(c0)], "crop_shape": [int(r1 - r0), int(c1 - c0)],
-            "touches_border": bool(outside)}
+            "slices": [z0, z1 - 1], "tumour_slices": int(np.count_nonzero(msk.any(axis=(1, 2)))), **box}
     return img, msk, info
 
 
