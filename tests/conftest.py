@@ -86,17 +86,22 @@ SHARED_RUN_GROUP = "shared_run"
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    grouped = [item for item in items if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    """Put the tests on the shared run in one group, and every group's tests (a module's
+    ``xdist_group`` marker: tests sharing an expensive module fixture) on one worker."""
+    shared = [item for item in items if SHARED_RUN_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    for item in shared:
+        item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
     if getattr(config.option, "loadgroup", False):  # an xdist worker with --dist loadgroup
         from _pytest.nodeid import coerce_node_id
 
-        for item in grouped:
-            # xdist groups by an '@group' suffix on the test ID. xdist 3.8 writes it where
-            # pytest 8 kept the ID; pytest 9 keeps it in `_id`, so the suffix goes there.
-            item.add_marker(pytest.mark.xdist_group(SHARED_RUN_GROUP))
-            item._id = coerce_node_id(f"{item.nodeid}@{SHARED_RUN_GROUP}")
+        for item in items:
+            group = item.get_closest_marker("xdist_group")
+            if group:
+                # xdist groups by an '@group' suffix on the test ID. xdist 3.8 writes it where
+                # pytest 8 kept the ID; pytest 9 keeps it in `_id`, so the suffix goes there.
+                item._id = coerce_node_id(f"{item.nodeid}@{group.args[0]}")
     # First in line, so the long group starts at once.
-    items[:] = grouped + [item for item in items if item not in grouped]
+    items[:] = shared + [item for item in items if item not in shared]
 
 
 # Lines that tests want in the CI log whether they pass or not (e.g. the SLURM queue): a

@@ -68,8 +68,9 @@ def test_clinical_columns_are_mapped(tiny_cohort_dir):
                                              "dm_time_months": "DMFS"}}
     inputs = validate(tiny_cohort_dir, samples, clinical, config)
     assert "dm_event" in inputs.clinical.columns
-    with pytest.raises(SheetError, match=r"has no column 'DM' \(config clinical_columns.dm_event\)"):
+    with pytest.raises(SheetError, match=r"has no column 'DM' \(config clinical_columns.dm_event\)") as exc:
         validate(tiny_cohort_dir, samples, clinical.drop(columns="DM"), config)
+    assert len(exc.value.problems) == 1  # said once, not again under its canonical name
 
 
 def test_missing_required_column_and_criterion_column(tiny_cohort_dir):
@@ -78,7 +79,7 @@ def test_missing_required_column_and_criterion_column(tiny_cohort_dir):
         validate(tiny_cohort_dir, samples.drop(columns="mask"), clinical.drop(columns="resection_margin"))
     text = str(info.value)
     assert "has no column 'mask'" in text
-    assert "no column 'resection_margin' needed by eligibility criterion 'Inclusion 2: R0 resection'" in text
+    assert "no column 'resection_margin', needed by eligibility criterion 'Inclusion 2: R0 resection'" in text
 
 
 def test_config_sheet_missing(tmp_path):
@@ -116,6 +117,22 @@ def _config_errors(config):
 
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     return [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(config)]
+
+
+def test_unknown_config_keys_are_named_with_the_nearest_known_one(tmp_path, capsys):
+    from ctith import cli
+
+    assert sheets.config_problems(CONFIG) == []
+    bad = {**CONFIG, "sed": 3, "ith": {**CONFIG["ith"], "n_clusters": [2, 3]},
+           "crossfit": {"folds": 1}}
+    assert sheets.config_problems(bad) == [
+        "config key 'sed' is not a ctith setting; did you mean 'seed'?",
+        "config 'crossfit.folds': 1 is less than the minimum of 2",
+        "config key 'ith.n_clusters' is not a ctith setting; did you mean 'clusters'?",
+    ]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad))
+    assert cli.main(["validate", "--config", str(tmp_path / "config.yaml")]) == 1
+    assert capsys.readouterr().err.startswith("ConfigError: 3 problem(s) in the config:")
 
 
 def test_config_schema_ith_variants():

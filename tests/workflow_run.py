@@ -1,7 +1,6 @@
 """Running the Snakemake workflow on a test cohort, shared by the end-to-end tests."""
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -73,35 +72,15 @@ def smk(work: Path, *args, check=True, from_root=False) -> subprocess.CompletedP
     return proc
 
 
-# Fields that record how long something took: they differ between any two runs.
-TIMING = {"seconds", "fit_seconds"}
-
-
-def _drop_timing(obj):
-    if isinstance(obj, dict):
-        return {k: _drop_timing(v) for k, v in obj.items() if k not in TIMING}
-    if isinstance(obj, list):
-        return [_drop_timing(v) for v in obj]
-    return obj
-
-
 def outputs_digest(results: Path) -> dict:
-    """relative path -> content hash of every output under ``results`` (logs and
-    benchmarks left out; timing fields of JSON and TSV files left out)."""
+    """relative path -> sha256 of the bytes of every output under ``results``. Logs and
+    benchmarks are left out: they record the run (its times), not its results; every other
+    file, figures and model files included, is the same bytes in any run with one seed."""
     digest = {}
     for path in sorted(results.rglob("*")):
         rel = path.relative_to(results)
-        if not path.is_file() or rel.parts[0] in ("logs", "benchmarks"):
-            continue
-        data = path.read_bytes()
-        if path.suffix == ".json":
-            data = json.dumps(_drop_timing(json.loads(data)), sort_keys=True).encode()
-        elif path.suffix == ".tsv":
-            lines = data.decode().splitlines()
-            header = lines[0].split("\t") if lines else []
-            keep = [i for i, name in enumerate(header) if name not in TIMING]
-            data = "\n".join("\t".join(row.split("\t")[i] for i in keep) for row in lines).encode()
-        digest[str(rel)] = hashlib.sha256(data).hexdigest()
+        if path.is_file() and rel.parts[0] not in ("logs", "benchmarks"):
+            digest[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
 
 

@@ -170,6 +170,10 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 # --------------------------------------------------------------------------- training
 
 
+# What train() measures of its own speed (per epoch, in all): returned for benchmarks and
+# logs, never written into an output.
+TIMING_FIELDS = ("fit_seconds", "seconds")
+
 @dataclass(frozen=True)
 class TrainParams:
     depth: int = 18

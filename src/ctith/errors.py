@@ -24,7 +24,15 @@ class IngestError(InputError):
 class SheetError(CtithError):
     """Every problem found in the config, sample sheet and clinical table, at once."""
 
+    where = "the input sheets"
+
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the input sheets:\n{lines}")
+        super().__init__(f"{len(self.problems)} problem(s) in {self.where}:\n{lines}")
+
+
+class ConfigError(SheetError):
+    """Every problem found in the configuration, at once."""
+
+    where = "the config"

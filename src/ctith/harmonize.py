@@ -123,8 +123,10 @@ class ComBat:
                                  f"found {list(counts.index)}")
         small = counts[counts < 2]
         if len(small):
-            raise HarmonizeError(f"batch '{small.index[0]}' has {small.iloc[0]} patient among those ComBat "
-                                 "is fitted on; each batch needs at least 2")
+            b = small.index[0]
+            column = f" ({batch.name})" if batch.name else ""
+            raise HarmonizeError(f"batch '{b}'{column} has 1 patient ({batch.index[batch == b][0]}) among those "
+                                 "ComBat is fitted on; each batch needs at least 2")
         if X.isna().to_numpy().any():
             pid = X.index[X.isna().any(axis=1).to_numpy()][0]
             raise HarmonizeError(f"patient {pid}: missing feature values; ComBat needs complete features")

@@ -51,50 +51,87 @@ def _short(exc: Exception) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _nifti_shortfall(path: Path) -> str | None:
-    """Why a NIfTI file is incomplete, or None.
-
-    ITK reads a truncated NIfTI (plain or gzipped) without complaint and fills the
-    missing voxels, so the header's promised size is checked against the data.
-    """
-    import gzip
+def _nifti_header(head: bytes) -> tuple[list, int, int, int, str] | None:
+    """(dims, bitpix, datatype, data offset, byte order) of a NIfTI-1 or -2 header, or None."""
     import struct
-    import zlib
 
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            head = f.read(540)
-            total = len(head)
-            while chunk := f.read(1 << 22):
-                total += len(chunk)
-    except (OSError, EOFError, zlib.error) as exc:
-        return f"compressed stream is damaged ({exc})"
-    if len(head) < 348:
-        return "file is shorter than a NIfTI header"
     for endian in "<>":
         size = struct.unpack(endian + "i", head[:4])[0]
         if size == 348:  # NIfTI-1
             dims = struct.unpack(endian + "8h", head[40:56])
-            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", head[70:74])
             offset = int(struct.unpack(endian + "f", head[108:112])[0])
-            break
+            return list(dims), bitpix, datatype, max(offset, size), endian
         if size == 540:  # NIfTI-2
+            datatype, bitpix = struct.unpack(endian + "2h", head[12:16])
             dims = struct.unpack(endian + "8q", head[16:80])
-            bitpix = struct.unpack(endian + "h", head[14:16])[0]
             offset = int(struct.unpack(endian + "q", head[168:176])[0])
-            break
-    else:
-        return None  # not NIfTI after all: let the reader decide
+            return list(dims), bitpix, datatype, max(offset, size), endian
+    return None
+
+
+# NIfTI datatype codes of real floating-point voxels (float32, float64).
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+
+
+def _nifti_problem(path: Path) -> str | None:
+    """Why a NIfTI file cannot be trusted as read, or None.
+
+    ITK reads a truncated NIfTI (plain or gzipped) without complaint and fills the missing
+    voxels, and it reads NaN and infinite voxels as 0: the header's promised size is
+    checked against the data, and floating-point voxels are counted as they stream by.
+    """
+    import gzip
+    import zlib
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    nan = inf = 0
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(540)
+            header = _nifti_header(head) if len(head) >= 348 else None
+            if header is None:
+                return "file is shorter than a NIfTI header" if len(head) < 348 else None  # not NIfTI: the reader decides
+            dims, bitpix, datatype, offset, endian = header
+            dtype = np.dtype(endian + _NIFTI_FLOATS[datatype]) if datatype in _NIFTI_FLOATS else None
+            total, pending = len(head), head[offset:] if len(head) > offset else b""
+            skip = max(0, offset - len(head))
+            while chunk := f.read(1 << 22):
+                total += len(chunk)
+                if skip:
+                    chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+                if dtype is not None:
+                    pending += chunk
+                    whole = len(pending) - len(pending) % dtype.itemsize
+                    values = np.frombuffer(pending[:whole], dtype)
+                    nan += int(np.isnan(values).sum())
+                    inf += int(np.isinf(values).sum())
+                    pending = pending[whole:]
+            if dtype is not None and pending:
+                whole = len(pending) - len(pending) % dtype.itemsize
+                values = np.frombuffer(pending[:whole], dtype)
+                nan += int(np.isnan(values).sum())
+                inf += int(np.isinf(values).sum())
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"compressed stream is damaged ({exc})"
     n = int(np.prod([max(int(d), 1) for d in dims[1:1 + max(min(int(dims[0]), 7), 0)]], dtype=np.int64))
-    expected = max(offset, size) + n * bitpix // 8
+    expected = offset + n * bitpix // 8
     if total < expected:
         return f"file is truncated: {total} of {expected} bytes"
+    if nan or inf:
+        found = " and ".join(f"{k} {kind} voxel{'s' * (k != 1)}" for k, kind in ((nan, "NaN"), (inf, "infinite")) if k)
+        return f"holds {found}"
     return None
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[str]:
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    # ITK would print a multi-line warning for a folder without DICOM: the caller says it once.
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _series_uid(path: Path, what: str, series_uid: str | None, patient: str | None) -> str:
@@ -113,6 +150,45 @@ def _series_uid(path: Path, what: str, series_uid: str | None, patient: str | No
     return uids[0]
 
 
+def _uneven_slices(files) -> str | None:
+    """Why a DICOM series' slices are not a regular stack, or None.
+
+    ITK stacks the files it is given and takes the slice spacing from the first two: a
+    missing or shifted slice would give a volume whose distances are wrong, with only a
+    warning on the console. The positions along the slice normal are checked here.
+    """
+    import pydicom
+
+    if len(files) < 3:
+        return None
+    positions = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True,
+                                 specific_tags=["ImagePositionPatient", "ImageOrientationPatient"])
+            ipp = np.asarray(ds.ImagePositionPatient, dtype=float)
+            iop = np.asarray(ds.ImageOrientationPatient, dtype=float)
+        except Exception as exc:  # a damaged header, or no position: pydicom raises several kinds
+            return f"cannot read the slice position of '{f}': {_short(exc)}"
+        positions.append(float(np.dot(ipp, np.cross(iop[:3], iop[3:]))))
+    z = np.sort(np.asarray(positions))
+    gaps = np.diff(z)
+    step = float(np.median(gaps))
+    if step <= 0:
+        return f"{len(files)} files share one slice position: is it one series?"
+    off = np.flatnonzero(np.abs(gaps - step) > max(0.05, 0.01 * step))
+    if off.size == 0:
+        return None
+    k = int(off[0])
+    gap = float(gaps[k])
+    where = f"a gap of {gap:g} mm between the slices at {z[k]:g} and {z[k + 1]:g} mm, against {step:g} mm elsewhere"
+    ratio = gap / step
+    if round(ratio) >= 2 and abs(ratio - round(ratio)) < 0.01:
+        where += f": {round(ratio) - 1} slice(s) missing"
+    extra = f" ({off.size} such gaps)" if off.size > 1 else ""
+    return f"slices are not evenly spaced: {where}{extra}"
+
+
 def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | None = None,
                 patient: str | None = None) -> sitk.Image:
     """Read a DICOM series folder or a NIfTI/NRRD/MHA file; errors name patient and file."""
@@ -121,12 +197,22 @@ def read_volume(path: str | os.PathLike, what: str = "image", series_uid: str | 
         raise IngestError(f"{what} '{path}' does not exist", patient, str(path))
     try:
         if path.is_dir():
+            broken = sorted(e.name for e in os.scandir(path) if e.is_symlink() and not os.path.exists(e.path))
+            if broken:  # GDCM then lists a fraction of the series without a word
+                raise IngestError(f"{what} folder '{path}' holds a broken link '{broken[0]}'"
+                                  + (f" and {len(broken) - 1} more" if len(broken) > 1 else ""), patient, str(path))
             uid = _series_uid(path, what, series_uid, patient)
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid)
+            problem = _uneven_slices(files)
+            if problem:
+                raise IngestError(f"{what} folder '{path}': {problem}", patient, str(path))
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), uid))
+            reader.SetFileNames(files)
             return reader.Execute()
         if path.name.endswith((".nii", ".nii.gz")):
-            problem = _nifti_shortfall(path)
+            problem = _nifti_problem(path)
+            if problem and problem.startswith("holds "):
+                raise IngestError(f"{what} '{path}' {problem}; expected finite values", patient, str(path))
             if problem:
                 raise IngestError(f"cannot read {what} '{path}': {problem}", patient, str(path))
         return sitk.ReadImage(str(path))
@@ -177,6 +263,24 @@ def acquisition_settings(path: str | os.PathLike, series_uid: str | None = None,
         element = ds.get(tag)
         out[tag] = None if element is None else _header_value(element)
     return out
+
+
+def frame_of_reference(path: str | os.PathLike, what: str = "image", series_uid: str | None = None,
+                       patient: str | None = None) -> str | None:
+    """The FrameOfReferenceUID of a DICOM series (None for NIfTI, NRRD, MHA, or none given).
+    Read to compare two series and never written out: a UID may carry an exam's date."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    import pydicom
+
+    first = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), _series_uid(path, what, series_uid, patient))[0]
+    try:
+        ds = pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["FrameOfReferenceUID"])
+    except Exception as exc:  # pydicom raises several kinds on a damaged header
+        raise IngestError(f"cannot read the DICOM header of {what} '{first}': {_short(exc)}", patient,
+                          str(path)) from None
+    return str(ds.get("FrameOfReferenceUID", "")).strip() or None
 
 
 def orientation_code(image: sitk.Image) -> str:
@@ -305,6 +409,9 @@ def qc_record(image: sitk.Image, mask: sitk.Image) -> dict:
         if m.take(0, axis=a).any() or m.take(m.shape[a] - 1, axis=a).any():
             warnings.append("tumour touches the in-plane image border")
             break
+    if present.size == 1:
+        warnings.append("mask covers 1 slice: the 3-D features describe a one-slice slab "
+                        "(was only the key slice delineated?)")
     if present[0] < 2 or present[-1] > m.shape[ax] - 3:
         warnings.append("tumour within 2 slices of the volume's end: neighbouring slices are clamped")
     if len(sizes) > 1:
@@ -340,6 +447,12 @@ def read_ct(path: str | os.PathLike, what: str = "image", series_uid: str | None
     image = read_volume(path, what, series_uid, patient)
     if image.GetDimension() != 3:
         raise IngestError(f"{what} '{path}' is {image.GetDimension()}-D; expected a 3-D CT", patient, path)
+    arr = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        # NaN would pass through every filter and surface as NaN features far downstream.
+        nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+        found = " and ".join(f"{n} {kind} voxel{'s' * (n != 1)}" for n, kind in ((nan, "NaN"), (inf, "infinite")) if n)
+        raise IngestError(f"{what} '{path}' holds {found}; expected finite values", patient, path)
     try:
         return to_hu(image)
     except ValueError as exc:

@@ -20,7 +20,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from .errors import SheetError
+from .errors import ConfigError, SheetError
 from .io import read_table
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -32,6 +32,36 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 @lru_cache(maxsize=None)
 def load_schema(name: str, schema_dir: str | None = None) -> dict:
     return yaml.safe_load((Path(schema_dir) if schema_dir else SCHEMA_DIR).joinpath(name).read_text())
+
+
+def config_problems(config: dict) -> list[str]:
+    """What is wrong with a configuration, one line per problem, named by its key path.
+    An unknown key is reported with the nearest known one: a misspelt key would otherwise
+    be ignored and its section's default used without a word."""
+    import difflib
+
+    problems = []
+    schema = load_schema("config.schema.yaml")
+    for err in sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                      key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                near = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else f"; known keys: {', '.join(known)}"
+                prefix = "" if where == "(top level)" else f"{where}."
+                problems.append(f"config key '{prefix}{key}' is not a ctith setting{hint}")
+        else:
+            problems.append(f"config '{where}': {err.message}")
+    return problems
+
+
+def check_config(config: dict) -> None:
+    """Raise ConfigError listing every problem of ``config`` (see ``config_problems``)."""
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError(problems)
 
 
 def _coerce(value: str, spec: dict):
@@ -95,13 +125,29 @@ def _duplicates(ids: pd.Series, where: str) -> list[str]:
 
 def _check_sheet(df: pd.DataFrame, schema: dict, where: str) -> tuple[list[dict] | None, list[str]]:
     """Typed rows of one sheet and its own problems (columns, cells, duplicate IDs)."""
-    problems = [f"{where} has no column '{c}'" for c in schema["required"] if c not in df.columns]
+    absent = [c for c in schema["required"] if c not in df.columns]
+    problems = [f"{where} has no column '{c}'" for c in absent]
     if "patient_id" not in df.columns:
         return None, problems
     rows = type_rows(df, schema)
-    problems += _row_problems(rows, schema, where)
+    # A missing column is said once, not once per row.
+    problems += _row_problems(rows, {**schema, "required": [c for c in schema["required"] if c not in absent]}, where)
     problems += _duplicates(df["patient_id"].str.strip(), where)
     return rows, problems
+
+
+def _why_missing(path: str) -> str:
+    """Why a path that does not exist does not: a symbolic link says where it breaks."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if os.path.islink(path):
+            return f"is a symbolic link to '{os.readlink(path)}', which does not exist"
+    return "does not exist"
 
 
 def resolve_path(value: str, sheet: str | os.PathLike) -> str:
@@ -157,12 +203,29 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
                 if col in row:
                     p = resolve_path(row[col], samples_path)
                     if not os.path.exists(p):
-                        problems.append(f"patient {pid}: {col} '{p}' (sample sheet column '{col}') does not exist")
+                        problems.append(f"patient {pid}: {col} '{p}' (sample sheet column '{col}') "
+                                        f"{_why_missing(p)}")
 
-    clinical, missing = rename_clinical(clinical, config.get("clinical_columns", {}))
-    problems += [f"{c_where} has no {m}" for m in missing]
+    columns = config.get("clinical_columns", {})
+    absent = {ours: theirs for ours, theirs in columns.items() if theirs not in clinical.columns}
+    clinical, _ = rename_clinical(clinical, columns)
+    # Each absent column said once, with the eligibility criteria that need it.
+    needed_by: dict[str, list[str]] = {}
+    for crit in config.get("eligibility", {}).get("criteria", []):
+        for col in crit.get("columns", [crit.get("column")]):
+            if col and col not in clinical.columns:
+                needed_by.setdefault(col, []).append(f"'{crit['name']}'")
+
+    def _needed(col):
+        why = needed_by.pop(col, [])
+        return f", needed by eligibility criteri{'a' if len(why) > 1 else 'on'} {', '.join(why)}" if why else ""
+
+    for ours, theirs in absent.items():
+        problems.append(f"{c_where} has no column '{theirs}' (config clinical_columns.{ours}){_needed(ours)}")
+    for col in list(needed_by):
+        problems.append(f"{c_where} has no column '{col}'{_needed(col)}")
     c_rows, found = _check_sheet(clinical, c_schema, c_where)
-    problems += found
+    problems += [p for p in found if p not in {f"{c_where} has no column '{ours}'" for ours in absent}]
     if s_rows is None or c_rows is None:  # no patient_id column: nothing more to match
         raise SheetError(problems)
 
@@ -180,11 +243,6 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
                 if col in clinical.columns and col not in crow:
                     problems.append(f"patient {pid}: '{col}' is blank in {c_where}")
 
-    for crit in config.get("eligibility", {}).get("criteria", []):
-        for col in crit.get("columns", [crit.get("column")]):
-            if col and col not in clinical.columns:
-                problems.append(f"{c_where} has no column '{col}' needed by eligibility criterion "
-                                f"'{crit['name']}'")
     if problems:
         raise SheetError(problems)
 

@@ -69,7 +69,13 @@ def split_cohorts(samples: pd.DataFrame, clinical: pd.DataFrame, eligible, inter
     event = clinical.reindex(eligible)["dm_event"]
     patients = pd.DataFrame({"patient_id": s["patient_id"].to_numpy(), "institution": s["institution"].to_numpy(),
                              "cohort": s["cohort"].to_numpy(), "event": event.fillna(0).to_numpy()})
-    return assign_cohorts(patients, internal_institutions, external_institutions, train_fraction, seed)
+    split = assign_cohorts(patients, internal_institutions, external_institutions, train_fraction, seed)
+    train = split["cohort"] == "train"
+    if train.any() and not patients.set_index("patient_id").loc[split.loc[train, "patient_id"], "event"].astype(int).any():
+        # Every fit would fail on its own, each with its own message: say it once, first.
+        raise InputError(f"the training cohort's {int(train.sum())} patients include no distant metastasis "
+                         "(dm_event = 1): no model can learn to predict it")
+    return split
 
 
 def training_sheets(split: pd.DataFrame, samples: pd.DataFrame, clinical_raw: pd.DataFrame, id_column: str,
@@ -81,7 +87,7 @@ def training_sheets(split: pd.DataFrame, samples: pd.DataFrame, clinical_raw: pd
     train = split.loc[split["cohort"] == "train"].sort_values("patient_id")
     ids = train["patient_id"].tolist()
     keep = [c for c in samples.columns if c not in path_columns]
-    clinical = clinical_raw.loc[clinical_raw[id_column].isin(ids)]
+    clinical = clinical_raw.loc[clinical_raw[id_column].str.strip().isin(ids)]  # IDs are read stripped
     return {"split": train.reset_index(drop=True),
             "samples": samples.loc[ids, keep].reset_index(drop=True),
             "clinical": clinical.sort_values(id_column).reset_index(drop=True)}

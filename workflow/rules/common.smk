@@ -11,13 +11,17 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ctith.eligibility import eligible_ids
-from ctith.errors import CtithError, SheetError
+from ctith.errors import ConfigError, CtithError, SheetError
 from ctith.io import read_table, write_tsv_if_changed
-from ctith.sheets import PATH_COLUMNS, load_inputs, predict_patients, study_inputs
+from ctith.sheets import PATH_COLUMNS, check_config, load_inputs, predict_patients, study_inputs
 from ctith.split import split_cohorts, training_sheets
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)  # one line per problem, an unknown key named with its nearest known one
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, schema="../schemas/config.schema.yaml")  # fills the schema's defaults
 
 # The repository root, two folders above this file: whichever Snakefile is the main one
 # (the top-level one, or workflow/Snakefile given with --snakefile).
@@ -81,8 +85,8 @@ def _write_sheets():
     try:
         split = split_cohorts(SAMPLES, STUDY.clinical, ELIGIBLE, s["internal_institutions"],
                               s["external_institutions"], s["train_fraction"], config["seed"])
-    except CtithError as exc:
-        raise WorkflowError(str(exc)) from None
+    except CtithError as exc:  # a problem of the sheets (e.g. no event in training): said as one
+        raise WorkflowError(str(SheetError([str(exc)]))) from None
     samples_raw = read_table(config["samples"])
     study = ~samples_raw["patient_id"].str.strip().isin(PREDICT)
     sheets = {f"train/{k}": v for k, v in
@@ -125,7 +129,7 @@ def ingest_options(wildcards):
 def predict_row(wildcards):
     """A patient to predict: its clinical row as written, the sample sheet's columns (but file
     paths) beside, as JSON for `ctith predict --clinical-row`."""
-    row = CLINICAL_RAW.loc[CLINICAL_RAW[CLINICAL_ID] == wildcards.patient].iloc[0].to_dict()
+    row = CLINICAL_RAW.loc[CLINICAL_RAW[CLINICAL_ID].str.strip() == wildcards.patient].iloc[0].to_dict()
     sheet = SAMPLES.loc[wildcards.patient].drop(labels=list(PATH_COLUMNS)).to_dict()
     return shlex.quote(json.dumps({**sheet, **row}, sort_keys=True))
 
@@ -281,6 +285,12 @@ def semantic_options(wildcards):
         uid = sample(wildcards.patient, "plain_ct_series_uid")
         if uid:
             opts += ["--plain-series-uid", str(uid)]
+        # The venous source, for its DICOM frame of reference (not an input file: the
+        # ingested image stands for it, and its header is read only to compare).
+        opts += ["--image-source", shlex.quote(sample(wildcards.patient, "image"))]
+        uid = sample(wildcards.patient, "image_series_uid")
+        if uid:
+            opts += ["--image-series-uid", str(uid)]
     return " ".join(opts)
 
 

@@ -140,9 +140,10 @@ def _inputs(args, check_files=False):
 def cmd_validate(args) -> None:
     import yaml
 
-    from ..sheets import load_inputs
+    from ..sheets import check_config, load_inputs
 
     config = yaml.safe_load(Path(args.config).read_text())
+    check_config(config)
     inputs = load_inputs(config)
     print(f"OK: {len(inputs.samples)} patients in '{config['samples']}', "
           f"clinical table '{config['clinical']}' complete")

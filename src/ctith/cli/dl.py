@@ -95,12 +95,14 @@ def cmd_dl_train(args) -> None:
         raise CtithError(f"{what}: {exc}") from None
     out = Path(args.out_dir)
     dl.save_weights(result.model, out / "model.pt")
-    write_tsv(pd.DataFrame(result.history), out / "loss.tsv")
-    write_json({**result.info, "fold": args.fold, "train_patients": [ids[i] for i in train],
+    # Timings go to the log (and Snakemake's benchmark file), not into the outputs: two runs
+    # with one seed write identical bytes.
+    write_tsv(pd.DataFrame(result.history).drop(columns=list(dl.TIMING_FIELDS), errors="ignore"), out / "loss.tsv")
+    i = {k: v for k, v in result.info.items() if k not in dl.TIMING_FIELDS}
+    write_json({**i, "fold": args.fold, "train_patients": [ids[j] for j in train],
                 "held_out_patients": held_out}, out / "training.json")
-    i = result.info
     print(f"{what} on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
-          f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({i['seconds']} s)")
+          f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({result.info['seconds']} s)")
 
 
 def cmd_dl_predict(args) -> None:

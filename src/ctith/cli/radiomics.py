@@ -34,7 +34,7 @@ def cmd_radiomics(args) -> None:
     features, diagnostics = radiomics.extract(image, mask, params, patient, str(args.mask))
     seconds = time.perf_counter() - t0
     diagnostics.update({"patient_id": patient, "reader": args.reader, "repeat": args.repeat, "mask": str(args.mask),
-                        "params_file": str(args.params), "seconds": round(seconds, 3)})
+                        "params_file": str(args.params)})  # the time goes to the log only
     write_tsv(radiomics.features_row(features, patient), args.out, index=True)
     write_json(diagnostics, args.diagnostics)
     print(f"{patient}: reader {args.reader}, {len(features)} features in {seconds:.1f} s -> {args.out}")
@@ -52,6 +52,22 @@ def cmd_radiomics_table(args) -> None:
     print(f"{table.shape[0]} patients x {table.shape[1]} features -> {args.out}")
 
 
+def _same_frame(args) -> None:
+    """Refuse a plain CT whose DICOM frame of reference is not the venous phase's: its voxels
+    would be read at the venous phase's coordinates as if the two were registered."""
+    from ..errors import InputError
+    from ..ingest import frame_of_reference
+
+    if not args.image_source:
+        return
+    plain = frame_of_reference(args.plain_ct, "plain CT", args.plain_series_uid or None, args.patient_id)
+    venous = frame_of_reference(args.image_source, "image", args.image_series_uid or None, args.patient_id)
+    if plain and venous and plain != venous:
+        raise InputError(f"plain CT '{args.plain_ct}' is on frame of reference {plain} but the venous CT on "
+                         f"{venous}: register the plain CT to the venous phase first", args.patient_id,
+                         args.plain_ct)
+
+
 def cmd_semantic(args) -> None:
     import SimpleITK as sitk
 
@@ -62,7 +78,10 @@ def cmd_semantic(args) -> None:
     params = semantic.SemanticParams(**(args.params or {}))
     image = sitk.ReadImage(str(args.image))
     mask = sitk.ReadImage(str(args.mask))
-    plain = read_ct(args.plain_ct, "plain CT", args.plain_series_uid or None, args.patient_id) if args.plain_ct else None
+    plain = None
+    if args.plain_ct:
+        plain = read_ct(args.plain_ct, "plain CT", args.plain_series_uid or None, args.patient_id)
+        _same_frame(args)
     record = semantic.measure(image, mask, plain, params, args.patient_id, args.plain_ct)
     write_json(record, args.out)
     ratings = ", ".join(f"{k} {record[k]}" for k in semantic.RATINGS)
@@ -346,6 +365,9 @@ def register(sub) -> None:
     se.add_argument("--mask", required=True, help="ingested mask.nii.gz")
     se.add_argument("--plain-ct", help="plain (non-contrast) CT, any grid of the same frame of reference")
     se.add_argument("--plain-series-uid", help="its SeriesInstanceUID when the folder holds several series")
+    se.add_argument("--image-source", help="the venous CT as given to ingest (a DICOM folder's frame of reference "
+                    "is checked against the plain CT's)")
+    se.add_argument("--image-series-uid", help="its SeriesInstanceUID when the folder holds several series")
     se.add_argument("--params", type=json_arg, help="JSON: SemanticParams fields")
     se.add_argument("--patient-id", required=True)
     se.add_argument("--out", required=True)

@@ -1,0 +1,131 @@
+"""The bad-input corpus, cohorts and models: a finished run (the shared local run, copied)
+meets a cohort the fits or the metrics cannot take, a tampered model, or a patient to
+predict whose outcome is filled in. (A training cohort without events is refused when the
+sheets are read: test_bad_sheets.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from workflow_run import dry_run_jobs, smk
+
+pytestmark = pytest.mark.slow
+
+# Rules that fit something: none may run when only validation outcomes change.
+FIT_RULES = {"crossfit_folds", "ith_train_table", "ith_model", "radiomics_train_table", "reproducibility", "harmonize",
+             "select", "dl_train", "dl_train_features", "dl_signature", "survival_model", "model_bundle"}
+
+
+def _copy(local_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(local_run.work, work, symlinks=True)  # keeps mtimes: nothing reruns
+    return work
+
+
+def _sheets(work):
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    clinical = pd.read_csv(work / "cohort/clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
+    return samples, clinical
+
+
+def _write(work, samples, clinical):
+    samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
+    clinical.to_csv(work / "cohort/clinical.tsv", sep="\t", index=False)
+
+
+def _cohort(work, name):
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t")
+    return split.loc[split["cohort"] == name, "patient_id"].tolist()
+
+
+def test_validation_cohort_without_events_reports_dashes(local_run, tmp_path):
+    """External validation with no DM: every metric that needs an event is '-', the rest
+    stand, and no fitted file is redone."""
+    work = _copy(local_run, tmp_path)
+    samples, clinical = _sheets(work)
+    external = _cohort(work, "external_validation")
+    clinical.loc[clinical["patient_id"].isin(external), "dm_event"] = "0"
+    _write(work, samples, clinical)
+    assert not FIT_RULES & {rule for rule, _ in dry_run_jobs(work)}
+    smk(work, "--cores", "2")
+    s2 = pd.read_csv(work / "results/tables/table_s2.tsv", sep="\t", dtype=str, keep_default_na=False)
+    ext = s2[s2.iloc[:, 0].str.contains("xternal")]
+    assert len(ext), s2
+    assert (ext.filter(like="AUC") == "-").all().all(), ext
+    s5 = pd.read_csv(work / "results/tables/table_s5.tsv", sep="\t", dtype=str, keep_default_na=False)
+    ext_cols = [c for c in s5.columns if "xternal" in c]
+    assert ext_cols and (s5[ext_cols] == "-").all().all(), s5[ext_cols]
+    internal_cols = [c for c in s5.columns if "nternal" in c and "xternal" not in c]
+    assert (s5[internal_cols] != "-").any().any()  # the internal cohort still has its events
+
+
+def test_combat_batch_of_one_patient_is_named(local_run, tmp_path):
+    work = _copy(local_run, tmp_path)
+    samples, clinical = _sheets(work)
+    lonely = _cohort(work, "train")[0]
+    samples.loc[samples["patient_id"] == lonely, "scanner"] = "Lonely Scanner 9000"
+    _write(work, samples, clinical)
+    proc = smk(work, "--cores", "2", "--keep-going", "results/cohort/harmonization.json", check=False)
+    assert proc.returncode != 0
+    log = (work / "results/logs/harmonize.log").read_text().strip()
+    assert log == (f"HarmonizeError: batch 'Lonely Scanner 9000' (scanner) has 1 patient ({lonely}) among "
+                   "those ComBat is fitted on; each batch needs at least 2"), log
+
+
+def test_clinical_variable_constant_in_training_is_noted_not_fatal(local_run, tmp_path):
+    """Every patient male: the clinical model's variable selection says so and goes on."""
+    work = _copy(local_run, tmp_path)
+    samples, clinical = _sheets(work)
+    clinical["sex"] = "M"
+    _write(work, samples, clinical)
+    target = "results/cohort/survival/clinical/selection.tsv"
+    smk(work, "--cores", "2", target)
+    selection = pd.read_csv(work / target, sep="\t", keep_default_na=False).set_index("variable")
+    assert selection.at["sex", "note"] == "one value only in training"
+    assert not selection.at["sex", "passed_univariable"] in (True, "True")
+
+
+def _add_predict_patient(work, pid, outcome: bool):
+    """A patient to predict, copied from a validation patient's NIfTI files."""
+    samples, clinical = _sheets(work)
+    donor_id = next(p for p in _cohort(work, "internal_validation")
+                    if samples.set_index("patient_id").at[p, "image"].endswith(".nii.gz"))
+    donor = samples[samples["patient_id"] == donor_id].copy()
+    donor[["patient_id", "cohort", "mask_reader2", "mask_reader1_repeat"]] = [pid, "predict", "", ""]
+    crow = clinical[clinical["patient_id"] == donor_id].copy()
+    crow["patient_id"] = pid
+    if outcome:
+        crow[["dm_event", "dm_time_months"]] = ["1", "12.5"]
+    else:
+        crow[["dm_event", "dm_time_months"]] = ""
+    _write(work, pd.concat([samples, donor]), pd.concat([clinical, crow]))
+
+
+def test_predict_patient_with_outcome_is_predicted_with_a_warning(local_run, tmp_path):
+    work = _copy(local_run, tmp_path)
+    _add_predict_patient(work, "NEW02", outcome=True)
+    assert not FIT_RULES & {rule for rule, _ in dry_run_jobs(work)}
+    smk(work, "--cores", "2", "results/predict/NEW02/prediction.json")
+    prediction = json.loads((work / "results/predict/NEW02/prediction.json").read_text())
+    assert any(re.search(r"outcome column\(s\) dm_event, dm_time_months .*ignored", w)
+               for w in prediction["warnings"]), prediction["warnings"]
+
+
+def test_tampered_model_file_is_refused(local_run, tmp_path):
+    work = _copy(local_run, tmp_path)
+    _add_predict_patient(work, "NEW03", outcome=False)
+    forest = sorted((work / "results/model_bundle/ith_model").glob("*/model.skops"))[0]
+    data = bytearray(forest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    forest.write_bytes(bytes(data))
+    proc = smk(work, "--cores", "2", "--keep-going", "results/predict/NEW03/prediction.json", check=False)
+    assert proc.returncode != 0
+    log = (work / "results/logs/predict/NEW03.log").read_text().strip()
+    assert len(log.splitlines()) == 1, log
+    assert re.search(rf"{forest.parent.name}/model\.skops' does not match", log), log
+    assert not (work / "results/predict/NEW03/prediction.json").exists()
