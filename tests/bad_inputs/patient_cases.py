@@ -225,7 +225,8 @@ def dangling_slice_link(cohort, samples, pid):
 
 MASK = r"mask '[^']*seg_reader1\.nii\.gz'"
 CASES = [
-    PatientCase("image is not a CT", (), not_a_ct, "ingest", r"cannot read image '[^']*venous\.nii\.gz'"),
+    PatientCase("image is not a CT", (), not_a_ct, "ingest",
+                r"cannot read image '[^']*venous\.nii\.gz': compressed stream is damaged \(Not a gzipped file"),
     PatientCase("image gzip truncated", (), truncated, "ingest",
                 r"cannot read image '[^']*venous\.nii\.gz': (compressed stream is damaged|file is truncated)"),
     PatientCase("image has NaN voxels", (), nan_voxels, "ingest",
