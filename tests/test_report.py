@@ -60,3 +60,31 @@ def test_every_report_caption_is_clean_rst_and_says_what_to_look_at():
                                     settings_overrides={"warning_stream": errors, "report_level": 2})
         assert not errors.getvalue(), f"{path.name}: {errors.getvalue()}"
         assert "look" in text.lower(), f"{path.name} does not say what to look at"
+
+
+def test_figures_are_written_reproducibly(tmp_path, monkeypatch):
+    """A figure saved twice, a second apart, is the same bytes: no time in PNG or PDF
+    metadata (matplotlib stamps a PDF's CreationDate unless told not to)."""
+    import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ctith.cli._common import save_figure
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    for name, extra in (("f.png", {}), ("f.pdf", {"format": "pdf"})):
+        save_figure(draw(), tmp_path / "a" / name, **extra)
+        time.sleep(1.1)
+        save_figure(draw(), tmp_path / "b" / name, **extra)
+        first = (tmp_path / "a" / name).read_bytes()
+        assert first == (tmp_path / "b" / name).read_bytes(), name
+        assert b"tIME" not in first and b"CreationDate" not in first

@@ -4,6 +4,7 @@ the split read back, figures written atomically."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CtithError
@@ -21,6 +22,9 @@ def save_figure(fig, path, **savefig) -> None:
 
     from ..io import atomic_path
 
+    if savefig.get("format", Path(path).suffix.lstrip(".")) == "pdf":
+        # matplotlib stamps a PDF with the time it was written: two runs would differ.
+        savefig["metadata"] = {"CreationDate": None, **savefig.get("metadata", {})}
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **{"dpi": 120, **savefig})
     plt.close(fig)

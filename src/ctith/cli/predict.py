@@ -112,7 +112,7 @@ def cmd_predict(args) -> None:
     write_json(result, out / "prediction.json")
     # A PDF without a creation date: the same prediction gives the same bytes.
     save_figure(predict.report_figure(models, patient_dir, scored), out / "report.pdf",
-                format="pdf", metadata={"CreationDate": None, "Creator": "ctith"})
+                format="pdf", metadata={"Creator": "ctith"})
     main = models.info["config"]["survival"]["figure_model"]
     s = result["survival"].get(main) or next(iter(result["survival"].values()))
     print(f"{args.patient_id}: {s['label']} risk {s['risk']:.3f} ({s['risk_group']} risk, cut-off "
