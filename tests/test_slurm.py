@@ -53,7 +53,8 @@ def comment(rule: str, wildcards: tuple) -> str:
 def test_workflow_on_slurm_matches_local_run(cluster, local_run, tmp_path, record_property):
     """The local run's workdir loses two patients' outputs, one with a reader-2 mask, and
     every cohort-level output; SLURM redoes them: each rule of the workflow runs as a
-    SLURM job, and the results equal the local run's, file for file. (Redoing the other 20
+    SLURM job, and the results equal the local run's, byte for byte (sha256 of every output
+    but logs and benchmarks: the two-runs determinism check on the tiny cohort). (Redoing the other 20
     patients' copies of the same per-patient rules would add 15 minutes to CI and nothing
     to what this proves.)"""
     work = tmp_path / "work"
