@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ctith import cli, crossfit, dl
+from ctith import cli, crossfit, dl, dl_figures, dl_network
 from ctith.io import read_json, write_tsv
 
 
@@ -31,10 +31,10 @@ SMALL = dict(depth=18, base_width=8, head_hidden=16, dropout=0.1, epochs=20, pat
 
 @pytest.mark.parametrize("depth, blocks", [(18, 8), (34, 16), (50, 16)])
 def test_architecture_cbam_in_every_block_mish_and_head_dropout(depth, blocks):
-    model = dl.CBAMResNet(depth, base_width=8, head_hidden=16, dropout=0.3)
-    residual = [m for m in model.modules() if isinstance(m, dl.BasicBlock)]
+    model = dl_network.CBAMResNet(depth, base_width=8, head_hidden=16, dropout=0.3)
+    residual = [m for m in model.modules() if isinstance(m, dl_network.BasicBlock)]
     assert len(residual) == blocks
-    assert all(isinstance(b.cbam, dl.CBAM) for b in residual)
+    assert all(isinstance(b.cbam, dl_network.CBAM) for b in residual)
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
     assert any(isinstance(m, nn.Mish) for m in model.modules())
     assert [type(m) for m in model.head] == [nn.Dropout, nn.Linear]
@@ -42,12 +42,12 @@ def test_architecture_cbam_in_every_block_mish_and_head_dropout(depth, blocks):
     x = torch.rand(2, 3, 96, 96)
     assert model(x).shape == (2,) and model.features(x).shape == (2, 16)
     with pytest.raises(ValueError, match="depth must be one of"):
-        dl.CBAMResNet(20)
+        dl_network.CBAMResNet(20)
 
 
 def test_cbam_applies_channel_then_spatial_attention():
     torch.manual_seed(0)
-    cbam = dl.CBAM(32, reduction=4)
+    cbam = dl_network.CBAM(32, reduction=4)
     x = torch.randn(2, 32, 8, 8)
     assert torch.allclose(cbam(x), cbam.spatial(cbam.channel(x)))
     assert not torch.allclose(cbam(x), cbam.channel(cbam.spatial(x)))
@@ -220,7 +220,7 @@ def test_loss_figure_plots_numbers_read_back_as_text():
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in range(1, 6)]
     as_text = [{k: str(v) for k, v in h.items()} for h in history]
     for h in (history, as_text):
-        ax = dl.loss_figure(h, best_epoch=3).axes[0]
+        ax = dl_figures.loss_figure(h, best_epoch=3).axes[0]
         assert np.allclose(ax.lines[0].get_ydata(), [1.0 / e for e in range(1, 6)])
         assert np.allclose(ax.lines[1].get_xdata(), range(1, 6))
         assert ax.get_ylim()[1] < 1.5  # a numeric axis, not one category per value

@@ -115,6 +115,15 @@ def test_training_sheets_hold_the_training_rows_only(tiny_cohort_dir, tmp_path):
     assert sheets["clinical"]["patient_id"].tolist() == train
     assert list(sheets["clinical"].columns) == list(clinical.columns)
     assert not set(PATH_COLUMNS) & set(sheets["samples"].columns)
+    # Freezing the split (its cohort column copied into the sample sheet) leaves every
+    # training sheet as it was: a fit reads nothing of how a cohort was decided.
+    frozen_samples = study.samples.copy()
+    frozen_samples["cohort"] = split.set_index("patient_id")["cohort"].reindex(frozen_samples.index)
+    frozen = split_cohorts(frozen_samples, study.clinical, study.samples.index, ["A"], ["B"], 0.7, 3)
+    assert (frozen["assigned_by"] == "sample sheet").all() and (split["assigned_by"] == "split").any()
+    refrozen = training_sheets(frozen, frozen_samples, clinical, "patient_id", PATH_COLUMNS)
+    for name, table in sheets.items():
+        pd.testing.assert_frame_equal(refrozen[name], table, obj=name)
     # Written only when the content changes: the file's time says when its content did.
     path = tmp_path / "train_split.tsv"
     assert write_tsv_if_changed(sheets["split"], path)

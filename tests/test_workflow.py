@@ -442,6 +442,23 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
     assert rec["tumour_voxels"] > rec["tumour_pixels"] and rec["tumour_slices"] > 1
 
 
+def test_frozen_split_plans_no_fit(local_run, tmp_path):
+    """Freezing the split as the README advises (split.tsv's cohort column copied into the
+    sample sheet) changes no training patient, so it plans no fit: only the tables that show
+    how each cohort was decided, and what reads them, run again."""
+    work = tmp_path / "work"
+    shutil.copytree(local_run.work, work, symlinks=True)
+    split = pd.read_csv(work / "results/cohort/split.tsv", sep="\t").set_index("patient_id")["cohort"]
+    samples = pd.read_csv(work / "cohort/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert (samples["cohort"] == "").any()
+    samples["cohort"] = samples["patient_id"].map(split).fillna(samples["cohort"])
+    samples.to_csv(work / "cohort/samples.tsv", sep="\t", index=False)
+    planned = {rule for rule, _ in dry_run_jobs(work)}
+    assert "split" in planned
+    assert not FIT_RULES & planned, sorted(FIT_RULES & planned)
+    assert not PER_PATIENT_RULES & planned, sorted(PER_PATIENT_RULES & planned)
+
+
 def _run_until_killed(work: Path, targets: list, ready, timeout: float = 600.0) -> None:
     """Start Snakemake on ``targets`` and SIGKILL it and every job it started (its whole
     process group: nothing gets to clean up) as soon as ``ready()`` holds; then release

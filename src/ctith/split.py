@@ -83,11 +83,15 @@ def training_sheets(split: pd.DataFrame, samples: pd.DataFrame, clinical_raw: pd
     """The training patients' rows of the split, the sample sheet (without its file paths,
     which are relative to the sheet's own folder) and the clinical table as the user wrote
     it (``clinical_raw``, its patient ID in ``id_column``): what every fit reads, and all
-    it reads of the sheets."""
+    it reads of the sheets.
+
+    Only what a fit uses goes in: not how each patient's cohort was decided (the split's
+    ``assigned_by``, the sample sheet's ``cohort``). Freezing a split by copying its cohort
+    column into the sample sheet then leaves these sheets, and every fit, as they were."""
     train = split.loc[split["cohort"] == "train"].sort_values("patient_id")
     ids = train["patient_id"].tolist()
-    keep = [c for c in samples.columns if c not in path_columns]
+    keep = [c for c in samples.columns if c not in path_columns and c != "cohort"]
     clinical = clinical_raw.loc[clinical_raw[id_column].str.strip().isin(ids)]  # IDs are read stripped
-    return {"split": train.reset_index(drop=True),
+    return {"split": train.drop(columns="assigned_by", errors="ignore").reset_index(drop=True),
             "samples": samples.loc[ids, keep].reset_index(drop=True),
             "clinical": clinical.sort_values(id_column).reset_index(drop=True)}

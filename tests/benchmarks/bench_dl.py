@@ -1,19 +1,24 @@
-"""Training throughput: the real training loop against the bare model, same device, same run.
+"""Training throughput: the real training loop against the bare model, fp32 and bf16, in one run.
 
-Prints images per second of
-- the real loop (``ctith.dl.train``: batches drawn from the on-device image tensor,
-  flips and 45-degree rotations on the device, forward, loss, backward, AdamW step;
-  the first epoch is warm-up and not counted), and
-- the bare model: forward, loss, backward and AdamW step on random tensors already on
-  the device, at the same batch size, precision and memory format,
-and their ratio. On CUDA both use bf16 autocast and channels_last.
+For each precision it prints images per second of
+- the bare model: forward, loss, backward and AdamW step on one random batch already on the
+  device, at the loop's batch size, precision and memory format;
+- the real loop (``ctith.dl.train`` at the demo's sizes: a fold net's training patients, 20%
+  of them held out for early stopping, batch 16): batches drawn from the image tensor,
+  flips and 45-degree rotations, forward, loss, backward, AdamW step, and every epoch's
+  early-stopping evaluation and kept-weights copy. Training images over the epochs' whole
+  wall time; the first epoch (one-time kernel set-up) and the set-up around the epochs
+  (images to the device, the model built, the kept weights restored) are reported apart;
+and the loop-to-model ratio. Rounds alternate bare and loop, fp32 and bf16, so that a
+change in the machine's load falls on all of them; medians are printed.
 
-    python tests/benchmarks/bench_dl.py [--images 96] [--epochs 3] [--batch-size 16] [--device auto]
+    python tests/benchmarks/bench_dl.py [--patients 32] [--epochs 6] [--rounds 3] [--device auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -21,61 +26,93 @@ import torch
 from torch import nn
 
 from ctith import dl
+from ctith.dl_device import Compute, native_bf16, pick_device
 
 
-def bare_model(params: dl.TrainParams, device: torch.device, steps: int, size: int) -> float:
-    cuda = device.type == "cuda"
-    memory = torch.channels_last if cuda else torch.contiguous_format
-    model = dl.build_model(params).to(device, memory_format=memory).train()
+def bare_model(params: dl.TrainParams, compute: Compute, steps: int, size: int) -> float:
+    """Images/s of forward, loss, backward and optimiser step on one batch on the device."""
+    torch.manual_seed(params.seed)
+    memory = compute.memory_format
+    model = dl.build_model(params).to(compute.device, memory_format=memory).train()
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
-    x = torch.rand(params.batch_size, 3, size, size, device=device).contiguous(memory_format=memory)
-    y = (torch.rand(params.batch_size, device=device) > 0.5).float()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    x = torch.rand(params.batch_size, 3, size, size, device=compute.device).contiguous(memory_format=memory)
+    y = (torch.rand(params.batch_size, device=compute.device) > 0.5).float()
 
     def step():
-        with autocast:
+        with compute.autocast():
             loss = loss_fn(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    for _ in range(2):  # warm-up
+    for _ in range(2):  # warm-up: kernel set-up
         step()
-    if cuda:
-        torch.cuda.synchronize()
+    compute.synchronize()
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    if cuda:
-        torch.cuda.synchronize()
+    compute.synchronize()
     return steps * params.batch_size / (time.perf_counter() - t)
+
+
+def real_loop(params: dl.TrainParams, images: np.ndarray, labels: np.ndarray) -> dict:
+    """Images/s of ``dl.train``'s epochs after the first, and where their time went."""
+    t = time.perf_counter()
+    result = dl.train(images, labels, params, log=lambda s: None)
+    total = time.perf_counter() - t
+    epochs = result.history[1:]
+    loop = sum(h["epoch_seconds"] for h in epochs)
+    fit = sum(h["fit_seconds"] for h in epochs)
+    evaluation = sum(h["eval_seconds"] for h in epochs)
+    return {"rate": sum(h["images"] for h in epochs) / loop, "fit": fit / loop, "eval": evaluation / loop,
+            "other": 1 - (fit + evaluation) / loop, "epoch_s": loop / len(epochs),
+            "first_epoch_s": result.history[0]["epoch_seconds"],
+            # set-up (data to the device, the model built) and the end (best weights back)
+            "setup_s": total - sum(h["epoch_seconds"] for h in result.history),
+            "n_fit": result.info["n_fit"], "n_val": result.info["n_inner_val"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=96, help="training images (random 3 x 224 x 224)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--patients", type=int, default=32,
+                    help="training patients of one net (the demo's fold nets: 32 of its 36)")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs per loop run (the first is set-up)")
+    ap.add_argument("--bare-steps", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    device = dl.pick_device(args.device)
-    print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
-                                 f" ({torch.get_num_threads()} threads)") + f", torch {torch.__version__}")
+    device = pick_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device: {device} ({name}), torch {torch.__version__}, native bf16: {native_bf16(device)}")
     rng = np.random.default_rng(0)
-    images = rng.random((args.images, 3, args.size, args.size), dtype=np.float32)
-    labels = (np.arange(args.images) % 3 == 0).astype(int)
-    params = dl.TrainParams(epochs=args.epochs + 1, patience=10**6, batch_size=args.batch_size,
-                            inner_val_fraction=0.0, device=str(device))
-    result = dl.train(images, labels, params, log=lambda s: None)
-    timed = result.history[1:]  # epoch 1 is warm-up
-    real = sum(h["images"] for h in timed) / sum(h["fit_seconds"] for h in timed)
-    steps = max(3, sum(h["images"] for h in timed) // args.batch_size)
-    bare = bare_model(params, device, steps, args.size)
-    print(f"real training loop (data + augmentation): {real:.1f} images/s")
-    print(f"bare model on device tensors:             {bare:.1f} images/s")
-    print(f"ratio real / bare: {real / bare:.2f}")
+    images = rng.random((args.patients, 3, args.size, args.size), dtype=np.float32)
+    labels = (np.arange(args.patients) % 5 < 2).astype(int)  # 40% DM, as the demo's training cohort
+    results = {p: {"bare": [], "loop": []} for p in ("fp32", "bf16")}
+    for _ in range(args.rounds):
+        for precision in results:
+            # min_epochs 1: every epoch may keep its weights (the copy is timed), none stops early.
+            params = dl.TrainParams(epochs=args.epochs, min_epochs=1, patience=10**6, batch_size=args.batch_size,
+                                    device=str(device), precision=precision)
+            compute = Compute.of(str(device), precision)
+            results[precision]["bare"].append(bare_model(params, compute, args.bare_steps, args.size))
+            results[precision]["loop"].append(real_loop(params, images, labels))
+    loop0 = results["fp32"]["loop"][0]
+    print(f"loop: {loop0['n_fit']} training images and {loop0['n_val']} early-stopping images per epoch, "
+          f"batch {args.batch_size}, {args.size} x {args.size}; medians of {args.rounds} rounds")
+    print(f"{'precision':<10}{'bare img/s':>11}{'loop img/s':>11}{'loop/bare':>10}{'fit':>7}{'eval':>7}"
+          f"{'other':>7}{'epoch s':>9}{'1st epoch s':>12}{'set-up s':>10}")
+    rates = {}
+    for precision, r in results.items():
+        bare = statistics.median(r["bare"])
+        med = {k: statistics.median(run[k] for run in r["loop"]) for k in r["loop"][0]}
+        rates[precision] = med["rate"]
+        print(f"{precision:<10}{bare:>11.2f}{med['rate']:>11.2f}{med['rate'] / bare:>10.2f}{med['fit']:>7.0%}"
+              f"{med['eval']:>7.0%}{med['other']:>7.1%}{med['epoch_s']:>9.2f}{med['first_epoch_s']:>12.2f}"
+              f"{med['setup_s']:>10.2f}")
+    print(f"bf16 / fp32, real loop: {rates['bf16'] / rates['fp32']:.2f}")
 
 
 if __name__ == "__main__":

@@ -304,7 +304,7 @@ def clinical_options(path=None):
 def dl_train_params():
     """TrainParams fields of the config's dl section (device and seed are passed apart)."""
     keep = ("depth", "base_width", "head_hidden", "dropout", "epochs", "min_epochs", "patience", "batch_size",
-            "lr", "weight_decay", "inner_val_fraction", "augment")
+            "lr", "weight_decay", "inner_val_fraction", "augment", "precision")
     return shlex.quote(json.dumps({k: config["dl"][k] for k in keep}))
 
 

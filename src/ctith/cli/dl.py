@@ -110,7 +110,7 @@ def cmd_dl_predict(args) -> None:
     import pandas as pd
     import torch
 
-    from .. import dl
+    from .. import dl, dl_figures
     from ..io import atomic_path, read_json, read_table, write_tsv
 
     figures = (args.figure, args.loss_figure, args.out_gradcam)
@@ -160,7 +160,7 @@ def cmd_dl_predict(args) -> None:
         print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients")
         return
     loss = read_table(model_dir / "loss.tsv")
-    save_figure(dl.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
+    save_figure(dl_figures.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
 
     clinical = read_clinical(args)
     val = [i for i, c in enumerate(cohort) if c in ("internal_validation", "external_validation")]
@@ -178,7 +178,7 @@ def cmd_dl_predict(args) -> None:
     shown = sorted(order[: args.gradcam_patients])
     labels = [f"{ids[val[k]]} ({'DM' if dm[k] else 'no DM'})\nDL_E {prob[val[k]]:.2f}" for k in shown]
     # 100 dpi draws each 224-pixel input at about its own resolution (and keeps the report small).
-    save_figure(dl.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure, dpi=100)
+    save_figure(dl_figures.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure, dpi=100)
     print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
           f"validation patients, {len(shown)} in {args.figure}")
 
