@@ -101,6 +101,65 @@ def test_training_loss_falls_and_same_seed_gives_identical_weights():
     assert not torch.equal(c.model.stem[0].weight, a.model.stem[0].weight)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_each_precision_gives_byte_identical_weights_twice(tmp_path, precision):
+    """One machine, one config: the saved model.pt is the same bytes twice, in bf16 too.
+    A bf16-trained net keeps float32 weights, scored in float32 on any CPU."""
+    x, y = blobs(n=30, size=40)
+    params = dl.TrainParams(**{**SMALL, "epochs": 4, "precision": precision})
+    runs = [dl.train(x, y, params, log=lambda s: None) for _ in range(2)]
+    for i, run in enumerate(runs):
+        dl.save_weights(run.model, tmp_path / f"{i}.pt")
+    assert (tmp_path / "0.pt").read_bytes() == (tmp_path / "1.pt").read_bytes()
+    assert runs[0].info["precision"] == precision and runs[0].info["params"]["precision"] == precision
+    state = torch.load(tmp_path / "0.pt", weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+    assert all(v.is_contiguous() for v in state.values())
+    prob, _ = dl.predict(dl.load_model(tmp_path / "0.pt", params), x)
+    assert np.isfinite(prob).all()
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    """auto: bf16 where the CPU computes it natively (AVX512-BF16, AMX-BF16, Arm BF16), fp32
+    elsewhere; fp32 and bf16 as asked; anything else refused."""
+    from ctith import dl_device
+
+    cpu = torch.device("cpu")
+    for caps, expected in (({"avx2": True}, "fp32"), ({"avx512_bf16": True}, "bf16"),
+                           ({"amx_bf16": True, "avx512_bf16": False}, "bf16"), ({"bf16": True}, "bf16")):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
+        assert dl_device.resolve_precision("auto", cpu) == expected, caps
+        assert dl_device.resolve_precision("fp32", cpu) == "fp32"
+        assert dl_device.resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        dl_device.resolve_precision("fp16", cpu)
+    # A CPU without native bf16 trains in fp32, and training.json says so.
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    x, y = blobs(n=20, size=40)
+    info = dl.train(x, y, dl.TrainParams(**{**SMALL, "epochs": 1, "min_epochs": 1}), log=lambda s: None).info
+    assert info["precision"] == "fp32" and info["params"]["precision"] == "auto"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_narrow_network_trains_on_channels_last_without_crashing(precision):
+    """oneDNN's own strided 1 x 1 backward pass writes out of bounds on channels_last inputs
+    of under 16 channels (torch 2.13). StridedPointwise takes every second pixel with an
+    exact 1 x 1 average pool instead, and gives the strided convolution's numbers."""
+    torch.manual_seed(0)
+    conv = dl_network.StridedPointwise(4, 8, 2)
+    strided = nn.Conv2d(4, 8, 1, 2, bias=False)
+    strided.weight.data.copy_(conv.weight.data)
+    x = torch.randn(3, 4, 13, 13)
+    assert torch.equal(conv(x), strided(x))
+    model = dl_network.CBAMResNet(18, base_width=4, head_hidden=8).to(memory_format=torch.channels_last)
+    for batch in (3, 5, 7):
+        x = torch.rand(batch, 3, 56, 56).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(x).float().sum()
+        out.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
 def test_weights_round_trip_with_weights_only(tmp_path):
     params = dl.TrainParams(**SMALL)
     model = dl.build_model(params)
