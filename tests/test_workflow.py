@@ -283,6 +283,12 @@ def check_survival_outputs(work, ids):
     assert list(s4["Model"]) == [m["label"] for m in models.values()]
     assert list(s4.columns[1:4]) == ["Internal validation C-index", "Internal validation AUC",
                                      "Internal validation IBS"]
+    building = pd.read_csv(work / "results/tables/survival_models.tsv", sep="\t", keep_default_na=False)
+    assert list(building["Model"]) == [m["label"] for m in models.values()]
+    for key, spec in models.items():  # the default: clinical variables penalised, with their EPV
+        fitted = json.loads((work / f"results/cohort/survival/{key}/model.json").read_text())
+        assert fitted["selection"] == ("penalised" if "clinical" in spec["covariates"] else "none (signatures only)")
+        assert fitted["events_per_variable"]["events"] == fitted["n_train_events"]
     s5 = pd.read_csv(work / "results/tables/table_s5.tsv", sep="\t", keep_default_na=False)
     assert list(s5.columns) == ["Cohort", "Model", "12 months", "24 months", "36 months", "48 months", "60 months"]
     for name in ("survival_km_risk_groups", "survival_td_roc", "survival_calibration", "survival_decision_curves",
@@ -351,7 +357,7 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
     assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
     html = report.read_text()
     wanted = ["table_s1.tsv", "table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv",
-              "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
+              "survival_models.tsv", "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
               "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png", "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
               "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",
               "radiomics_icc.tsv", "feature_icc.tsv", "harmonization.json"]

@@ -783,6 +783,14 @@ def write_patient(spec: PatientSpec, images: PatientImages, root: str | Path,
     return row
 
 
+def true_survival(linear_predictor, times) -> np.ndarray:
+    """The generator's DM-free survival S(t) = exp(-(t / scale)^shape exp(lp)) of patients
+    with these true linear predictors (``truth.tsv``), shape (patients, times)."""
+    lp = np.asarray(linear_predictor, dtype=float)
+    t = np.asarray(times, dtype=float)
+    return np.exp(-np.outer(np.exp(lp), (t / WEIBULL_SCALE_MONTHS) ** WEIBULL_SHAPE))
+
+
 def truth_table(specs: list[PatientSpec]) -> pd.DataFrame:
     """Ground truth for tests and sanity checks; no pipeline stage reads it."""
     rows = []

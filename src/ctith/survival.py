@@ -73,15 +73,38 @@ class CoxModel:
             warnings.simplefilter("always")
             est.fit(Xc, surv_array(time, event))
         self.converged_ = not any("converge" in str(w.message) for w in caught)
-        self.coef_ = pd.Series(est.coef_, index=self.feature_names_, name="coef")
         # Breslow's estimator of the baseline cumulative hazard, at the covariate means.
-        self.baseline_times_ = np.asarray(est.cum_baseline_hazard_.x, dtype=float)
-        self.baseline_cumhaz_ = np.asarray(est.cum_baseline_hazard_.y, dtype=float)
-        self.log_likelihood_ = efron_log_likelihood(Xc, time, event, est.coef_)
+        return self._set_fit(Xc, time, event, est.coef_, est.cum_baseline_hazard_)
+
+    def _set_fit(self, Xc, time, event, coef, cum_baseline_hazard) -> CoxModel:
+        import pandas as pd
+
+        self.coef_ = pd.Series(np.asarray(coef, dtype=float), index=self.feature_names_, name="coef")
+        self.baseline_times_ = np.asarray(cum_baseline_hazard.x, dtype=float)
+        self.baseline_cumhaz_ = np.asarray(cum_baseline_hazard.y, dtype=float)
+        self.log_likelihood_ = efron_log_likelihood(Xc, time, event, coef)
         self.null_log_likelihood_ = efron_log_likelihood(Xc, time, event, np.zeros(Xc.shape[1]))
         self.train_time_range_ = (float(time.min()), float(time.max()))
         self.n_train_, self.n_train_events_ = int(len(time)), int(event.sum())
         return self
+
+    @classmethod
+    def from_coefficients(cls, X: pd.DataFrame, time, event, coef, penalizer: float = 0.0) -> CoxModel:
+        """A Cox model with coefficients fitted elsewhere (a penalised fit): the training
+        means, Breslow's baseline at those coefficients, the log-likelihoods. ``X`` may have
+        no column (the penalty kept none): every patient then gets the baseline."""
+        from sksurv.linear_model.coxph import BreslowEstimator
+
+        m = cls(penalizer=penalizer)
+        X = _numeric_frame(X)
+        time, event = np.asarray(time, dtype=float), np.asarray(event).astype(bool)
+        m.feature_names_ = list(X.columns)
+        m.means_ = X.mean(axis=0).to_numpy(dtype=float)
+        Xc = X.to_numpy(dtype=float).reshape(len(time), -1) - m.means_
+        coef = np.asarray(coef, dtype=float).reshape(-1)
+        m.converged_ = True
+        baseline = BreslowEstimator().fit(Xc @ coef, event, time)
+        return m._set_fit(Xc, time, event, coef, baseline.cum_baseline_hazard_)
 
     def predict_risk(self, X: pd.DataFrame) -> np.ndarray:
         """Linear predictor (log relative hazard against an average training patient)."""
@@ -647,7 +670,7 @@ def clinical_covariates(clinical: pd.DataFrame, spec: dict, train, time, event, 
                                     penalizer)
     # Validation patients need only the chosen variables, at levels training has seen.
     X = enc.transform(clinical, chosen)
-    return X, {"encoder": enc.to_dict(), "chosen": chosen, "columns": enc.describe(),
+    return X, {"encoder": enc.to_dict(), "chosen": chosen, "columns": enc.describe(), "encoder_columns": enc.columns_,
                      "selection": table.astype(object).where(table.notna(), None).to_dict(orient="records")}
 
 
@@ -660,13 +683,27 @@ def fit_cox_model(name: str, X: pd.DataFrame, outcome: pd.DataFrame, penalizer: 
         raise SurvivalError(f"model {name}: no training patient")
     t_tr = outcome.loc[X.index, "dm_time_months"].to_numpy(dtype=float)
     e_tr = outcome.loc[X.index, "dm_event"].to_numpy().astype(bool)
-    model = CoxModel(penalizer=penalizer).fit(X, t_tr, e_tr)
+    return model_record(name, CoxModel(penalizer=penalizer).fit(X, t_tr, e_tr), X, horizons)
+
+
+def model_record(name: str, model: CoxModel, X: pd.DataFrame, horizons=HORIZONS) -> dict:
+    """The model file's content of a Cox model fitted on the rows of X (training patients)."""
     risk = model.predict_risk(X)
     # The training risks' distribution (5% steps; no patient's own value): where a new
     # patient's risk falls, on the one-page prediction report.
     return {"name": name, **model.to_dict(), "risk_cutoff": risk_cutoff(risk),
             "training_risk_quantiles": np.quantile(risk, np.linspace(0, 1, 21)).tolist(),
             "horizons": list(horizons), "training_follow_up_months": list(model.train_time_range_)}
+
+
+def events_per_variable(n_events: int, candidate_parameters: int, kept_parameters: int) -> dict:
+    """Events per candidate parameter (what the model building spent) and per kept one."""
+    def ratio(k):
+        return round(n_events / k, 2) if k else None
+
+    return {"events": int(n_events), "candidate_parameters": int(candidate_parameters),
+            "kept_parameters": int(kept_parameters), "epv_candidates": ratio(candidate_parameters),
+            "epv_kept": ratio(kept_parameters)}
 
 
 def evaluate_model(fitted: dict, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,

@@ -373,7 +373,8 @@ if "clinical" not in SURVIVAL_MODELS[config["survival"]["clinical_model"]]["cova
 def survival_model_inputs(wildcards):
     """The fit's inputs: the training rows of the sheets and the training signatures."""
     sources = SURVIVAL_MODELS[wildcards.model]["covariates"]
-    return {"split": TRAIN_SHEETS["split"], "clinical": TRAIN_SHEETS["clinical"],
+    folds = {"folds": "results/cohort/crossfit_folds.tsv"} if "clinical" in sources else {}
+    return {"split": TRAIN_SHEETS["split"], "clinical": TRAIN_SHEETS["clinical"], **folds,
             **{s: TRAIN_SIGNATURE_FILES[s] for s in sources if s in TRAIN_SIGNATURE_FILES}}
 
 
@@ -392,8 +393,14 @@ def survival_model_options(wildcards, input):
             + (f" --signatures {signatures}" if signatures else "")
             + f" --clinical-spec {shlex.quote(json.dumps(s['clinical']['variables']))}"
             f" --p-enter {s['clinical']['p_enter']} --penalizer {s['penalizer']}"
+            f" --selection {s['clinical_selection']} --penalty {shlex.quote(json.dumps(s['penalised']))}"
+            + (f" --folds {input.folds}" if "folds" in input.keys() else "") +
             f" --horizons {' '.join(map(str, s['horizons']))} --n-bootstrap {s['n_bootstrap']}"
             f" --seed {config['seed']}")
+
+
+# On the demo, the generator's truth: Tables S4 and S5 end with the true model's row.
+DEMO_TRUTH = [os.path.join(config["demo"]["out_dir"], "truth.tsv")] if ON_DEMO else []
 
 
 def survival_model_dirs():

@@ -54,10 +54,14 @@ rule survival_report:
                       f=["model.json", "predictions.tsv", "metrics.tsv", "covariates.tsv"]),
         split="results/cohort/split.tsv",
         clinical=STUDY_SHEETS["clinical"],
+        truth=DEMO_TRUTH,
     output:
         metrics="results/cohort/survival/metrics.tsv",
         s4=report("results/tables/table_s4.tsv", caption="../report/table_s4.rst", category="7. Survival"),
         s4_md="results/tables/table_s4.md",
+        models_table=report("results/tables/survival_models.tsv", caption="../report/survival_models.rst",
+                            category="7. Survival"),
+        models_md="results/tables/survival_models.md",
         s5=report("results/tables/table_s5.tsv", caption="../report/table_s5.rst", category="7. Survival"),
         s5_md="results/tables/table_s5.md",
         km=report("results/figures/survival_km_risk_groups.png", caption="../report/survival_km.rst",
@@ -75,6 +79,7 @@ rule survival_report:
     params:
         models=" ".join(f"{m}={d}" for m, d in zip(SURVIVAL_MODELS, survival_model_dirs())),
         clinical=clinical_options(),
+        truth=" ".join(f"--truth {t}" for t in DEMO_TRUTH),
         s=config["survival"],
         seed=config["seed"],
     resources:
@@ -86,8 +91,9 @@ rule survival_report:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith survival-report --models {params.models} --split {input.split} {params.clinical}"
+        "ctith survival-report --models {params.models} --split {input.split} {params.clinical} {params.truth}"
         " --figure-model {params.s[figure_model]} --clinical-model {params.s[clinical_model]}"
         " --horizons {params.s[horizons]} --n-bootstrap {params.s[n_bootstrap]} --seed {params.seed}"
         " --out-metrics {output.metrics} --out-s4 {output.s4} --out-s4-md {output.s4_md} --out-s5 {output.s5}"
+        " --out-models {output.models_table} --out-models-md {output.models_md}"
         " --out-s5-md {output.s5_md} --figures-dir $(dirname {output.km}) > {log} 2>&1"

@@ -23,7 +23,11 @@ def _covariates(args, ids, clinical, outcome, train, fitted=None):
     parts, fits, decided = [], [], {}
     for source in args.covariates:
         if source == "clinical":
-            if fitted is None:
+            if fitted is None and args.selection == "penalised":  # every candidate: the penalty selects
+                from ..survival_penalised import clinical_candidates
+
+                Xc, decided["clinical"] = clinical_candidates(clinical.loc[ids], args.clinical_spec, train)
+            elif fitted is None:
                 Xc, decided["clinical"] = survival.clinical_covariates(
                     clinical.loc[ids], args.clinical_spec, train, outcome.loc[train, "dm_time_months"],
                     outcome.loc[train, "dm_event"], args.p_enter, args.penalizer)
@@ -53,6 +57,38 @@ def _covariates(args, ids, clinical, outcome, train, fitted=None):
     return X, covariates, decided
 
 
+def _fit(args, X, outcome, decided) -> dict:
+    """The model file's content: a penalised Cox model where clinical variables are candidates
+    under ``--selection penalised``, else a Cox model of the covariates as given (chosen by
+    the stepwise selection where clinical). Both record their events per variable."""
+    from .. import survival
+
+    signatures = [c for c in X.columns if c in SIGNATURE_COLUMNS]
+    n_events = int(outcome.loc[X.index, "dm_event"].sum())
+    if "clinical" in decided and args.selection == "penalised":
+        from ..crossfit import fold_positions, read_folds
+        from ..survival_penalised import PenaltyParams, fit_penalised_model
+
+        if not args.folds:
+            raise CtithError(f"model {args.name}: --selection penalised needs --folds (the cross-fitting folds)")
+        folds = read_folds(args.folds)
+        fold_positions(folds, X.index)  # every training patient has a fold, or a named error
+        fitted = fit_penalised_model(args.label, X, outcome, folds.reindex(X.index).to_numpy(),
+                                     PenaltyParams(**args.penalty), signatures, args.horizons)
+        columns = decided["clinical"]["encoder_columns"]
+        decided["clinical"]["chosen"] = [v for v, cols in columns.items() if set(cols) & set(fitted["features"])]
+        candidates = X.shape[1]
+    else:
+        fitted = survival.fit_cox_model(args.label, X, outcome, args.penalizer, args.horizons)
+        candidates = X.shape[1]
+        if "clinical" in decided:  # what the stepwise selection screened, not only what it kept
+            candidates += sum(len(c) for v, c in decided["clinical"]["encoder_columns"].items()
+                              if v not in decided["clinical"]["chosen"])
+    fitted["selection"] = args.selection if "clinical" in decided else "none (signatures only)"
+    fitted["events_per_variable"] = survival.events_per_variable(n_events, candidates, len(fitted["features"]))
+    return fitted
+
+
 def cmd_survival_model(args) -> None:
     """Without --fitted: fit on the training patients of --split, write model.json. With
     --fitted: that model, frozen, on every patient of --split: predictions, metrics and
@@ -75,7 +111,7 @@ def cmd_survival_model(args) -> None:
     out = Path(args.out_dir)
     if args.fitted is None:
         X, _, decided = _covariates(args, train, clinical, outcome, train)
-        fitted = survival.fit_cox_model(args.label, X, outcome, args.penalizer, args.horizons)
+        fitted = _fit(args, X, outcome, decided)
         fitted.update({"model": args.name, "covariate_sources": args.covariates, **decided})
         write_json(fitted, out / "model.json")
         print(f"{args.label}: coefficients {dict(zip(fitted['features'], [round(c, 4) for c in fitted['coef']]))} "
@@ -83,6 +119,7 @@ def cmd_survival_model(args) -> None:
         return
     fitted = read_json(args.fitted)
     X, covariates, _ = _covariates(args, ids, clinical, outcome, train, fitted)
+    X = X[fitted["features"]]  # a penalised fit may have set a level's coefficient to zero
     predictions, rows = survival.evaluate_model(fitted, X, covariates, outcome, cohorts.reindex(ids),
                                                 args.n_bootstrap, args.seed)
     write_tsv(predictions, out / "predictions.tsv")
@@ -112,24 +149,48 @@ def cmd_survival_report(args) -> None:
         models[name] = {"fitted": read_json(folder / "model.json"), "pred": read_table(folder / "predictions.tsv"),
                         "metrics": read_table(folder / "metrics.tsv"), "X": read_table(folder / "covariates.tsv")}
     metrics = pd.concat([m["metrics"] for m in models.values()], ignore_index=True)
+    labels = [m["fitted"]["name"] for m in models.values()]
+    table_labels = list(labels)
+    if args.truth:  # the demo: the generating model, scored on the same resamples
+        from ..survival_truth import TRUE_MODEL, true_model_rows
+
+        truth = read_table(args.truth).set_index("patient_id")["linear_predictor"]
+        ids = cohorts.index[cohorts.index.isin(clinical.index)]
+        metrics = pd.concat([metrics, pd.DataFrame(true_model_rows(
+            pd.to_numeric(truth), outcome, cohorts.reindex(ids), args.horizons, args.n_bootstrap, args.seed))],
+            ignore_index=True)
+        table_labels.append(TRUE_MODEL)
     for col in ("horizon_months", "value", "ci_low", "ci_high"):
         metrics[col] = pd.to_numeric(metrics[col].replace("", np.nan))
     write_tsv(metrics, args.out_metrics)
-    labels = [m["fitted"]["name"] for m in models.values()]
     validation = [c for c in ("internal_validation", "external_validation") if (cohorts == c).any()]
     validation += sorted(set(cohorts) - {"train", *validation})
     note = ("\nC-index: Harrell's; AUC: the risk score's ROC AUC for DM status (as Table S2); IBS: integrated "
             "Brier score over the horizons the cohort's follow-up supports. 95% CIs: percentile bootstrap of the "
             f"validation patients ({args.n_bootstrap} resamples), every model frozen, the same resamples for every model. "
-            "'-': cannot be computed (see metrics.tsv).\n")
-    s4 = survival.table_s4(metrics, labels, validation)
+            "'-': cannot be computed (see metrics.tsv)."
+            + (" Last row (demo only): the generating model's true risk, scored the same way: what this "
+               "sample allows a model to reach." if args.truth else "") + "\n")
+    s4 = survival.table_s4(metrics, table_labels, validation)
     write_tsv(s4, args.out_s4)
     write_markdown(s4, args.out_s4_md, note)
-    s5 = survival.table_s5(metrics, labels, validation, args.horizons)
+    from ..survival_penalised import model_building_table
+
+    building = model_building_table({n: m["fitted"] for n, m in models.items()})
+    write_tsv(building, args.out_models)
+    write_markdown(building, args.out_models_md, "\nEvents per variable: training DM events per candidate parameter "
+                                                 "(what the model building could choose from) and per kept one. "
+                                                 "Penalised: elastic-net Cox, the penalty by cross-validated partial "
+                                                 "likelihood on the cross-fitting folds; signatures unpenalised "
+                                                 "unless survival.penalised.penalise_signatures. Stepwise: "
+                                                 "univariable screening, then backward AIC.\n")
+    s5 = survival.table_s5(metrics, table_labels, validation, args.horizons)
     write_tsv(s5, args.out_s5)
     write_markdown(s5, args.out_s5_md, "\nCumulative/dynamic AUC (IPCW, scikit-survival) at each horizon, 95% "
                                        "percentile bootstrap CI. '-': the cohort's follow-up cannot support "
-                                       "the horizon.\n")
+                                       "the horizon."
+                                       + (" Last rows per cohort (demo only): the generating model's true risk."
+                                          if args.truth else "") + "\n")
 
     # Figures of the headline model, per validation cohort.
     head = models[args.figure_model]
@@ -192,6 +253,12 @@ def register(sub) -> None:
     sm.add_argument("--clinical-spec", type=json_arg, default={}, help="JSON: clinical variable -> encoding")
     sm.add_argument("--p-enter", type=float, default=0.1, help="univariable p of the clinical selection")
     sm.add_argument("--penalizer", type=float, default=0.0, help="ridge penalty of the Cox model")
+    sm.add_argument("--selection", choices=["penalised", "stepwise"], default="penalised",
+                    help="clinical variables: one elastic-net Cox model with the signatures (penalty by "
+                         "cross-validated partial likelihood on --folds), or univariable screening then "
+                         "backward AIC")
+    sm.add_argument("--penalty", type=json_arg, default={}, help="JSON: survival.penalised settings")
+    sm.add_argument("--folds", help="cross-fitting folds of the training patients (penalised selection)")
     sm.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
     sm.add_argument("--n-bootstrap", type=int, default=1000)
     sm.add_argument("--seed", type=int, default=42)
@@ -205,6 +272,7 @@ def register(sub) -> None:
                     help="NAME=DIR: survival_model output folders")
     sr.add_argument("--split", required=True)
     clinical_args(sr)
+    sr.add_argument("--truth", help="the demo's truth.tsv: add the generating model's row to Tables S4 and S5")
     sr.add_argument("--figure-model", required=True, help="model of the KM, ROC and calibration figures")
     sr.add_argument("--clinical-model", required=True, help="model of Figure S4 (SHAP)")
     sr.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
@@ -213,6 +281,8 @@ def register(sub) -> None:
     sr.add_argument("--out-metrics", required=True)
     sr.add_argument("--out-s4", required=True)
     sr.add_argument("--out-s4-md", required=True)
+    sr.add_argument("--out-models", required=True, help="how each model was built, events per variable (TSV)")
+    sr.add_argument("--out-models-md", required=True)
     sr.add_argument("--out-s5", required=True)
     sr.add_argument("--out-s5-md", required=True)
     sr.add_argument("--figures-dir", required=True)
