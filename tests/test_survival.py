@@ -486,6 +486,7 @@ def test_true_model_row_scores_the_generator():
     from sksurv.nonparametric import kaplan_meier_estimator
 
     from ctith import demo
+    from ctith.demo_truth import true_survival
     from ctith.survival_truth import TRUE_MODEL, true_model_rows
 
     specs, clin = demo.simulate_cohort("paper", seed=3)
@@ -498,5 +499,5 @@ def test_true_model_row_scores_the_generator():
     assert 0.65 < c["value"] < 0.85 and c["ci_low"] < c["value"] < c["ci_high"]
     t, s = kaplan_meier_estimator(outcome["dm_event"].astype(bool), outcome["dm_time_months"])
     observed = 1 - s[np.searchsorted(t, 36.0, side="right") - 1]
-    predicted = 1 - demo.true_survival(lp, [36.0])[:, 0].mean()
+    predicted = 1 - true_survival(lp, [36.0])[:, 0].mean()
     assert abs(observed - predicted) < 0.05, (observed, predicted)

@@ -28,6 +28,7 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .demo_truth import WEIBULL_SCALE_MONTHS, WEIBULL_SHAPE
 from .io import write_tsv
 
 SLICE_THICKNESS_MM = 5.0
@@ -35,8 +36,6 @@ SLICE_THICKNESS_MM = 5.0
 # some are lost to follow-up after that, the rest are censored when the study closes.
 MIN_FOLLOW_UP_MONTHS = 36.0
 ADMINISTRATIVE_CENSORING_MONTHS = 84.0
-# Time to DM: Weibull baseline (months) under proportional hazards.
-WEIBULL_SHAPE, WEIBULL_SCALE_MONTHS = 1.1, 200.0
 # Habitat arrangement (Gaussian field sigma, mm): compartments of a coherent tumour, and
 # the finest patches of a heterogeneous one (h = 0 -> 1 goes from the first to the second).
 COMPARTMENT_SCALE_MM = 14.0
@@ -781,14 +780,6 @@ def write_patient(spec: PatientSpec, images: PatientImages, root: str | Path,
         _write_volume(images.mask_reader1_repeat, pdir / "seg_reader1_repeat.nii.gz")
         row["mask_reader1_repeat"] = f"{spec.patient_id}/seg_reader1_repeat.nii.gz"
     return row
-
-
-def true_survival(linear_predictor, times) -> np.ndarray:
-    """The generator's DM-free survival S(t) = exp(-(t / scale)^shape exp(lp)) of patients
-    with these true linear predictors (``truth.tsv``), shape (patients, times)."""
-    lp = np.asarray(linear_predictor, dtype=float)
-    t = np.asarray(times, dtype=float)
-    return np.exp(-np.outer(np.exp(lp), (t / WEIBULL_SCALE_MONTHS) ** WEIBULL_SHAPE))
 
 
 def truth_table(specs: list[PatientSpec]) -> pd.DataFrame:

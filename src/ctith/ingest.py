@@ -487,6 +487,9 @@ def ingest(image_path: str | os.PathLike, mask_path: str | os.PathLike, patient_
           "mask_label_used": mask_label if mask_label is not None else labels[0], **info,
           "acquisition": acquisition_settings(image_path, series_uid, patient_id)}
     qc.update(qc_record(image, mask))
+    from .scan_identity import pixel_digest
+
+    qc["pixel_sha256"] = pixel_digest(sitk.GetArrayViewFromImage(image), image.GetSpacing())
     return IngestResult(image, mask, qc)
 
 

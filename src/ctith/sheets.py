@@ -196,6 +196,10 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     s_rows, found = _check_sheet(samples, s_schema, s_where)
     problems += found
 
+    if s_rows:  # one scan under two patients would put the same images on both sides of the split
+        from .scan_identity import repeated_files
+
+        problems += repeated_files(s_rows, lambda v: resolve_path(v, samples_path))
     if check_files:
         for row in s_rows or []:
             pid = row.get("patient_id", "?")

@@ -603,8 +603,34 @@ def metrics_rows(model_name: str, cohort: str, r: dict) -> list[dict]:
 
 
 def cohort_label(cohort: str) -> str:
-    """'internal_validation' -> 'Internal validation', as Table S2 names the cohorts."""
-    return cohort.replace("_", " ").capitalize()
+    """'internal_validation' -> 'Internal validation', as Table S2 names the cohorts;
+    'external_validation:B' -> 'External validation, institution B'."""
+    base, _, institution = cohort.partition(":")
+    label = base.replace("_", " ").capitalize()
+    return f"{label}, institution {institution}" if institution else label
+
+
+def institution_subgroups(cohort: pd.Series, institution: pd.Series) -> pd.Series:
+    """'external_validation:<institution>' for the external validation patients where they
+    come from more than one institution (each then gets its own rows beside the pooled
+    one), else blank."""
+    institution = institution.reindex(cohort.index).astype(str)
+    external = cohort == "external_validation"
+    import pandas as pd
+
+    out = pd.Series("", index=cohort.index, dtype=object)
+    if institution[external].nunique() > 1:
+        out[external] = "external_validation:" + institution[external]
+    return out
+
+
+def validation_cohorts(cohorts) -> list[str]:
+    """The validation cohorts of the tables, in order: internal, external, each external
+    institution (when there are several), then any other."""
+    present = list(dict.fromkeys(cohorts))
+    order = [c for c in ("internal_validation", "external_validation") if c in present]
+    order += sorted(c for c in present if c.startswith("external_validation:"))
+    return order + sorted(set(present) - {"train", *order})
 
 
 def _cell(value, lo, hi) -> str:
@@ -707,10 +733,13 @@ def events_per_variable(n_events: int, candidate_parameters: int, kept_parameter
 
 
 def evaluate_model(fitted: dict, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,
-                   n_bootstrap: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+                   n_bootstrap: int = 1000, seed: int = 0,
+                   subgroups: pd.Series | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """A fitted model (``fit_cox_model``'s record), frozen, on every patient of X: the
     per-patient predictions and the long-form metrics per cohort (training rows are
-    apparent). ``covariates`` says 'oof' or 'refit' per patient."""
+    apparent). ``covariates`` says 'oof' or 'refit' per patient. ``subgroups``: a further
+    label per patient (e.g. 'external_validation:B', ``institution_subgroups``), blank for
+    none; each label gets its own metric rows beside its cohort's."""
     model = CoxModel.from_dict(fitted)
     horizons = fitted["horizons"]
     cohort = cohort.reindex(X.index)
@@ -721,14 +750,36 @@ def evaluate_model(fitted: dict, X: pd.DataFrame, covariates: pd.Series, outcome
     e_tr = outcome.loc[train, "dm_event"].to_numpy().astype(bool)
     predictions = predictions_table(model, X, cohort, covariates, fitted["risk_cutoff"], horizons)
     rows = []
-    for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN}):
-        ids = X.index[(cohort == c).to_numpy()]
+    for c, ids in evaluation_groups(X.index, cohort, subgroups):
         t = outcome.loc[ids, "dm_time_months"].to_numpy(dtype=float)
         e = outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
-        r = survival_metrics(t_tr, e_tr, t, e, model.predict_risk(X.loc[ids]),
-                             model.predict_survival(X.loc[ids], horizons), horizons, n_bootstrap, seed)
+        risk = model.predict_risk(X.loc[ids])
+        r = survival_metrics(t_tr, e_tr, t, e, risk, model.predict_survival(X.loc[ids], horizons), horizons,
+                             n_bootstrap, seed)
         rows += metrics_rows(fitted["name"], c, r)
+        rows += cohort_calibration_rows(fitted["name"], c, t, e, risk, model.baseline_cumulative_hazard, horizons,
+                                        n_bootstrap, seed)
     return predictions, rows
+
+
+def evaluation_groups(index, cohort: pd.Series, subgroups: pd.Series | None = None) -> list:
+    """(label, patient IDs) to evaluate on, in ``index``'s order: training, each other cohort,
+    then each subgroup label (``institution_subgroups``)."""
+    cohort = cohort.reindex(index)
+    groups = [(c, index[(cohort == c).to_numpy()]) for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN})]
+    if subgroups is not None:
+        sub = subgroups.reindex(index).fillna("")
+        groups += [(g, index[(sub == g).to_numpy()]) for g in sorted(set(sub) - {""})]
+    return groups
+
+
+def cohort_calibration_rows(name, cohort, time, event, risk, baseline_cumhaz_at, horizons, n_bootstrap, seed):
+    """Calibration intercept and slope per horizon on the resamples every metric uses."""
+    from .survival_calibration import calibration_metrics, calibration_rows
+
+    indices = bootstrap_indices(len(time), n_bootstrap, seed)
+    cal = calibration_metrics(time, event, risk, baseline_cumhaz_at, horizons, indices)
+    return calibration_rows(name, cohort, cal, len(time), int(np.sum(event)), n_bootstrap)
 
 
 def fit_and_evaluate(name: str, X: pd.DataFrame, covariates: pd.Series, outcome: pd.DataFrame, cohort: pd.Series,

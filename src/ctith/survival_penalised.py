@@ -41,6 +41,12 @@ def _standardise(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (values - mean) / sd, mean, sd
 
 
+def _varying(X: pd.DataFrame) -> list[str]:
+    """Columns that vary: a level absent from a bootstrap resample cannot be estimated there,
+    and its coefficient is 0."""
+    return [c for c in X.columns if X[c].std(ddof=0) > 1e-12]
+
+
 def _coxnet(params: PenaltyParams, penalty_factor, alphas=None):
     from sksurv.linear_model import CoxnetSurvivalAnalysis
 
@@ -134,6 +140,8 @@ def fit_penalised_cox(X: pd.DataFrame, time, event, folds, params: PenaltyParams
     event = np.asarray(event).astype(bool)
     if not event.any():
         raise SurvivalError(f"the training cohort ({len(time)} patients) has no event: a Cox model cannot be fitted")
+    constant = [c for c in X.columns if c not in _varying(X)]
+    X = X[_varying(X)]
     Z, mean, sd = _standardise(X)
     factor = np.array([0.0 if (c in unpenalised and not params.penalise_signatures) else 1.0 for c in X.columns])
     if not factor.any():
@@ -150,7 +158,7 @@ def fit_penalised_cox(X: pd.DataFrame, time, event, folds, params: PenaltyParams
         "alpha": float(alphas[chosen]), "alpha_index": chosen, "alphas": alphas.tolist(),
         "cv_partial_likelihood": cvpl.sum(axis=0).tolist(),
         "candidates": {c: float(b) for c, b in zip(X.columns, beta)},
-        "kept": keep,
+        "kept": keep, "constant": constant,
     }
     return model, record
 

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .survival import TRAIN, metrics_rows, survival_metrics
+from .survival import TRAIN, cohort_calibration_rows, evaluation_groups, metrics_rows, survival_metrics
 
 TRUE_MODEL = "True model (demo only)"
 
 
 def true_model_rows(linear_predictor: pd.Series, outcome: pd.DataFrame, cohort: pd.Series, horizons,
-                    n_bootstrap: int = 1000, seed: int = 0) -> list[dict]:
+                    n_bootstrap: int = 1000, seed: int = 0, subgroups: pd.Series | None = None) -> list[dict]:
     """Long-form metrics (``survival.metrics_rows``) of the generator's risk per cohort.
 
     ``linear_predictor``: the true log relative hazard per patient; ``outcome``:
     ``dm_time_months`` and ``dm_event``; ``cohort``: each patient's cohort, in the order the
     fitted models were evaluated (the bootstrap resamples index that order, so the CIs are
-    paired with theirs)."""
-    from .demo import true_survival
+    paired with theirs); ``subgroups`` as ``survival.evaluate_model``'s."""
+    from .demo_truth import true_cumulative_hazard, true_survival
 
     ids = cohort.index
     missing = [p for p in ids if p not in linear_predictor.index]
@@ -30,11 +30,13 @@ def true_model_rows(linear_predictor: pd.Series, outcome: pd.DataFrame, cohort: 
     t_tr = outcome.loc[train, "dm_time_months"].to_numpy(dtype=float)
     e_tr = outcome.loc[train, "dm_event"].to_numpy().astype(bool)
     rows = []
-    for c in [TRAIN] + sorted(set(cohort.dropna()) - {TRAIN}):
-        sel = ids[(cohort == c).to_numpy()]
+    for c, sel in evaluation_groups(ids, cohort, subgroups):
         lp = linear_predictor.loc[sel].to_numpy(dtype=float)
         r = survival_metrics(t_tr, e_tr, outcome.loc[sel, "dm_time_months"].to_numpy(dtype=float),
                              outcome.loc[sel, "dm_event"].to_numpy().astype(bool), lp, true_survival(lp, horizons),
                              horizons, n_bootstrap, seed)
         rows += metrics_rows(TRUE_MODEL, c, r)
+        rows += cohort_calibration_rows(TRUE_MODEL, c, outcome.loc[sel, "dm_time_months"].to_numpy(dtype=float),
+                                        outcome.loc[sel, "dm_event"].to_numpy().astype(bool), lp,
+                                        true_cumulative_hazard, horizons, n_bootstrap, seed)
     return rows

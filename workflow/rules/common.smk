@@ -394,6 +394,7 @@ def survival_model_options(wildcards, input):
             + f" --clinical-spec {shlex.quote(json.dumps(s['clinical']['variables']))}"
             f" --p-enter {s['clinical']['p_enter']} --penalizer {s['penalizer']}"
             f" --selection {s['clinical_selection']} --penalty {shlex.quote(json.dumps(s['penalised']))}"
+            f" --optimism-bootstrap {s['optimism_bootstrap']}"
             + (f" --folds {input.folds}" if "folds" in input.keys() else "") +
             f" --horizons {' '.join(map(str, s['horizons']))} --n-bootstrap {s['n_bootstrap']}"
             f" --seed {config['seed']}")

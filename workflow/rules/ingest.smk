@@ -22,9 +22,13 @@ rule ingest:
         " {params.settings} {params.options} > {log} 2>&1"
 
 
+# The cohort QC table, after the check that no scan is filed under two patients (pixel
+# digests): an error when the two sit in different cohorts. Every fit waits for it (through
+# crossfit_folds).
 rule qc_table:
     input:
-        eligible_files("results/patients/{patient}/qc.json"),
+        qc=eligible_files("results/patients/{patient}/qc.json"),
+        split="results/cohort/split.tsv",
     output:
         report(
             "results/cohort/qc.tsv",
@@ -40,7 +44,7 @@ rule qc_table:
     conda:
         "../../envs/imaging.yaml"
     shell:
-        "ctith qc-table --qc {input} --out {output} > {log} 2>&1"
+        "ctith qc-table --qc {input.qc} --split {input.split} --out {output} > {log} 2>&1"
 
 
 rule table_s1:

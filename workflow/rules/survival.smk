@@ -62,6 +62,12 @@ rule survival_report:
         models_table=report("results/tables/survival_models.tsv", caption="../report/survival_models.rst",
                             category="7. Survival"),
         models_md="results/tables/survival_models.md",
+        calibration_table=report("results/tables/table_s4_calibration.tsv", caption="../report/table_s4_calibration.rst",
+                           category="7. Survival"),
+        calibration_table_md="results/tables/table_s4_calibration.md",
+        differences=report("results/tables/table_s4_differences.tsv", caption="../report/table_s4_differences.rst",
+                           category="7. Survival"),
+        differences_md="results/tables/table_s4_differences.md",
         s5=report("results/tables/table_s5.tsv", caption="../report/table_s5.rst", category="7. Survival"),
         s5_md="results/tables/table_s5.md",
         km=report("results/figures/survival_km_risk_groups.png", caption="../report/survival_km.rst",
@@ -96,4 +102,6 @@ rule survival_report:
         " --horizons {params.s[horizons]} --n-bootstrap {params.s[n_bootstrap]} --seed {params.seed}"
         " --out-metrics {output.metrics} --out-s4 {output.s4} --out-s4-md {output.s4_md} --out-s5 {output.s5}"
         " --out-models {output.models_table} --out-models-md {output.models_md}"
+        " --out-calibration {output.calibration_table} --out-calibration-md {output.calibration_table_md}"
+        " --out-differences {output.differences} --out-differences-md {output.differences_md}"
         " --out-s5-md {output.s5_md} --figures-dir $(dirname {output.km}) > {log} 2>&1"

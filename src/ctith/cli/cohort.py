@@ -76,10 +76,25 @@ def cmd_ingest(args) -> None:
 
 
 def cmd_qc_table(args) -> None:
+    """The QC table, after the check that no scan is filed under two patients (an error when
+    the two are in different cohorts, a warning within one)."""
     from ..ingest import qc_table
-    from ..io import read_json, write_tsv
+    from ..io import read_json, read_table, write_tsv
+    from ..scan_identity import same_scans
 
-    table = qc_table([read_json(p) for p in args.qc])
+    records = [read_json(p) for p in args.qc]
+    cohorts = dict(zip(*(read_table(args.split)[c] for c in ("patient_id", "cohort")))) if args.split else {}
+    errors, warnings = same_scans(records, cohorts)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if errors:
+        raise CtithError("one scan in two cohorts would validate a model on an image it trained on:\n  "
+                         + "\n  ".join(errors))
+    unchecked = [r["patient_id"] for r in records if not r.get("pixel_sha256")]
+    if unchecked:
+        print(f"warning: {len(unchecked)} patients ingested before pixel digests were recorded (e.g. "
+              f"{unchecked[0]}): re-ingest them to check for repeated scans", file=sys.stderr)
+    table = qc_table(records)
     write_tsv(table, args.out)
     print(f"QC table of {len(table)} patients -> {args.out}")
 
@@ -238,6 +253,7 @@ def register(sub) -> None:
 
     q = sub.add_parser("qc-table", help="cohort QC table from per-patient qc.json files")
     q.add_argument("--qc", nargs="+", required=True)
+    q.add_argument("--split", help="split.tsv: the same scan in two cohorts is an error, in one a warning")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_qc_table)
 

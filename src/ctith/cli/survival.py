@@ -57,35 +57,47 @@ def _covariates(args, ids, clinical, outcome, train, fitted=None):
     return X, covariates, decided
 
 
-def _fit(args, X, outcome, decided) -> dict:
+def _fit(args, X, outcome, decided, clinical) -> dict:
     """The model file's content: a penalised Cox model where clinical variables are candidates
     under ``--selection penalised``, else a Cox model of the covariates as given (chosen by
-    the stepwise selection where clinical). Both record their events per variable."""
+    the stepwise selection where clinical). Both record their events per variable and,
+    with ``--optimism-bootstrap``, Harrell's optimism-corrected C-index and calibration
+    slope, the whole building repeated on each resample."""
+    import pandas as pd
+
     from .. import survival
+    from ..crossfit import fold_positions, read_folds
+    from ..survival_optimism import ModelBuilding, optimism_corrected
+    from ..survival_penalised import PenaltyParams, fit_penalised_model
 
     signatures = [c for c in X.columns if c in SIGNATURE_COLUMNS]
     n_events = int(outcome.loc[X.index, "dm_event"].sum())
-    if "clinical" in decided and args.selection == "penalised":
-        from ..crossfit import fold_positions, read_folds
-        from ..survival_penalised import PenaltyParams, fit_penalised_model
-
-        if not args.folds:
-            raise CtithError(f"model {args.name}: --selection penalised needs --folds (the cross-fitting folds)")
+    folds = None
+    if args.folds:
         folds = read_folds(args.folds)
         fold_positions(folds, X.index)  # every training patient has a fold, or a named error
-        fitted = fit_penalised_model(args.label, X, outcome, folds.reindex(X.index).to_numpy(),
-                                     PenaltyParams(**args.penalty), signatures, args.horizons)
-        columns = decided["clinical"]["encoder_columns"]
-        decided["clinical"]["chosen"] = [v for v, cols in columns.items() if set(cols) & set(fitted["features"])]
-        candidates = X.shape[1]
+        folds = folds.reindex(X.index).to_numpy()
+    selection = args.selection if "clinical" in decided else "none"
+    groups = decided["clinical"]["encoder_columns"] if "clinical" in decided else {}
+    building = ModelBuilding(selection, groups, signatures, PenaltyParams(**args.penalty), args.p_enter, args.penalizer)
+    candidates = X
+    if selection == "penalised":
+        if folds is None:
+            raise CtithError(f"model {args.name}: --selection penalised needs --folds (the cross-fitting folds)")
+        fitted = fit_penalised_model(args.label, X, outcome, folds, building.penalty, signatures, args.horizons)
+        decided["clinical"]["chosen"] = [v for v, cols in groups.items() if set(cols) & set(fitted["features"])]
     else:
         fitted = survival.fit_cox_model(args.label, X, outcome, args.penalizer, args.horizons)
-        candidates = X.shape[1]
-        if "clinical" in decided:  # what the stepwise selection screened, not only what it kept
-            candidates += sum(len(c) for v, c in decided["clinical"]["encoder_columns"].items()
-                              if v not in decided["clinical"]["chosen"])
-    fitted["selection"] = args.selection if "clinical" in decided else "none (signatures only)"
-    fitted["events_per_variable"] = survival.events_per_variable(n_events, candidates, len(fitted["features"]))
+        if selection == "stepwise":  # what the screening could choose from, not only what it kept
+            encoder = survival.ClinicalEncoder.from_dict(decided["clinical"]["encoder"])
+            candidates = pd.concat([encoder.transform(clinical.loc[X.index]), X[signatures]], axis=1)
+    fitted["selection"] = selection if selection != "none" else "none (signatures only)"
+    fitted["events_per_variable"] = survival.events_per_variable(n_events, candidates.shape[1],
+                                                                 len(fitted["features"]))
+    if args.optimism_bootstrap:
+        t, e = outcome.loc[X.index, "dm_time_months"].to_numpy(float), outcome.loc[X.index, "dm_event"].to_numpy()
+        fitted["internal_validation"] = optimism_corrected(building, candidates, t, e, folds, args.optimism_bootstrap,
+                                                           args.seed)
     return fitted
 
 
@@ -96,7 +108,7 @@ def cmd_survival_model(args) -> None:
     import pandas as pd
 
     from .. import survival
-    from ..io import read_json, write_json, write_tsv
+    from ..io import read_json, read_table, write_json, write_tsv
 
     cohorts = read_cohorts(args.split)
     clinical = read_clinical(args)
@@ -111,7 +123,7 @@ def cmd_survival_model(args) -> None:
     out = Path(args.out_dir)
     if args.fitted is None:
         X, _, decided = _covariates(args, train, clinical, outcome, train)
-        fitted = _fit(args, X, outcome, decided)
+        fitted = _fit(args, X, outcome, decided, clinical)
         fitted.update({"model": args.name, "covariate_sources": args.covariates, **decided})
         write_json(fitted, out / "model.json")
         print(f"{args.label}: coefficients {dict(zip(fitted['features'], [round(c, 4) for c in fitted['coef']]))} "
@@ -120,8 +132,10 @@ def cmd_survival_model(args) -> None:
     fitted = read_json(args.fitted)
     X, covariates, _ = _covariates(args, ids, clinical, outcome, train, fitted)
     X = X[fitted["features"]]  # a penalised fit may have set a level's coefficient to zero
+    institution = read_table(args.split).set_index("patient_id")["institution"]
     predictions, rows = survival.evaluate_model(fitted, X, covariates, outcome, cohorts.reindex(ids),
-                                                args.n_bootstrap, args.seed)
+                                                args.n_bootstrap, args.seed,
+                                                survival.institution_subgroups(cohorts.reindex(ids), institution))
     write_tsv(predictions, out / "predictions.tsv")
     write_tsv(pd.DataFrame(rows), out / "metrics.tsv")
     write_tsv(X.rename_axis("patient_id").reset_index(), out / "covariates.tsv")
@@ -156,22 +170,34 @@ def cmd_survival_report(args) -> None:
 
         truth = read_table(args.truth).set_index("patient_id")["linear_predictor"]
         ids = cohorts.index[cohorts.index.isin(clinical.index)]
+        institution = read_table(args.split).set_index("patient_id")["institution"]
         metrics = pd.concat([metrics, pd.DataFrame(true_model_rows(
-            pd.to_numeric(truth), outcome, cohorts.reindex(ids), args.horizons, args.n_bootstrap, args.seed))],
-            ignore_index=True)
+            pd.to_numeric(truth), outcome, cohorts.reindex(ids), args.horizons, args.n_bootstrap, args.seed,
+            survival.institution_subgroups(cohorts.reindex(ids), institution)))], ignore_index=True)
         table_labels.append(TRUE_MODEL)
     for col in ("horizon_months", "value", "ci_low", "ci_high"):
         metrics[col] = pd.to_numeric(metrics[col].replace("", np.nan))
     write_tsv(metrics, args.out_metrics)
-    validation = [c for c in ("internal_validation", "external_validation") if (cohorts == c).any()]
-    validation += sorted(set(cohorts) - {"train", *validation})
+    validation = survival.validation_cohorts(metrics["cohort"])
     note = ("\nC-index: Harrell's; AUC: the risk score's ROC AUC for DM status (as Table S2); IBS: integrated "
             "Brier score over the horizons the cohort's follow-up supports. 95% CIs: percentile bootstrap of the "
             f"validation patients ({args.n_bootstrap} resamples), every model frozen, the same resamples for every model. "
-            "'-': cannot be computed (see metrics.tsv)."
+            "'-': cannot be computed (see metrics.tsv). Training columns: Harrell's bootstrap optimism "
+            "correction (survival.optimism_bootstrap resamples of the training patients, the whole model "
+            "building, selection or penalty included, repeated on each)."
             + (" Last row (demo only): the generating model's true risk, scored the same way: what this "
                "sample allows a model to reach." if args.truth else "") + "\n")
-    s4 = survival.table_s4(metrics, table_labels, validation)
+    from ..survival_optimism import calibration_slope, harrell_c, internal_validation_columns
+
+    internal = {m["fitted"]["name"]: m["fitted"].get("internal_validation") for m in models.values()}
+    if args.truth:  # nothing fitted: apparent is what it is
+        train_ids = cohorts.index[(cohorts == "train").to_numpy() & cohorts.index.isin(clinical.index)]
+        lp, t, e = (pd.to_numeric(truth).loc[train_ids], outcome.loc[train_ids, "dm_time_months"],
+                    outcome.loc[train_ids, "dm_event"])
+        c, slope = harrell_c(t, e, lp), calibration_slope(t, e, lp)
+        internal[TRUE_MODEL] = {"c_index": {"apparent": c, "corrected": c},
+                                "calibration_slope": {"apparent": slope, "corrected": slope}}
+    s4 = internal_validation_columns(survival.table_s4(metrics, table_labels, validation), internal)
     write_tsv(s4, args.out_s4)
     write_markdown(s4, args.out_s4_md, note)
     from ..survival_penalised import model_building_table
@@ -184,6 +210,36 @@ def cmd_survival_report(args) -> None:
                                                  "likelihood on the cross-fitting folds; signatures unpenalised "
                                                  "unless survival.penalised.penalise_signatures. Stepwise: "
                                                  "univariable screening, then backward AIC.\n")
+    from ..survival_calibration import calibration_table, differences_table
+
+    cal = calibration_table(metrics, table_labels, validation, args.horizons)
+    write_tsv(cal, args.out_calibration)
+    write_markdown(cal, args.out_calibration_md, "\nCalibration per validation cohort and horizon (Crowson et al. 2016): "
+                   "follow-up cut at the horizon; intercept = log(observed / expected events), 0 ideal, above 0 "
+                   "too few predicted; slope of the linear predictor in a Poisson model with the model's "
+                   "cumulative hazard as offset, 1 ideal, below 1 risks too extreme. 95% CIs on the resamples of "
+                   "Table S4.\n")
+    frames = {}
+    order = models[args.figure_model]["pred"]
+    institution = read_table(args.split).set_index("patient_id")["institution"]
+    subgroup = survival.institution_subgroups(order.set_index("patient_id")["cohort"], institution).to_numpy()
+    for c in validation:
+        member = (order["cohort"] == c).to_numpy() | (subgroup == c)
+        ids = order.loc[member, "patient_id"].to_numpy()
+        frame = pd.DataFrame(index=ids)
+        for m in models.values():
+            p = m["pred"].set_index("patient_id")
+            frame[m["fitted"]["name"]] = pd.to_numeric(p.loc[ids, "risk"]).to_numpy()
+        if args.truth:
+            frame[TRUE_MODEL] = pd.to_numeric(truth).reindex(ids).to_numpy()
+        frames[c] = frame
+    reference = models[args.figure_model]["fitted"]["name"]
+    diff = differences_table(frames, outcome, reference, table_labels, validation, args.n_bootstrap, args.seed)
+    write_tsv(diff, args.out_differences)
+    write_markdown(diff, args.out_differences_md, f"\nHarrell's C-index of each model minus {reference}'s, on the "
+                   "same validation patients; 95% CI: paired percentile bootstrap (both models on each of the "
+                   f"{args.n_bootstrap} resamples of Table S4). A CI that excludes 0 is a difference this sample "
+                   "can see.\n")
     s5 = survival.table_s5(metrics, table_labels, validation, args.horizons)
     write_tsv(s5, args.out_s5)
     write_markdown(s5, args.out_s5_md, "\nCumulative/dynamic AUC (IPCW, scikit-survival) at each horizon, 95% "
@@ -200,7 +256,7 @@ def cmd_survival_report(args) -> None:
     train = pred.index[(pred["cohort"] == "train").to_numpy()]
     t_tr, e_tr = outcome.loc[train, "dm_time_months"].to_numpy(), outcome.loc[train, "dm_event"].to_numpy()
     km, rocs, cal, dcs = [], [], [], []
-    for c in validation:
+    for c in [v for v in validation if ":" not in v]:  # the figures pool each cohort's institutions
         ids = pred.index[(pred["cohort"] == c).to_numpy()]
         t, e = outcome.loc[ids, "dm_time_months"].to_numpy(), outcome.loc[ids, "dm_event"].to_numpy().astype(bool)
         name = survival.cohort_label(c)
@@ -259,6 +315,8 @@ def register(sub) -> None:
                          "backward AIC")
     sm.add_argument("--penalty", type=json_arg, default={}, help="JSON: survival.penalised settings")
     sm.add_argument("--folds", help="cross-fitting folds of the training patients (penalised selection)")
+    sm.add_argument("--optimism-bootstrap", type=int, default=200,
+                    help="resamples of Harrell's optimism correction (0: none)")
     sm.add_argument("--horizons", type=float, nargs="+", default=[12, 24, 36, 48, 60])
     sm.add_argument("--n-bootstrap", type=int, default=1000)
     sm.add_argument("--seed", type=int, default=42)
@@ -283,6 +341,10 @@ def register(sub) -> None:
     sr.add_argument("--out-s4-md", required=True)
     sr.add_argument("--out-models", required=True, help="how each model was built, events per variable (TSV)")
     sr.add_argument("--out-models-md", required=True)
+    sr.add_argument("--out-calibration", required=True, help="calibration intercept and slope table (TSV)")
+    sr.add_argument("--out-calibration-md", required=True)
+    sr.add_argument("--out-differences", required=True, help="paired C-index differences table (TSV)")
+    sr.add_argument("--out-differences-md", required=True)
     sr.add_argument("--out-s5", required=True)
     sr.add_argument("--out-s5-md", required=True)
     sr.add_argument("--figures-dir", required=True)
