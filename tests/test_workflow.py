@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import REPO
-from workflow_run import IDENTIFIERS, SNAKEMAKE, dry_run_jobs, make_workdir, outputs_digest, smk
+from workflow_run import IDENTIFIERS, SNAKEMAKE, copy_scans, dry_run_jobs, make_workdir, outputs_digest, smk
 
 pytestmark = pytest.mark.slow
 PATIENT_FILES = ["dl", "image.nii.gz", "ith", "mask.nii.gz", "qc.json", "radiomics", "semantic.json"]
@@ -115,8 +115,9 @@ def check_incremental(work, ids):
         donor = samples[nifti & samples["patient_id"].map(split).eq(donor_cohort)].iloc[0].copy()
         new[new_id] = donor["patient_id"]
         crow = clinical[clinical["patient_id"] == donor["patient_id"]].copy()
-        donor["patient_id"], donor["cohort"] = new_id, cohort
         donor[["mask_reader2", "mask_reader1_repeat"]] = ""
+        donor = copy_scans(work, donor, new_id)  # the same scan, another file: same cohort or predict
+        donor["cohort"] = cohort
         crow["patient_id"] = new_id
         if cohort == "predict":  # no outcome yet
             crow[["dm_event", "dm_time_months"]] = ""
@@ -283,6 +284,10 @@ def check_survival_outputs(work, ids):
     assert list(s4["Model"]) == [m["label"] for m in models.values()]
     assert list(s4.columns[1:4]) == ["Internal validation C-index", "Internal validation AUC",
                                      "Internal validation IBS"]
+    assert list(s4.columns[-3:]) == ["Training C-index (apparent)", "Training C-index (optimism-corrected)",
+                                     "Training calibration slope (optimism-corrected)"]
+    diff = pd.read_csv(work / "results/tables/table_s4_differences.tsv", sep="\t", keep_default_na=False)
+    assert diff.set_index("Model").loc["Combined"].tolist() == ["0.000 (0.000-0.000)"] * 2
     building = pd.read_csv(work / "results/tables/survival_models.tsv", sep="\t", keep_default_na=False)
     assert list(building["Model"]) == [m["label"] for m in models.values()]
     for key, spec in models.items():  # the default: clinical variables penalised, with their EPV
@@ -357,7 +362,8 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
     assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
     html = report.read_text()
     wanted = ["table_s1.tsv", "table_s2.tsv", "table_s3.tsv", "table_s4.tsv", "table_s5.tsv",
-              "survival_models.tsv", "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
+              "survival_models.tsv", "table_s4_calibration.tsv", "table_s4_differences.tsv",
+              "figure_s1_delineation.png", "figure_s3_loss_curve.png", "figure_s4_shap_summary.png",
               "figure_s4_shap_beeswarm.png", "figure_s5_gradcam.png", "figure_s6_ith_comparison.png", "survival_km_risk_groups.png", "survival_td_roc.png",
               "survival_calibration.png", "survival_decision_curves.png", "qc.tsv", "eligibility_flow.tsv",
               "radiomics_icc.tsv", "feature_icc.tsv", "harmonization.json"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from conftest import REPO
@@ -35,6 +36,23 @@ def stamp_identifiers(cohort: Path) -> int:
             setattr(ds, keyword, value)
         ds.save_as(path, enforce_file_format=True)
     return len(files)
+
+
+def copy_scans(work: Path, row: pd.Series, new_id: str) -> pd.Series:
+    """A sample-sheet row for a new patient ``new_id`` with copies of ``row``'s files under
+    cohort/<new_id>/: one file under two patients is an error of the sheet (a copy under
+    another path is caught by its pixel digest, an error only across cohorts)."""
+    row = row.copy()
+    folder = work / "cohort" / new_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for col in ("image", "mask", "plain_ct", "mask_reader2", "mask_reader1_repeat"):
+        if col in row and row[col]:
+            src = work / "cohort" / row[col]
+            dst = folder / f"{col}_{src.name}"
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+            row[col] = str(dst.relative_to(work / "cohort"))
+    row["patient_id"] = new_id
+    return row
 
 
 def make_workdir(cohort: Path, root: Path) -> Path:

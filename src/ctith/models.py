@@ -308,14 +308,12 @@ def cluster_label(ks: list[int]) -> str:
 def table_s2(metrics: list[dict], fitted: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table S2 (accuracy and AUC per validation cohort, one row per ITH model) and the chosen
     hyper-parameters, from each model's ``metrics.json`` and ``fitted.json``."""
+    from .table_s2 import s2_row
+
     rows, params = [], []
     for m, f in zip(metrics, fitted):
         label = cluster_label(m["clusters"])
-        iv, ev = m["internal_validation"], m["external_validation"]
-        rows.append({"Cluster numbers": label, "Internal validation accuracy": _number(iv["accuracy"]),
-                     "Internal validation AUC": _number(iv["auc"]),
-                     "External validation accuracy": _number(ev["accuracy"]),
-                     "External validation AUC": _number(ev["auc"])})
+        rows.append(s2_row(label, m))
         params.append({"Cluster numbers": label, "CV AUC (train)": _number(f["cv_auc"]),
                        "threshold": _number(f["threshold"]), "SMOTE k": f["smote_k"], **f["best_params"]})
     return pd.DataFrame(rows), pd.DataFrame(params)

@@ -63,5 +63,11 @@ def same_scans(records: list[dict], cohorts: dict) -> tuple[list[str], list[str]
                 ca, cb = cohorts.get(a["patient_id"], "?"), cohorts.get(b["patient_id"], "?")
                 message = (f"patients {a['patient_id']} ({ca}) and {b['patient_id']} ({cb}) have the same CT "
                            f"pixels: '{a.get('image_source')}' and '{b.get('image_source')}' are one scan")
-                (errors if ca != cb else warnings).append(message)
+                # A patient to predict is never validated on: the pair is a warning.
+                (errors if ca != cb and "predict" not in (ca, cb) else warnings).append(message)
     return errors, warnings
+
+
+def same_scans_error(errors: list[str]) -> str:
+    """The one message that stops the workflow on pairs from ``same_scans``."""
+    return "one scan in two cohorts would validate a model on an image it trained on:\n  " + "\n  ".join(errors)

@@ -11,8 +11,9 @@ import shutil
 
 import pandas as pd
 import pytest
+import yaml
 
-from workflow_run import dry_run_jobs, smk
+from workflow_run import copy_scans, dry_run_jobs, smk
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,12 @@ def test_clinical_variable_constant_in_training_is_noted_not_fatal(local_run, tm
     _write(work, samples, clinical)
     target = "results/cohort/survival/clinical/model.json"
     smk(work, "--cores", "2", target)
+    fitted = json.loads((work / target).read_text())  # penalised (the default): the column is left out
+    assert "sex_M" in fitted["penalised"]["constant"] and "sex_M" not in fitted["features"]
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["survival"]["clinical_selection"] = "stepwise"  # the published practice
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    smk(work, "--cores", "2", target)
     selection = {row["variable"]: row for row in json.loads((work / target).read_text())["clinical"]["selection"]}
     assert selection["sex"]["note"] == "one value only in training"
     assert selection["sex"]["passed_univariable"] is False and selection["sex"]["kept"] is False
@@ -94,8 +101,9 @@ def _add_predict_patient(work, pid, outcome: bool):
     samples, clinical = _sheets(work)
     donor_id = next(p for p in _cohort(work, "internal_validation")
                     if samples.set_index("patient_id").at[p, "image"].endswith(".nii.gz"))
-    donor = samples[samples["patient_id"] == donor_id].copy()
-    donor[["patient_id", "cohort", "mask_reader2", "mask_reader1_repeat"]] = [pid, "predict", "", ""]
+    donor = samples[samples["patient_id"] == donor_id].iloc[0].copy()
+    donor[["cohort", "mask_reader2", "mask_reader1_repeat"]] = ["predict", "", ""]
+    donor = copy_scans(work, donor, pid).to_frame().T
     crow = clinical[clinical["patient_id"] == donor_id].copy()
     crow["patient_id"] = pid
     if outcome:

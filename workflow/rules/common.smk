@@ -103,6 +103,26 @@ CLINICAL_ID = config["clinical_columns"]["patient_id"]
 TRAIN_SHEETS = {name: f"results/cohort/train/{name}.tsv" for name in ("split", "samples", "clinical")}
 STUDY_SHEETS = {name: f"results/cohort/study/{name}.tsv" for name in ("samples", "clinical")}
 SPLIT = _write_sheets()
+
+
+def _check_ingested_scans():
+    """One scan under two patients in different cohorts, among the scans ingested in earlier
+    runs (their qc.json's pixel digests): stop before anything runs. Scans ingested in this
+    run are checked by the qc_table rule, before any validation table."""
+    from ctith.scan_identity import same_scans, same_scans_error
+
+    records = []
+    for pid in ELIGIBLE:
+        path = f"results/patients/{pid}/qc.json"
+        if os.path.exists(path):
+            with open(path) as fh:
+                records.append(json.load(fh))
+    errors, _ = same_scans(records, dict(zip(SPLIT["patient_id"], SPLIT["cohort"])))
+    if errors:
+        raise WorkflowError(same_scans_error(errors))
+
+
+_check_ingested_scans()
 TRAIN = SPLIT.loc[SPLIT["cohort"] == "train", "patient_id"].tolist()
 
 
@@ -379,23 +399,33 @@ def survival_model_inputs(wildcards):
 
 
 def survival_predict_inputs(wildcards):
-    """Every patient's signatures, and the fitted model."""
+    """Every patient's signatures, the fitted model, and the QC table: no validation metric
+    while one scan sits in two cohorts (qc_table's check)."""
     sources = SURVIVAL_MODELS[wildcards.model]["covariates"]
-    return {"split": "results/cohort/split.tsv", "clinical": STUDY_SHEETS["clinical"],
+    return {"split": "results/cohort/split.tsv", "clinical": STUDY_SHEETS["clinical"], "qc": "results/cohort/qc.tsv",
             "model": f"results/cohort/survival/{wildcards.model}/model.json",
             **{s: SIGNATURE_FILES[s] for s in sources if s in SIGNATURE_FILES}}
 
 
 def survival_model_options(wildcards, input):
-    m, s = SURVIVAL_MODELS[wildcards.model], config["survival"]
+    """The options that name input files (signature tables, folds). Snakemake does not track
+    params that are functions of ``input`` for reruns: the settings are in
+    ``survival_model_settings``."""
+    m = SURVIVAL_MODELS[wildcards.model]
     signatures = " ".join(f"{src}={input[src]}" for src in m["covariates"] if src in SIGNATURE_FILES)
+    return ((f"--signatures {signatures}" if signatures else "")
+            + (f" --folds {input.folds}" if "folds" in input.keys() else ""))
+
+
+def survival_model_settings(wildcards):
+    """The model's settings, as a params function of the wildcards only, so a changed setting
+    (the clinical selection, the penalty, the horizons) reruns the fit and its evaluation."""
+    m, s = SURVIVAL_MODELS[wildcards.model], config["survival"]
     return (f"--label {shlex.quote(m['label'])} --covariates {' '.join(m['covariates'])}"
-            + (f" --signatures {signatures}" if signatures else "")
-            + f" --clinical-spec {shlex.quote(json.dumps(s['clinical']['variables']))}"
+            f" --clinical-spec {shlex.quote(json.dumps(s['clinical']['variables']))}"
             f" --p-enter {s['clinical']['p_enter']} --penalizer {s['penalizer']}"
             f" --selection {s['clinical_selection']} --penalty {shlex.quote(json.dumps(s['penalised']))}"
             f" --optimism-bootstrap {s['optimism_bootstrap']}"
-            + (f" --folds {input.folds}" if "folds" in input.keys() else "") +
             f" --horizons {' '.join(map(str, s['horizons']))} --n-bootstrap {s['n_bootstrap']}"
             f" --seed {config['seed']}")
 

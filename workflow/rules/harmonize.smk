@@ -5,7 +5,6 @@ rule harmonize:
     input:
         unpack(harmonize_fit_inputs),
         icc="results/cohort/radiomics_icc.tsv",
-        qc=ancient("results/cohort/qc.tsv"),  # no fit before the repeated-scan check (qc_table)
     output:
         # The fitted estimates (JSON, no patient data): what a new patient is harmonised with.
         estimates="results/cohort/combat_estimates.json",

@@ -23,8 +23,9 @@ rule ingest:
 
 
 # The cohort QC table, after the check that no scan is filed under two patients (pixel
-# digests): an error when the two sit in different cohorts. Every fit waits for it (through
-# crossfit_folds).
+# digests): an error when the two sit in different cohorts. Every validation metric (the ITH
+# models' and the survival models' predictions) waits for it; the fits do not (a new patient would refit them), but a scan
+# ingested in an earlier run is checked when the workflow starts (common.smk).
 rule qc_table:
     input:
         qc=eligible_files("results/patients/{patient}/qc.json"),

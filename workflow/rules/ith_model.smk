@@ -53,11 +53,14 @@ rule ith_model_predict:
         fitted="results/cohort/ith_model/{model}/fitted.json",
         oof="results/cohort/ith_model/{model}/oof.tsv",
         model="results/cohort/ith_model/{model}/model.skops",
+        qc="results/cohort/qc.tsv",  # no validation metric while one scan sits in two cohorts
     output:
         predictions="results/cohort/ith_model/{model}/predictions.tsv",
         metrics="results/cohort/ith_model/{model}/metrics.json",
     params:
         clinical=clinical_options(),
+        n_bootstrap=config["survival"]["n_bootstrap"],
+        seed=config["seed"],
     resources:
         mem_mb=1000,
     log:
@@ -71,7 +74,7 @@ rule ith_model_predict:
     shell:
         "ctith ith-model-predict --scores {input.scores} --split {input.split} {params.clinical}"
         " --model-dir $(dirname {input.fitted}) --out-predictions {output.predictions}"
-        " --out-metrics {output.metrics} > {log} 2>&1"
+        " --out-metrics {output.metrics} --n-bootstrap {params.n_bootstrap} --seed {params.seed} > {log} 2>&1"
 
 
 rule table_s2:
@@ -79,6 +82,8 @@ rule table_s2:
         metrics=ith_model_files("metrics.json"),
         fitted=ith_model_files("fitted.json"),
         main=f"results/cohort/ith_model/{ITH_MODEL}/predictions.tsv",
+        truth=DEMO_TRUTH,
+        truth_inputs=["results/cohort/split.tsv", STUDY_SHEETS["clinical"]] if DEMO_TRUTH else [],
     output:
         table=report(
             "results/tables/table_s2.tsv",
@@ -92,6 +97,9 @@ rule table_s2:
             caption="../report/ith_signature.rst",
             category="6. ITH model",
         ),
+    params:
+        truth=(f"--truth {DEMO_TRUTH[0]} --split results/cohort/split.tsv {clinical_options()} --seed {config['seed']}"
+               if DEMO_TRUTH else ""),
     resources:
         mem_mb=1000,
     log:
@@ -103,7 +111,7 @@ rule table_s2:
     shell:
         "ctith table-s2 --metrics {input.metrics} --fitted {input.fitted} --main-predictions {input.main}"
         " --out-table {output.table} --out-md {output.md} --out-params {output.params}"
-        " --out-signature {output.signature} > {log} 2>&1"
+        " --out-signature {output.signature} {params.truth} > {log} 2>&1"
 
 
 # Figure S6: a clinically matched pair, low risk without DM beside high risk with DM by the

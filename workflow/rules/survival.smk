@@ -6,6 +6,7 @@ rule survival_model:
         model="results/cohort/survival/{model}/model.json",
     params:
         options=survival_model_options,
+        settings=survival_model_settings,
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
     resources:
         mem_mb=1000,
@@ -18,7 +19,7 @@ rule survival_model:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith survival-model --name {wildcards.model} {params.options} --split {input.split}"
+        "ctith survival-model --name {wildcards.model} {params.settings} {params.options} --split {input.split}"
         " {params.clinical} --out-dir $(dirname {output.model}) > {log} 2>&1"
 
 
@@ -32,6 +33,7 @@ rule survival_predict:
         covariates="results/cohort/survival/{model}/covariates.tsv",
     params:
         options=survival_model_options,
+        settings=survival_model_settings,
         clinical=clinical_options(),
     resources:
         mem_mb=1000,
@@ -44,7 +46,7 @@ rule survival_predict:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith survival-model --name {wildcards.model} {params.options} --split {input.split}"
+        "ctith survival-model --name {wildcards.model} {params.settings} {params.options} --split {input.split}"
         " {params.clinical} --fitted {input.model} --out-dir $(dirname {output.predictions}) > {log} 2>&1"
 
 

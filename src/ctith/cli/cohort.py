@@ -80,7 +80,7 @@ def cmd_qc_table(args) -> None:
     the two are in different cohorts, a warning within one)."""
     from ..ingest import qc_table
     from ..io import read_json, read_table, write_tsv
-    from ..scan_identity import same_scans
+    from ..scan_identity import same_scans, same_scans_error
 
     records = [read_json(p) for p in args.qc]
     cohorts = dict(zip(*(read_table(args.split)[c] for c in ("patient_id", "cohort")))) if args.split else {}
@@ -88,8 +88,7 @@ def cmd_qc_table(args) -> None:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     if errors:
-        raise CtithError("one scan in two cohorts would validate a model on an image it trained on:\n  "
-                         + "\n  ".join(errors))
+        raise CtithError(same_scans_error(errors))
     unchecked = [r["patient_id"] for r in records if not r.get("pixel_sha256")]
     if unchecked:
         print(f"warning: {len(unchecked)} patients ingested before pixel digests were recorded (e.g. "

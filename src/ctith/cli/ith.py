@@ -216,10 +216,14 @@ def cmd_ith_model_predict(args) -> None:
     oof = read_table(fit_dir / "oof.tsv").set_index("patient_id")["ith_signature"].astype(float)
     pred = models.frozen_predictions(models.load_model(fit_dir / models.MODEL_FILE), fitted, X, cohorts, oof)
     write_tsv(pred, args.out_predictions)
-    metrics = {"name": fitted["name"], "clusters": clusters}
-    for cohort in ("train", "internal_validation", "external_validation"):
-        rows = (cohorts == cohort).to_numpy() & y.notna().to_numpy()
-        metrics[cohort] = models.classification_metrics(y[rows], pred["probability"][rows], fitted["threshold"])
+    from ..survival import institution_subgroups
+    from ..table_s2 import cohort_metrics
+
+    institution = read_table(args.split).set_index("patient_id")["institution"]
+    prob = pd.Series(pred["probability"].to_numpy(), index=X.index)
+    metrics = {"name": fitted["name"], "clusters": clusters, "n_bootstrap": args.n_bootstrap,
+               **cohort_metrics(y, prob, cohorts, fitted["threshold"], args.n_bootstrap, args.seed,
+                                institution_subgroups(cohorts, institution))}
     write_json(metrics, args.out_metrics)
     m = metrics
     print(f"{fitted['name']}: AUC internal {m['internal_validation']['auc']:.3f}, "
@@ -231,10 +235,31 @@ def cmd_table_s2(args) -> None:
     from ..models import ith_signature, table_s2
 
     table, hyper = table_s2([read_json(p) for p in args.metrics], [read_json(p) for p in args.fitted])
+    note = ""
+    if args.truth:  # the demo: the generating model's row, scored the same way
+        import pandas as pd
+
+        from ..survival import institution_subgroups
+        from ..survival_truth import TRUE_MODEL
+        from ..table_s2 import cohort_metrics, s2_row, youden_threshold
+
+        split = read_table(args.split).set_index("patient_id")
+        lp = pd.to_numeric(read_table(args.truth).set_index("patient_id")["linear_predictor"]).reindex(split.index)
+        y = pd.to_numeric(read_clinical(args).reindex(split.index)["dm_event"], errors="coerce")
+        train = (split["cohort"] == "train").to_numpy() & y.notna().to_numpy()
+        threshold = youden_threshold(y[train], lp[train])
+        n_boot = read_json(args.metrics[0]).get("n_bootstrap", 1000)
+        m = cohort_metrics(y, lp, split["cohort"], threshold, n_boot, args.seed,
+                           institution_subgroups(split["cohort"], split["institution"]))
+        table = pd.concat([table, pd.DataFrame([s2_row(TRUE_MODEL, m)])], ignore_index=True)
+        note = (" Last row (demo only): the generating model's true risk, its threshold by Youden's J on the "
+                "training patients: what this sample allows.")
     write_tsv(table, args.out_table)
     write_tsv(hyper, args.out_params)
-    write_markdown(table, args.out_md, "\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training "
-                                       "cohort):\n\n" + markdown_table(hyper))
+    write_markdown(table, args.out_md, "\nAccuracy at the threshold fixed on training and AUC for DM status, with "
+                                       "95% percentile bootstrap CIs of the validation patients." + note
+                   + "\n\nChosen hyper-parameters (optuna TPE on stratified CV AUC, training cohort):\n\n"
+                   + markdown_table(hyper))
     write_tsv(ith_signature(read_table(args.main_predictions)), args.out_signature)
     print(table.to_string(index=False))
 
@@ -290,6 +315,8 @@ def register(sub) -> None:
     ip.add_argument("--model-dir", required=True, help="ith-model's --out-dir")
     ip.add_argument("--out-predictions", required=True)
     ip.add_argument("--out-metrics", required=True)
+    ip.add_argument("--n-bootstrap", type=int, default=1000, help="resamples behind the 95% CIs")
+    ip.add_argument("--seed", type=int, default=42)
     ip.set_defaults(func=cmd_ith_model_predict)
 
     s2 = sub.add_parser("table-s2", help="Table S2 and the ITH signature")
@@ -300,4 +327,9 @@ def register(sub) -> None:
     s2.add_argument("--out-md", required=True)
     s2.add_argument("--out-params", required=True)
     s2.add_argument("--out-signature", required=True)
+    s2.add_argument("--truth", help="the demo's truth.tsv: add the generating model's row")
+    s2.add_argument("--split", help="split.tsv (with --truth)")
+    s2.add_argument("--clinical", help="clinical table (with --truth)")
+    s2.add_argument("--clinical-columns", type=json_arg, help="JSON: canonical -> your column")
+    s2.add_argument("--seed", type=int, default=42)
     s2.set_defaults(func=cmd_table_s2)
