@@ -56,3 +56,21 @@ def test_penalised_building_keeps_copies_in_one_fold_and_fills_table_s4():
     table = internal_validation_columns(pd.DataFrame({"Model": ["Combined", "ITH"]}), {"Combined": r, "ITH": None})
     assert table.loc[0, "Training C-index (optimism-corrected)"] == f"{r['c_index']['corrected']:.3f}"
     assert table.loc[1, "Training C-index (apparent)"] == "-"
+
+
+def test_one_nearly_flat_resample_model_does_not_sway_the_corrected_slope():
+    """A real but weak signature with one high-leverage patient (as the demo's DL_F): a few
+    resamples without that patient fit a nearly flat model, whose slope on the original
+    cohort is a ratio near 1/0. The median keeps the corrected slope near the apparent 1;
+    the mean of the same gaps is swung far off."""
+    rng = np.random.default_rng(7)  # its mean gap gives a corrected slope of 6.6, its median 0.98
+    n = 68
+    x = rng.standard_t(2, n)
+    t_event = rng.exponential(60 * np.exp(-0.35 * np.clip(x, -3, 3)))
+    t_cens = rng.uniform(10, 90, n)
+    X = pd.DataFrame({"sig": x})
+    t, e = np.minimum(t_event, t_cens), t_event <= t_cens
+    r = optimism_corrected(ModelBuilding("none"), X, t, e, n_bootstrap=200, seed=0)
+    slope = r["calibration_slope"]
+    assert slope["average"] == "median" and r["c_index"]["average"] == "mean"
+    assert 0.6 < slope["corrected"] < 1.2, slope

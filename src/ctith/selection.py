@@ -68,6 +68,13 @@ def correlation_prune(X: pd.DataFrame, cutoff: float = 0.9) -> pd.Index:
     return X.columns[~drop]
 
 
+def _unit_scale(score) -> float:
+    """The SD that puts a LASSO's score on unit scale over its own training patients (1 where
+    the score does not vary: a fold LASSO that kept no feature)."""
+    sd = float(np.std(score))
+    return sd if sd > 1e-12 else 1.0
+
+
 @dataclass
 class RadScore:
     """Variance filter -> correlation pruning -> LASSO-Cox -> Rad-score (fit on training data)."""
@@ -84,7 +91,13 @@ class RadScore:
         """``folds``: the shared cross-fitting folds (patient ID -> fold, ``ctith.crossfit``)
         for the LASSO's cross-validation; without them, seeded stratified ``n_folds``-fold.
         ``oof_`` holds each training patient's Rad-score from the fold's LASSO-Cox (fitted
-        without that patient) at the chosen alpha."""
+        without that patient) at the chosen alpha.
+
+        One scale: every LASSO's score (the refit's, each fold's) is divided by its SD on the
+        patients that LASSO was fitted on. Fold LASSOs that keep one feature or six spread
+        their held-out patients 0.07 to 1.0 SD apart (the demo's DL_F), and pooling them
+        gives out-of-fold scores another spread than the refit's on validation patients;
+        a survival model fitted on the one and applied to the other would be off-scale."""
         from sklearn.model_selection import StratifiedKFold
         from sksurv.exceptions import NoComparablePairException
         from sksurv.linear_model import CoxnetSurvivalAnalysis
@@ -125,11 +138,13 @@ class RadScore:
             splits = list(StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed).split(Z, event))
         scores = np.full((self.n_folds, len(alphas)), np.nan)
         fold_risk = np.full((len(Z), len(alphas)), np.nan)
+        fold_fits = []
         for f, (tr, te) in enumerate(splits):
             # Standardise on the fold's training part only.
             mu, sd = Z[tr].mean(axis=0), Z[tr].std(axis=0)
             sd[sd == 0] = 1.0
             model = self._fit_quietly(coxnet(alphas), (Z[tr] - mu) / sd, y[tr])
+            fold_fits.append((model, (Z[tr] - mu) / sd, te))
             for k, a in enumerate(alphas):
                 risk = model.predict((Z[te] - mu) / sd, alpha=a)
                 fold_risk[te, k] = risk
@@ -151,12 +166,16 @@ class RadScore:
             ok = candidates[mean[candidates] >= mean[best] - se[best]]
             best = ok[np.argmax(alphas[ok])]
         self.alpha_ = float(alphas[best])
-        self.oof_ = pd.Series(fold_risk[:, best], index=X.index, name="rad_score")
+        oof = fold_risk[:, best].copy()
+        for model, z_fit, te in fold_fits:
+            oof[te] /= _unit_scale(model.predict(z_fit, alpha=alphas[best]))
+        self.oof_ = pd.Series(oof, index=X.index, name="rad_score")
         self.cv_results_ = pd.DataFrame({"alpha": alphas, "cv_cindex_mean": mean, "cv_cindex_se": se,
                                          "n_features": n_nonzero})
         coef = path.coef_[:, best]
         keep = np.flatnonzero(coef != 0)
         self.coef_ = pd.Series(coef[keep], index=Xs.columns[keep], name="coefficient")
+        self.score_sd_ = _unit_scale(Z[:, keep] @ coef[keep])
         return self
 
     @staticmethod
@@ -169,9 +188,11 @@ class RadScore:
             raise SelectionError(f"LASSO-Cox failed ({exc}); raise alpha_min_ratio in the config") from None
 
     def signature(self) -> pd.DataFrame:
-        """Selected features with coefficient and the training mean / SD that standardise them."""
+        """Selected features with the score's coefficient (the LASSO's, ``lasso_coefficient``,
+        over the score's training SD) and the training mean / SD that standardise them."""
         names = self.coef_.index
-        return pd.DataFrame({"feature": names, "coefficient": self.coef_.to_numpy(),
+        return pd.DataFrame({"feature": names, "coefficient": self.coef_.to_numpy() / self.score_sd_,
+                             "lasso_coefficient": self.coef_.to_numpy(),
                              "train_mean": self.mean_[names].to_numpy(), "train_sd": self.scale_[names].to_numpy()})
 
     def predict(self, X: pd.DataFrame) -> pd.Series:
@@ -181,7 +202,7 @@ class RadScore:
         if len(missing):
             raise SelectionError(f"the Rad-score needs feature '{missing[0]}', absent from the table")
         z = (X[names] - self.mean_[names]) / self.scale_[names]
-        return pd.Series(z.to_numpy() @ self.coef_.to_numpy(), index=X.index, name="rad_score")
+        return pd.Series(z.to_numpy() @ self.coef_.to_numpy() / self.score_sd_, index=X.index, name="rad_score")
 
     def report(self) -> dict:
         return {
@@ -191,6 +212,7 @@ class RadScore:
             "selected": int(len(self.coef_)),
             "alpha": self.alpha_,
             "alpha_rule": self.alpha_rule,
+            "score_training_sd": self.score_sd_,
             "cv_folds": self.n_folds,
             "cv_cindex_at_alpha": float(self.cv_results_.loc[self.cv_results_["alpha"] == self.alpha_,
                                                              "cv_cindex_mean"].iloc[0]),

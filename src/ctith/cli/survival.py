@@ -184,7 +184,8 @@ def cmd_survival_report(args) -> None:
             f"validation patients ({args.n_bootstrap} resamples), every model frozen, the same resamples for every model. "
             "'-': cannot be computed (see metrics.tsv). Training columns: Harrell's bootstrap optimism "
             "correction (survival.optimism_bootstrap resamples of the training patients, the whole model "
-            "building, selection or penalty included, repeated on each)."
+            "building, selection or penalty included, repeated on each); the C-index's optimism is the "
+            "resamples' mean gap, the slope's their median (a nearly flat resample model makes a slope unbounded)."
             + (" Last row (demo only): the generating model's true risk, scored the same way: what this "
                "sample allows a model to reach." if args.truth else "") + "\n")
     from ..survival_optimism import calibration_slope, harrell_c, internal_validation_columns
