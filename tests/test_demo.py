@@ -16,7 +16,7 @@ def test_presets_exist_with_their_sizes():
     specs, clin = demo.simulate_cohort("paper", seed=1)
     assert sum(not s.ineligible_reason for s in specs) == 274 and {s.matrix for s in specs} == {512}
     specs, clin = demo.simulate_cohort("demo", seed=20240601)
-    assert len(clin) >= 60 and clin["dm_event"].sum() >= 20
+    assert sum(not s.ineligible_reason for s in specs) == 110 and clin["dm_event"].sum() >= 40
     assert clin["dm_time_months"].max() <= demo.ADMINISTRATIVE_CENSORING_MONTHS and clin["dm_time_months"].min() > 0
     assert {s.institution for s in specs} == {"A", "B"}
     assert any(s.image_format == "dicom" for s in specs)
@@ -253,3 +253,21 @@ def test_demo_figure_picks_four_tumours_by_true_heterogeneity(tmp_path, capsys):
     assert out.stat().st_size > 20_000
     assert main([*args, "--variant", '{"feature_smoothing_edge_hu": 30}']) == 1  # edge scale alone: no variant
     assert "sets no noise-robust variant" in capsys.readouterr().err
+
+
+def test_demo_validation_cohorts_can_speak():
+    """The README's run: the split of the demo's eligible patients (config seed 42, the
+    paper's 0.821 training share) gives internal validation at least 15 patients with 6 DM
+    events and external validation at least 24 with 10."""
+    from ctith.split import assign_cohorts
+
+    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    event = clin.set_index("patient_id")["dm_event"]
+    eligible = [s for s in specs if not s.ineligible_reason]
+    patients = pd.DataFrame({"patient_id": [s.patient_id for s in eligible],
+                             "institution": [s.institution for s in eligible], "cohort": "",
+                             "event": [event[s.patient_id] for s in eligible]})
+    split = assign_cohorts(patients, ["A"], ["B"], 0.821, 42).merge(patients[["patient_id", "event"]])
+    size = split.groupby("cohort")["event"].agg(["size", "sum"])
+    assert size.loc["internal_validation", "size"] >= 15 and size.loc["internal_validation", "sum"] >= 6
+    assert size.loc["external_validation", "size"] >= 24 and size.loc["external_validation", "sum"] >= 10
