@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .survival import HORIZONS, ClinicalEncoder, CoxModel, SurvivalError, model_record, surv_array
+from .survival import (HORIZONS, ClinicalEncoder, CoxModel, SurvivalError, efron_log_likelihoods, model_record,
+                       surv_array)
 
 
 @dataclass(frozen=True)
@@ -64,32 +65,6 @@ def _path(Z, time, event, params, penalty_factor, alphas=None) -> tuple[np.ndarr
         raise SurvivalError(f"the penalised Cox path did not converge ({exc}); raise "
                             "survival.penalised.alpha_min_ratio") from exc
     return np.asarray(est.coef_, dtype=float), np.asarray(est.alphas_, dtype=float)
-
-
-def efron_log_likelihoods(X, time, event, coefs) -> np.ndarray:
-    """``survival.efron_log_likelihood`` at every column of ``coefs`` (n_features, n_alphas)
-    at once: the risk sets as reversed cumulative sums over the sorted times (a penalty path
-    times ten folds would otherwise loop over every event time in Python)."""
-    eta = np.asarray(X, dtype=float).reshape(len(time), -1) @ np.asarray(coefs, dtype=float)
-    eta = eta - eta.max(axis=0)  # a common shift cancels between numerator and denominator
-    risk = np.exp(eta)
-    times, inv = np.unique(np.asarray(time, dtype=float), return_inverse=True)
-    event = np.asarray(event).astype(bool)
-
-    def per_time(values, rows):
-        out = np.zeros((len(times), values.shape[1]))
-        np.add.at(out, inv[rows], values[rows])
-        return out
-
-    everyone = np.ones(len(inv), dtype=bool)
-    at_risk = per_time(risk, everyone)[::-1].cumsum(axis=0)[::-1]  # sum over time >= t
-    tied, eta_dead = per_time(risk, event), per_time(eta, event)
-    d = np.bincount(inv[event], minlength=len(times))
-    ll = eta_dead.sum(axis=0)
-    for j in range(int(d.max(initial=0))):  # Efron: the j-th of d tied events
-        m = d > j
-        ll -= np.log(at_risk[m] - (j / d[m])[:, None] * tied[m]).sum(axis=0)
-    return ll
 
 
 def cross_validated_likelihood(Z, time, event, folds, alphas, params, penalty_factor) -> np.ndarray:

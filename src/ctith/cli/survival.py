@@ -154,6 +154,7 @@ def cmd_survival_report(args) -> None:
     from ..models import shap_figures
 
     cohorts = read_cohorts(args.split)
+    institution = read_table(args.split).set_index("patient_id")["institution"]
     clinical = read_clinical(args)
     outcome = pd.DataFrame({"dm_time_months": pd.to_numeric(clinical["dm_time_months"], errors="coerce"),
                             "dm_event": pd.to_numeric(clinical["dm_event"], errors="coerce")})
@@ -170,7 +171,6 @@ def cmd_survival_report(args) -> None:
 
         truth = read_table(args.truth).set_index("patient_id")["linear_predictor"]
         ids = cohorts.index[cohorts.index.isin(clinical.index)]
-        institution = read_table(args.split).set_index("patient_id")["institution"]
         metrics = pd.concat([metrics, pd.DataFrame(true_model_rows(
             pd.to_numeric(truth), outcome, cohorts.reindex(ids), args.horizons, args.n_bootstrap, args.seed,
             survival.institution_subgroups(cohorts.reindex(ids), institution)))], ignore_index=True)
@@ -222,7 +222,6 @@ def cmd_survival_report(args) -> None:
                    "Table S4.\n")
     frames = {}
     order = models[args.figure_model]["pred"]
-    institution = read_table(args.split).set_index("patient_id")["institution"]
     subgroup = survival.institution_subgroups(order.set_index("patient_id")["cohort"], institution).to_numpy()
     for c in validation:
         member = (order["cohort"] == c).to_numpy() | (subgroup == c)
