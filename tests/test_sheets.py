@@ -100,12 +100,13 @@ def test_sheet_without_patient_id_column_still_reports_the_rest(tiny_cohort_dir)
 def test_cli_demo_then_validate(tmp_path, capsys):
     from ctith import cli
 
-    assert cli.main(["demo", "--preset", "tiny", "--n-a", "2", "--n-b", "1", "--seed", "3",
+    assert cli.main(["demo", "--preset", "tiny", "--n-a", "12", "--n-b", "4", "--seed", "3",
                      "--out", str(tmp_path / "c"), "--quiet"]) == 0
-    config = {**CONFIG, "samples": str(tmp_path / "c/samples.tsv"), "clinical": str(tmp_path / "c/clinical.tsv")}
+    config = {**CONFIG, "samples": str(tmp_path / "c/samples.tsv"), "clinical": str(tmp_path / "c/clinical.tsv"),
+              "crossfit": {"folds": 2}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert cli.main(["validate", "--config", str(tmp_path / "config.yaml")]) == 0
-    assert "OK: 3 patients" in capsys.readouterr().out
+    assert "OK: 16 patients" in capsys.readouterr().out
     (tmp_path / "c/A001/seg_reader1.nii.gz").unlink()
     assert cli.main(["validate", "--config", str(tmp_path / "config.yaml")]) == 1
     err = capsys.readouterr().err

@@ -57,6 +57,34 @@ def config_problems(config: dict) -> list[str]:
     return problems
 
 
+def merge_config(base: dict, overlay: dict) -> dict:
+    """``overlay`` over ``base`` as Snakemake merges a ``--configfile`` over the workflow's
+    ``configfile:``: mappings key by key, at every depth; anything else (a list, a number)
+    replaced whole."""
+    merged = dict(base)
+    for key, value in (overlay or {}).items():
+        merged[key] = merge_config(merged[key], value) if isinstance(value, dict) and isinstance(
+            merged.get(key), dict) else value
+    return merged
+
+
+def load_config(paths, defaults: str | os.PathLike | None = "config.yaml") -> dict:
+    """The configuration a run with ``--configfile paths...`` sees: ``defaults`` (the
+    workflow's own config.yaml; skipped where absent or None), then each file of ``paths``
+    merged over it in turn."""
+    files = ([Path(defaults)] if defaults and Path(defaults).is_file() else []) + [Path(p) for p in paths]
+    problems = [f"config file '{p}' does not exist" for p in files if not p.is_file()]
+    if problems:
+        raise ConfigError(problems)
+    config: dict = {}
+    for path in files:
+        layer = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(layer, dict):
+            raise ConfigError([f"config file '{path}' holds no mapping of settings"])
+        config = merge_config(config, layer)
+    return config
+
+
 def check_config(config: dict) -> None:
     """Raise ConfigError listing every problem of ``config`` (see ``config_problems``)."""
     problems = config_problems(config)
@@ -186,6 +214,36 @@ def rename_clinical(clinical: pd.DataFrame, columns: dict) -> tuple[pd.DataFrame
     return renamed, missing
 
 
+def column_needs(config: dict, sample_columns=()) -> dict[str, list[str]]:
+    """Clinical-table column (its canonical name) -> what in the config needs it: the
+    eligibility criteria, the clinical variables of the survival models that take them,
+    Table S3's reader columns and a ComBat batch column not in the sample sheet."""
+    needs: dict[str, list[str]] = {}
+
+    def need(col, why):
+        if col and why not in needs.setdefault(col, []):
+            needs[col].append(why)
+
+    criteria: dict[str, list[str]] = {}
+    for crit in config.get("eligibility", {}).get("criteria", []):
+        for col in crit.get("columns", [crit.get("column")]):
+            if col:
+                criteria.setdefault(col, []).append(f"'{crit['name']}'")
+    for col, names in criteria.items():
+        need(col, f"eligibility criteri{'a' if len(names) > 1 else 'on'} {', '.join(names)}")
+    survival = config.get("survival", {})
+    users = [key for key, m in survival.get("models", {}).items() if "clinical" in m.get("covariates", [])]
+    for col in survival.get("clinical", {}).get("variables", {}) if users else ():
+        need(col, f"the survival models' clinical variables (survival.clinical.variables; models {', '.join(users)})")
+    for row in config.get("reproducibility", {}).get("table_s3", []):
+        for reader in ("reader1", "reader2"):
+            need(row.get(reader), f"Table S3 row '{row.get('label')}' ({reader})")
+    batch = config.get("harmonize", {}).get("batch_column")
+    if batch and batch not in sample_columns:
+        need(batch, "ComBat's batches (harmonize.batch_column)")
+    return needs
+
+
 def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
                     samples_path: str, clinical_path: str, check_files: bool = True) -> Inputs:
     """Check sheets against their schemas and each other; raise SheetError listing all problems."""
@@ -213,16 +271,12 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     columns = config.get("clinical_columns", {})
     absent = {ours: theirs for ours, theirs in columns.items() if theirs not in clinical.columns}
     clinical, _ = rename_clinical(clinical, columns)
-    # Each absent column said once, with the eligibility criteria that need it.
-    needed_by: dict[str, list[str]] = {}
-    for crit in config.get("eligibility", {}).get("criteria", []):
-        for col in crit.get("columns", [crit.get("column")]):
-            if col and col not in clinical.columns:
-                needed_by.setdefault(col, []).append(f"'{crit['name']}'")
+    # Each absent column said once, with every configured stage that needs it.
+    needed_by = {col: why for col, why in column_needs(config, samples.columns).items() if col not in clinical.columns}
 
     def _needed(col):
         why = needed_by.pop(col, [])
-        return f", needed by eligibility criteri{'a' if len(why) > 1 else 'on'} {', '.join(why)}" if why else ""
+        return f", needed by {'; '.join(why)}" if why else ""
 
     for ours, theirs in absent.items():
         problems.append(f"{c_where} has no column '{theirs}' (config clinical_columns.{ours}){_needed(ours)}")
@@ -270,3 +324,29 @@ def load_inputs(config: dict, check_files: bool = True) -> Inputs:
         raise SheetError(problems)
     return validate_inputs(read_table(config["samples"]), read_table(config["clinical"]), config,
                            config["samples"], config["clinical"], check_files=check_files)
+
+
+def results_owner(config: dict) -> dict:
+    """Which sheets a results folder is the run of: the config's ``samples`` and
+    ``clinical`` paths, as written (relative to the working directory)."""
+    return {key: os.path.normpath(str(config[key])) for key in ("samples", "clinical")}
+
+
+def results_owner_problem(record: str | os.PathLike, config: dict) -> str | None:
+    """Why this run must not write into a results folder whose ``record`` names other
+    sheets (None when it names these, or no record exists yet). A `snakemake --report` or
+    a rerun without the user's ``--configfile`` would otherwise build the demo and
+    overwrite the cohort's sheets under results/cohort/."""
+    import json
+
+    record = Path(record)
+    if not record.is_file():
+        return None
+    before, now = json.loads(record.read_text()), results_owner(config)
+    if before == now:
+        return None
+    return (f"the results here are the run of samples '{before['samples']}' and clinical table "
+            f"'{before['clinical']}' ({record}); this run's config names '{now['samples']}' and "
+            f"'{now['clinical']}'. Pass that run's --configfile (for --report too), or start another cohort in "
+            f"another folder (--directory); if the sheets only moved, delete {record}")
+

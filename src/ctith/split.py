@@ -52,8 +52,12 @@ def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_insti
         # Stratify within each internal institution so each keeps the train fraction.
         strata = df.loc[todo, "institution"].astype(str) + ":" + y.astype(str)
         stratify = strata if strata.value_counts().min() >= 2 else y if y.value_counts().min() >= 2 else None
-        train, valid = train_test_split(list(todo), train_size=train_fraction, random_state=seed,
-                                        shuffle=True, stratify=stratify)
+        try:
+            train, valid = train_test_split(list(todo), train_size=train_fraction, random_state=seed,
+                                            shuffle=True, stratify=stratify)
+        except ValueError as exc:  # too few patients for the fraction to leave one on each side
+            raise InputError(f"the internal institutions' {len(todo)} patients to split cannot be split at "
+                             f"split.train_fraction {train_fraction} ({exc})") from None
         out.loc[train, "cohort"] = "train"
         out.loc[valid, "cohort"] = "internal_validation"
     return out

@@ -84,7 +84,8 @@ SHEET_CASES = [
      r"patient A003: 'dm_event' is blank in clinical table"),
     ("column an eligibility criterion needs is missing", lambda w, s, c: c.pop("histology"),
      r"clinical table '[^']*' has no column 'histology' \(config clinical_columns\.histology\), needed by "
-     r"eligibility criteria 'Inclusion 1: [^']*', 'Inclusion 5 / Exclusion 1: [^']*'$"),
+     r"eligibility criteria 'Inclusion 1: [^']*', 'Inclusion 5 / Exclusion 1: [^']*'; the survival models' "
+     r"clinical variables \(survival\.clinical\.variables; models clinical, clinical_ith, combined\)$"),
     ("sample sheet without its institution column", lambda w, s, c: s.pop("institution"),
      r"sample sheet '[^']*samples\.tsv' has no column 'institution'$"),
     ("training cohort without events", lambda w, s, c: c.__setitem__("dm_event", "0"),

@@ -11,10 +11,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ctith.eligibility import eligible_ids
-from ctith.errors import ConfigError, CtithError, SheetError
+from ctith.errors import ConfigError, SheetError
 from ctith.io import read_table, write_tsv_if_changed
-from ctith.sheets import PATH_COLUMNS, check_config, load_inputs, predict_patients, study_inputs
-from ctith.split import split_cohorts, training_sheets
+from ctith.sheets import (PATH_COLUMNS, check_config, load_inputs, predict_patients, results_owner,
+                          results_owner_problem, study_inputs)
+from ctith.preflight import check_study
+from ctith.split import training_sheets
 
 
 try:
@@ -57,6 +59,12 @@ def _build_demo_if_needed():
     return False
 
 
+# A results folder belongs to one cohort: a rerun or report without the user's --configfile
+# would otherwise build the demo and write the demo's sheets over the cohort's.
+OWNER_RECORD = "results/cohort/sheets.json"
+_owner_problem = results_owner_problem(OWNER_RECORD, config)
+if _owner_problem:
+    raise WorkflowError(_owner_problem)
 ON_DEMO = _build_demo_if_needed()
 try:
     INPUTS = load_inputs(config)
@@ -70,6 +78,14 @@ SAMPLES = INPUTS.samples
 PREDICT = predict_patients(INPUTS)
 STUDY = study_inputs(INPUTS)
 ELIGIBLE = eligible_ids(STUDY.clinical, STUDY.samples["institution"], config["eligibility"]["criteria"])
+# The split, with what the institutions and the cross-fitting folds make of it, all said at
+# once before any job (as `ctith validate` says it).
+STUDY_CHECK = check_study(config, STUDY.samples, STUDY.clinical, ELIGIBLE)
+if STUDY_CHECK.problems:
+    raise WorkflowError(str(SheetError(STUDY_CHECK.problems)))
+if workflow.is_main_process:  # not again in every cluster job's parse
+    for line in STUDY_CHECK.warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def _write_sheets():
@@ -81,12 +97,7 @@ def _write_sheets():
     - train/: the training patients' rows (the sample sheet without file paths). Every fit
       reads these and the training patients' own files, nothing else: a new validation or
       predict patient plans no fit, and a changed training row refits what it must."""
-    s = config["split"]
-    try:
-        split = split_cohorts(SAMPLES, STUDY.clinical, ELIGIBLE, s["internal_institutions"],
-                              s["external_institutions"], s["train_fraction"], config["seed"])
-    except CtithError as exc:  # a problem of the sheets (e.g. no event in training): said as one
-        raise WorkflowError(str(SheetError([str(exc)]))) from None
+    split = STUDY_CHECK.split
     samples_raw = read_table(config["samples"])
     study = ~samples_raw["patient_id"].str.strip().isin(PREDICT)
     sheets = {f"train/{k}": v for k, v in
@@ -95,6 +106,9 @@ def _write_sheets():
     sheets["study/clinical"] = CLINICAL_RAW.loc[~CLINICAL_RAW[CLINICAL_ID].str.strip().isin(PREDICT)]
     for name, table in sheets.items():
         write_tsv_if_changed(table, f"results/cohort/{name}.tsv")
+    if not os.path.exists(OWNER_RECORD):
+        with open(OWNER_RECORD, "w") as fh:
+            json.dump(results_owner(config), fh, indent=1)
     return split
 
 

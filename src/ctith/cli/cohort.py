@@ -152,15 +152,24 @@ def _inputs(args, check_files=False):
 
 
 def cmd_validate(args) -> None:
-    import yaml
+    from ..eligibility import eligible_ids
+    from ..errors import SheetError
+    from ..preflight import check_study
+    from ..sheets import check_config, load_config, load_inputs, study_inputs
 
-    from ..sheets import check_config, load_inputs
-
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config(args.config, defaults=args.defaults)
     check_config(config)
     inputs = load_inputs(config)
-    print(f"OK: {len(inputs.samples)} patients in '{config['samples']}', "
-          f"clinical table '{config['clinical']}' complete")
+    study = study_inputs(inputs)
+    eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
+    check = check_study(config, study.samples, study.clinical, eligible)
+    if check.problems:
+        raise SheetError(check.problems)
+    for line in check.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    counts = ", ".join(f"{c} {n}" for c, n in check.split["cohort"].value_counts().sort_index().items())
+    print(f"OK: {len(inputs.samples)} patients in '{config['samples']}', clinical table '{config['clinical']}' "
+          f"complete; {len(eligible)} eligible: {counts}")
 
 
 def cmd_eligibility(args) -> None:
@@ -271,8 +280,11 @@ def register(sub) -> None:
     t1.add_argument("--out-md", required=True)
     t1.set_defaults(func=cmd_table_s1)
 
-    v = sub.add_parser("validate", help="check a config's sample sheet and clinical table")
-    v.add_argument("--config", default="config.yaml")
+    v = sub.add_parser("validate", help="check a config, its sample sheet and clinical table before a run")
+    v.add_argument("--config", nargs="+", default=["config.yaml"],
+                   help="config file(s), each merged over the one before, as snakemake's --configfile")
+    v.add_argument("--defaults", default="config.yaml",
+                   help="the workflow's own config, under the files of --config (skipped where absent)")
     v.set_defaults(func=cmd_validate)
 
     e = sub.add_parser("eligibility", help="Appendix 1 criteria: eligible list, flow, exclusions")

@@ -1,0 +1,146 @@
+"""What `ctith validate` and the workflow's parse say before any job runs: columns every
+configured stage needs, institutions the split must place, cross-fitting folds the
+training cohort can fill, validation cohorts too small to speak; config overlays merged as
+Snakemake merges --configfile."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from ctith import cli, sheets
+from ctith.preflight import check_study, cohort_size_warnings, fold_problems
+from conftest import REPO
+
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def _write(tmp_path, overlay: dict):
+    path = tmp_path / "my_cohort.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    return path
+
+
+def _overlay(cohort, **extra):
+    return {"samples": str(cohort / "samples.tsv"), "clinical": str(cohort / "clinical.tsv"),
+            "demo": {"generate": False}, **extra}
+
+
+def test_merge_is_snakemakes():
+    from snakemake.utils import update_config
+
+    base = {"a": 1, "s": {"x": [1, 2], "y": {"p": 1, "q": 2}}, "l": [1]}
+    overlay = {"s": {"x": [3], "y": {"q": 5}}, "l": [2, 3], "n": {"k": 1}}
+    expected = yaml.safe_load(yaml.safe_dump(base))
+    update_config(expected, overlay)
+    assert sheets.merge_config(base, overlay) == expected
+    assert base["s"]["y"] == {"p": 1, "q": 2}  # the defaults are not changed in place
+
+
+def test_an_overlay_of_overrides_validates(tiny_cohort_dir, tmp_path, capsys, monkeypatch):
+    """Only the user's keys in the file: merged over the repository's config.yaml (the
+    default of --defaults, as `snakemake --configfile` merges over the workflow's own)."""
+    overlay = _write(tmp_path, _overlay(tiny_cohort_dir, crossfit={"folds": 2}))
+    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("OK: ") and "train " in out.out
+    monkeypatch.chdir(REPO)  # where a user runs snakemake: config.yaml found as the default
+    assert cli.main(["validate", "--config", str(overlay)]) == 0
+    monkeypatch.chdir(tmp_path)  # no config.yaml here: the overrides alone are incomplete
+    assert cli.main(["validate", "--config", str(overlay)]) == 1
+    assert "'seed' is a required property" in capsys.readouterr().err
+
+
+def test_every_problem_the_trial_hit_is_one_line_before_any_job(tiny_cohort, tmp_path, capsys):
+    """The own-cohort trial's three late failures: a survival variable removed, an
+    institution the split does not name, ten folds on a small training cohort."""
+    clinical = pd.read_csv(tiny_cohort / "clinical.tsv", sep="\t", dtype=str)
+    clinical.drop(columns="necrosis").to_csv(tiny_cohort / "clinical.tsv", sep="\t", index=False)
+    samples = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t", dtype=str)
+    samples.loc[samples["institution"] == "B", "institution"] = "C"
+    samples.to_csv(tiny_cohort / "samples.tsv", sep="\t", index=False)
+    overlay = _write(tmp_path, _overlay(tiny_cohort))
+    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert ("has no column 'necrosis', needed by the survival models' clinical variables "
+            "(survival.clinical.variables; models clinical, clinical_ith, combined); Table S3 row "
+            "'Cystic spaces or necrosis' (reader1)") in err
+    # The sheets' problems come first; with them fixed, the split's:
+    clinical.to_csv(tiny_cohort / "clinical.tsv", sep="\t", index=False)
+    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "institution 'C' (" in err and "is in neither split.internal_institutions" in err
+    overlay = _write(tmp_path, _overlay(tiny_cohort, split={"external_institutions": ["C"]}))
+    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n  - ") == 1 and "stratified 10-fold cross-fitting (crossfit.folds) needs at least 10 of " \
+                                       "each: set crossfit.folds to" in err
+
+
+def test_fold_feasibility_names_the_largest_feasible_number():
+    split = pd.DataFrame({"patient_id": [f"P{i}" for i in range(12)], "cohort": ["train"] * 10 + ["external_validation"] * 2})
+    events = pd.Series([1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1], index=split["patient_id"])
+    assert fold_problems(split, events, 3) == []
+    (line,) = fold_problems(split, events, 10)
+    assert "3 patients with DM and 7 without" in line and "set crossfit.folds to 3 or fewer" in line
+    (line,) = fold_problems(split, events.where(events.index != "P1", 0).where(events.index != "P2", 0), 2)
+    assert "the cohort is too small to cross-fit" in line
+
+
+def test_small_validation_cohorts_warn_with_their_figures():
+    ids = [f"P{i:02d}" for i in range(40)]
+    split = pd.DataFrame({"patient_id": ids, "cohort": ["internal_validation"] * 8 + ["external_validation"] * 32})
+    events = pd.Series([1] * 3 + [0] * 5 + [1] * 12 + [0] * 20, index=ids)
+    (line,) = cohort_size_warnings(split, events)
+    assert line.startswith("internal validation: 8 patients, 3 with DM")
+
+
+def test_check_study_on_the_demo_config_passes(tiny_cohort_dir):
+    config = {**CONFIG, **_overlay(tiny_cohort_dir), "crossfit": {"folds": 2}}
+    inputs = sheets.load_inputs(config)
+    from ctith.eligibility import eligible_ids
+
+    eligible = eligible_ids(inputs.clinical, inputs.samples["institution"], config["eligibility"]["criteria"])
+    check = check_study(config, inputs.samples, inputs.clinical, eligible)
+    assert check.problems == [] and set(check.split["patient_id"]) == set(eligible)
+    assert check.warnings and all("with DM (below 15 patients or 6 DM" in w for w in check.warnings)
+
+
+def test_parse_says_the_same_before_any_job(tiny_cohort, tmp_path):
+    """The workflow's parse runs the same check: a dry run with ten folds on the tiny
+    cohort stops with the fold line, having planned nothing."""
+    from workflow_run import make_workdir, smk
+
+    work = make_workdir(tiny_cohort, tmp_path)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["crossfit"]["folds"] = 10
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    run = smk(work, "-n", "--cores", "1", check=False)
+    assert run.returncode != 0 and "Job stats" not in run.stdout
+    assert "stratified 10-fold cross-fitting (crossfit.folds) needs at least 10 of each" in run.stdout
+
+
+def test_a_results_folder_keeps_its_cohort(tiny_cohort, tmp_path):
+    """A run on the user's cohort, then `snakemake --report` as a user would first type it,
+    without --configfile, in a folder whose config.yaml is the demo's: the parse stops,
+    naming the run's sheets, before building the demo; with the override it plans."""
+    import shutil
+    import subprocess
+
+    from workflow_run import SNAKEMAKE, make_workdir, smk
+
+    work = make_workdir(tiny_cohort, tmp_path)
+    smk(work, "-n", "--cores", "1")
+    record = work / "results/cohort/sheets.json"
+    assert yaml.safe_load(record.read_text()) == {"samples": "cohort/samples.tsv", "clinical": "cohort/clinical.tsv"}
+    (work / "config.yaml").rename(work / "my_cohort.yaml")
+    shutil.copy(REPO / "config.yaml", work / "config.yaml")
+    run = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--report", str(tmp_path / "report.html")],
+                         capture_output=True, text=True, cwd=work)
+    assert run.returncode != 0 and not (work / "results/demo").exists()
+    assert ("the results here are the run of samples 'cohort/samples.tsv' and clinical table "
+            "'cohort/clinical.tsv'") in run.stdout + run.stderr
+    assert "Pass that run's --configfile (for --report too)" in run.stdout + run.stderr
+    run = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", "my_cohort.yaml", "-n", "--cores", "1"],
+                         capture_output=True, text=True, cwd=work)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert not (work / "results/demo").exists()
