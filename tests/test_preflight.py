@@ -144,3 +144,38 @@ def test_a_results_folder_keeps_its_cohort(tiny_cohort, tmp_path):
                          capture_output=True, text=True, cwd=work)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert not (work / "results/demo").exists()
+
+
+def test_validate_reads_each_masks_label(tiny_cohort, tmp_path, capsys):
+    """A multi-label reader-1 mask (tumour 2, an organ 1) labelled by mask_label, and a
+    reader-2 file that holds only label 1: validate names the reader-2 file and its label
+    column, before any job; the reader-2 label column fixes it."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    samples = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t", dtype=str).fillna("")
+    row = samples.index[samples["mask_reader2"] != ""][0]
+    pid = samples.at[row, "patient_id"]
+    mask_path = tiny_cohort / samples.at[row, "mask"]
+    mask = sitk.ReadImage(str(mask_path))
+    arr = sitk.GetArrayFromImage(mask).astype(np.uint8) * 2
+    arr[0, 0, :4] = 1  # a second structure
+    relabelled = sitk.GetImageFromArray(arr)
+    relabelled.CopyInformation(mask)
+    sitk.WriteImage(relabelled, str(mask_path))
+    samples["mask_label"] = ""
+    samples.at[row, "mask_label"] = "2"
+    samples.to_csv(tiny_cohort / "samples.tsv", sep="\t", index=False)
+    overlay = _write(tmp_path, _overlay(tiny_cohort, crossfit={"folds": 2}))
+    args = ["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n  - ") == 2  # reader 2's file and reader 1's repeat
+    assert (f"patient {pid}: mask '" in err and "has no voxel with label 2; it holds [1] [sample sheet column "
+            "'mask_reader2'] (label 2: column mask_reader2_label, else mask_label)" in err)
+    assert cli.main([*args, "--no-images"]) == 0
+    for column in ("mask_reader2_label", "mask_reader1_repeat_label"):
+        samples[column] = ""
+        samples.at[row, column] = "1"
+    samples.to_csv(tiny_cohort / "samples.tsv", sep="\t", index=False)
+    assert cli.main(args) == 0

@@ -145,3 +145,28 @@ def test_config_schema_ith_variants():
     both = {**CONFIG, "ith": {**CONFIG["ith"], "feature_smoothing_mm": 4, "feature_smoothing_fraction": 0.08}}
     assert _config_errors(both)
     assert _config_errors({**CONFIG, "ith": {**CONFIG["ith"], "feature_smoothing_fraction": 1.5}})
+
+
+def test_each_mask_column_has_its_own_label(tiny_cohort, tmp_path):
+    """Reader 1's mask labelled 2 (a multi-label ITK-SNAP file), reader 2's labelled 1: each
+    re-delineation job gets its own column's label, falling back to mask_label."""
+    import pandas as pd
+
+    from workflow_run import make_workdir, smk
+
+    samples = pd.read_csv(tiny_cohort / "samples.tsv", sep="\t", dtype=str).fillna("")
+    both = samples.index[(samples["mask_reader2"] != "") & (samples["mask_reader1_repeat"] != "")][0]
+    pid = samples.at[both, "patient_id"]
+    samples["mask_label"] = ""
+    samples["mask_reader2_label"] = ""
+    samples.loc[both, ["mask_label", "mask_reader2_label"]] = ["2", "1"]
+    samples.to_csv(tiny_cohort / "samples.tsv", sep="\t", index=False)
+    work = make_workdir(tiny_cohort, tmp_path)
+    run = smk(work, "-n", "-p", "--cores", "1", "--forceall")
+    commands = [line for line in run.stdout.splitlines() if f"--patient-id {pid}" in line]
+    reader2 = [c for c in commands if "--reader 2" in c]
+    repeat = [c for c in commands if "--repeat" in c]
+    ingest = [c for c in commands if "ctith ingest " in c]
+    assert reader2 and "--mask-label 1" in reader2[0]
+    assert repeat and "--mask-label 2" in repeat[0]
+    assert ingest and "--mask-label 2" in ingest[0]

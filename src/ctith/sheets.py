@@ -304,7 +304,7 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     if problems:
         raise SheetError(problems)
 
-    typed_samples = pd.DataFrame(s_rows).fillna("")
+    typed_samples = pd.DataFrame(s_rows).astype(object).fillna("")
     for col in s_schema["properties"]:
         if col not in typed_samples.columns:
             typed_samples[col] = ""

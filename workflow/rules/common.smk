@@ -232,9 +232,14 @@ def resegmented_mask(wildcards):
 
 
 def resegmented_options(wildcards):
-    """--reader 2, or reader 1's --repeat, and the mask's label."""
+    """--reader 2, or reader 1's --repeat, and the mask's label: its own column's
+    (mask_reader2_label, mask_reader1_repeat_label), else reader 1's (mask_label), else
+    the config's."""
     reader = "--reader 2" if wildcards.reading == "reader2" else "--reader 1 --repeat"
-    return f"{reader} {reader2_options(wildcards)}".strip()
+    column = RESEGMENTATIONS[wildcards.reading]
+    label = (sample(wildcards.patient, f"{column}_label") or sample(wildcards.patient, "mask_label")
+             or config["ingest"]["mask_label"])
+    return f"{reader} --mask-label {int(label)}" if label else reader
 
 
 # The intra-observer ICC joins the feature filter when patients of the ICC's cohorts have a
@@ -295,11 +300,6 @@ def bundle_stages():
             "ith": f"--clusters {' '.join(map(str, config['ith']['clusters']))} {ith_options()}",
             "radiomics": radiomics_settings(),
             "dl_input": f"--params {shlex.quote(json.dumps(config['dl_input']))}"}
-
-
-def reader2_options(wildcards):
-    label = sample(wildcards.patient, "mask_label") or config["ingest"]["mask_label"]
-    return f"--mask-label {int(label)}" if label else ""
 
 
 def semantic_inputs(wildcards):

@@ -163,6 +163,10 @@ def cmd_validate(args) -> None:
     study = study_inputs(inputs)
     eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
     check = check_study(config, study.samples, study.clinical, eligible)
+    if not args.no_images:  # the one check that reads files: every mask, for its label
+        from ..mask_labels import mask_label_problems
+
+        check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
     if check.problems:
         raise SheetError(check.problems)
     for line in check.warnings:
@@ -285,6 +289,8 @@ def register(sub) -> None:
                    help="config file(s), each merged over the one before, as snakemake's --configfile")
     v.add_argument("--defaults", default="config.yaml",
                    help="the workflow's own config, under the files of --config (skipped where absent)")
+    v.add_argument("--no-images", action="store_true",
+                   help="skip reading every mask for its label (the one check that reads images)")
     v.set_defaults(func=cmd_validate)
 
     e = sub.add_parser("eligibility", help="Appendix 1 criteria: eligible list, flow, exclusions")
