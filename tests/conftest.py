@@ -65,11 +65,12 @@ def local_run(workflow_cohort_dir, tmp_path_factory) -> LocalRun:
     """The whole workflow run once with the local executor on the workflow cohort (its DICOM
     files carrying identifiers): the reference that the end-to-end and SLURM tests compare
     against."""
-    from workflow_run import dry_run_jobs, make_workdir, outputs_digest, smk, stamp_identifiers
+    from workflow_run import dry_run_jobs, fill_template, make_workdir, outputs_digest, smk, stamp_identifiers
 
     root = tmp_path_factory.mktemp("local_run")
     shutil.copytree(workflow_cohort_dir, root / "cohort")
     assert stamp_identifiers(root / "cohort")  # names, dates and IDs in the headers, as a PACS export has
+    fill_template(root / "cohort", root / "template")  # a cohort made from `ctith template` runs end to end
     work = make_workdir(root / "cohort", root)
     planned = dry_run_jobs(work)
     smk(work, "--cores", "2")

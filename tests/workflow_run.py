@@ -55,6 +55,18 @@ def copy_scans(work: Path, row: pd.Series, new_id: str) -> pd.Series:
     return row
 
 
+def fill_template(cohort: Path, template: Path) -> None:
+    """Rewrite a cohort's two sheets as a user filling `ctith template`'s would: the
+    template's columns, in its order, nothing else."""
+    from ctith import cli
+
+    assert cli.main(["template", str(template), "--defaults", str(REPO / "config.yaml")]) == 0
+    for name in ("samples.tsv", "clinical.tsv"):
+        columns = (template / name).read_text().rstrip("\n").split("\t")
+        table = pd.read_csv(cohort / name, sep="\t", dtype=str, keep_default_na=False)
+        table.reindex(columns=columns, fill_value="").to_csv(cohort / name, sep="\t", index=False)
+
+
 def make_workdir(cohort: Path, root: Path) -> Path:
     work = root / "work"
     work.mkdir()

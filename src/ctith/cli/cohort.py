@@ -176,6 +176,18 @@ def cmd_validate(args) -> None:
           f"complete; {len(eligible)} eligible: {counts}")
 
 
+def cmd_template(args) -> None:
+    from ..sheets import check_config, load_config
+    from ..template import write_template
+
+    config = load_config(args.config or [], defaults=args.defaults)
+    check_config(config)
+    for path in write_template(args.out_dir, config):
+        print(path)
+    print(f"Fill the two sheets (column meanings: {Path(args.out_dir) / 'README.md'}), set the institutions in "
+          f"{Path(args.out_dir) / 'my_cohort.yaml'}, then: ctith validate --config {Path(args.out_dir) / 'my_cohort.yaml'}")
+
+
 def cmd_eligibility(args) -> None:
     from ..eligibility import apply_criteria
     from ..io import write_markdown, write_tsv
@@ -292,6 +304,12 @@ def register(sub) -> None:
     v.add_argument("--no-images", action="store_true",
                    help="skip reading every mask for its label (the one check that reads images)")
     v.set_defaults(func=cmd_validate)
+
+    t = sub.add_parser("template", help="an empty sample sheet, clinical table, overlay config and column guide")
+    t.add_argument("out_dir", help="folder to write into (created; existing files are never overwritten)")
+    t.add_argument("--config", nargs="*", help="overlay(s) whose stages decide the columns (default: config.yaml's)")
+    t.add_argument("--defaults", default="config.yaml", help="the workflow's own config (skipped where absent)")
+    t.set_defaults(func=cmd_template)
 
     e = sub.add_parser("eligibility", help="Appendix 1 criteria: eligible list, flow, exclusions")
     sheet_args(e)
