@@ -358,6 +358,7 @@ def test_report_holds_every_table_and_figure_and_stays_small(local_run, tmp_path
     grouped by stage; captions render without RST errors; a few MB for the whole cohort."""
     report = tmp_path / "report.html"
     proc = smk(local_run.work, "--report", str(report))
+    assert not (local_run.work / "results/demo").exists()  # the user's cohort's report builds no demo
     log = proc.stdout + proc.stderr
     assert "ERROR/" not in log and "Undefined substitution" not in log, log[-3000:]
     html = report.read_text()
