@@ -239,7 +239,7 @@ def test_multilabel_mask_needs_a_label(good, tmp_path):
     m = sitk.GetImageFromArray(arr)
     m.CopyInformation(images.mask)
     path = write(m, tmp_path / "multi.nii.gz")
-    _expect(r"mask '.*multi\.nii\.gz' holds 2 labels \[1, 2\]; choose one with --mask-label", image, path)
+    _expect(r"mask '.*multi\.nii\.gz' holds 2 labels \[1, 2\]; choose one with the sample sheet column mask_label", image, path)
     res = ingest.ingest(image, path, "P1", mask_label=2)
     assert res.qc["tumour_voxels"] == int((arr == 2).sum())
     _expect(r"has no voxel with label 3; it holds \[1, 2\]", image, path, mask_label=3)

@@ -38,15 +38,15 @@ def test_merge_is_snakemakes():
 
 def test_an_overlay_of_overrides_validates(tiny_cohort_dir, tmp_path, capsys, monkeypatch):
     """Only the user's keys in the file: merged over the repository's config.yaml (the
-    default of --defaults, as `snakemake --configfile` merges over the workflow's own)."""
+    default of --defaults, as `snakemake --configfile` merges over the workflow's own),
+    from any working directory; with other defaults that lack a setting, it is named."""
     overlay = _write(tmp_path, _overlay(tiny_cohort_dir, crossfit={"folds": 2}))
-    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(REPO / "config.yaml")]) == 0
+    monkeypatch.chdir(tmp_path)  # a user's own folder, no config.yaml in it
+    assert cli.main(["validate", "--config", str(overlay)]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("OK: ") and "train " in out.out
-    monkeypatch.chdir(REPO)  # where a user runs snakemake: config.yaml found as the default
-    assert cli.main(["validate", "--config", str(overlay)]) == 0
-    monkeypatch.chdir(tmp_path)  # no config.yaml here: the overrides alone are incomplete
-    assert cli.main(["validate", "--config", str(overlay)]) == 1
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump({k: v for k, v in CONFIG.items() if k != "seed"}))
+    assert cli.main(["validate", "--config", str(overlay), "--defaults", str(tmp_path / "partial.yaml")]) == 1
     assert "'seed' is a required property" in capsys.readouterr().err
 
 
@@ -129,8 +129,10 @@ def test_a_results_folder_keeps_its_cohort(tiny_cohort, tmp_path):
     from workflow_run import SNAKEMAKE, make_workdir, smk
 
     work = make_workdir(tiny_cohort, tmp_path)
-    smk(work, "-n", "--cores", "1")
     record = work / "results/cohort/sheets.json"
+    smk(work, "-n", "--cores", "1")
+    assert not record.exists()  # a dry run, repeated while fixing the sheets, ties nothing
+    smk(work, "--cores", "1", "results/patients/A001/qc.json")
     assert yaml.safe_load(record.read_text()) == {"samples": "cohort/samples.tsv", "clinical": "cohort/clinical.tsv"}
     (work / "config.yaml").rename(work / "my_cohort.yaml")
     shutil.copy(REPO / "config.yaml", work / "config.yaml")
@@ -179,3 +181,20 @@ def test_validate_reads_each_masks_label(tiny_cohort, tmp_path, capsys):
         samples.at[row, column] = "1"
     samples.to_csv(tiny_cohort / "samples.tsv", sep="\t", index=False)
     assert cli.main(args) == 0
+
+
+def test_a_folder_of_ones_own_with_only_overrides(tiny_cohort, tmp_path):
+    """`snakemake --directory my_run --configfile my_cohort.yaml`, the overlay holding only
+    the user's keys and no config.yaml in the folder: the repository's config.yaml is the
+    base wherever the run is, as `ctith validate` takes it."""
+    import subprocess
+
+    from workflow_run import SNAKEMAKE
+
+    overlay = _write(tmp_path, _overlay(tiny_cohort, crossfit={"folds": 2}))
+    work = tmp_path / "my_run"
+    work.mkdir()
+    run = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile", str(overlay), "-n", "--cores", "1"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "ingest" in run.stdout and not (work / "results/demo").exists()

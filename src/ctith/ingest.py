@@ -308,8 +308,9 @@ def to_hu(image: sitk.Image) -> sitk.Image:
 
 
 def binarize_mask(mask: sitk.Image, label: int | None = None, patient: str | None = None,
-                  path: str | None = None) -> tuple[sitk.Image, list[int]]:
-    """ITK-SNAP label image -> uint8 0/1. Several labels need ``label`` chosen."""
+                  path: str | None = None, label_column: str = "mask_label") -> tuple[sitk.Image, list[int]]:
+    """ITK-SNAP label image -> uint8 0/1. Several labels need ``label`` chosen (in the
+    sample sheet's ``label_column``)."""
     arr = sitk.GetArrayFromImage(mask)
     if mask.GetNumberOfComponentsPerPixel() != 1:
         raise IngestError(f"mask '{path}' has {mask.GetNumberOfComponentsPerPixel()} components per voxel; "
@@ -323,7 +324,7 @@ def binarize_mask(mask: sitk.Image, label: int | None = None, patient: str | Non
     if label is None:
         if len(labels) > 1:
             raise IngestError(f"mask '{path}' holds {len(labels)} labels {labels}; "
-                              "choose one with --mask-label (sample sheet column mask_label)",
+                              f"choose one with the sample sheet column {label_column}",
                               patient, path)
         label = labels[0]
     elif label not in labels:
@@ -460,13 +461,14 @@ def read_ct(path: str | os.PathLike, what: str = "image", series_uid: str | None
 
 
 def read_mask(path: str | os.PathLike, what: str = "mask", label: int | None = None,
-              patient: str | None = None) -> tuple[sitk.Image, list[int]]:
-    """A 3-D label image as a 0/1 mask, and the labels it held."""
+              patient: str | None = None, label_column: str = "mask_label") -> tuple[sitk.Image, list[int]]:
+    """A 3-D label image as a 0/1 mask, and the labels it held (``label_column``: the sample
+    sheet column that chooses among several)."""
     path = str(path)
     mask = read_volume(path, what, None, patient)
     if mask.GetDimension() != 3:
         raise IngestError(f"{what} '{path}' is {mask.GetDimension()}-D; expected a 3-D label image", patient, path)
-    return binarize_mask(mask, label, patient, path)
+    return binarize_mask(mask, label, patient, path, label_column)
 
 
 def ingest(image_path: str | os.PathLike, mask_path: str | os.PathLike, patient_id: str | None = None,

@@ -37,7 +37,7 @@ def mask_label_problems(samples: pd.DataFrame, default: int | None = None) -> li
                 continue
             label = chosen_label(row, column, default)
             try:
-                read_mask(path, column, label, row["patient_id"])
+                read_mask(path, column, label, row["patient_id"], MASK_LABEL_COLUMNS[column])
             except CtithError as exc:
                 hint = ("" if column == "mask" or label is None
                         else f" (label {label}: column {MASK_LABEL_COLUMNS[column]}, else mask_label)")

@@ -127,7 +127,8 @@ def reader2_mask_on_image(mask_path: str | Path, image: sitk.Image, patient: str
                           what: str = "reader-2 mask") -> sitk.Image:
     """Read a re-delineation (reader 2's, or reader 1's repeat: ``what``) and bring it onto
     the ingested image's grid, as ingest does for reader 1."""
-    mask, _ = read_mask(mask_path, what, label, patient)
+    column = "mask_reader1_repeat_label" if "repeat" in what else "mask_reader2_label"
+    mask, _ = read_mask(mask_path, what, label, patient, column)
     mask, _ = match_mask_to_image(mask, image, tolerance_mm, direction_tolerance, patient, str(mask_path), image_path)
     return mask
 

@@ -27,6 +27,8 @@ SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 PATH_COLUMNS = ("image", "mask", "mask_reader2", "mask_reader1_repeat", "plain_ct")
 OUTCOME_COLUMNS = ("dm_event", "dm_time_months")
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+# The workflow's own config: the defaults every run's --configfile is merged over.
+DEFAULT_CONFIG = SCHEMA_DIR.parents[1] / "config.yaml"
 
 
 @lru_cache(maxsize=None)
@@ -68,11 +70,11 @@ def merge_config(base: dict, overlay: dict) -> dict:
     return merged
 
 
-def load_config(paths, defaults: str | os.PathLike | None = "config.yaml") -> dict:
+def load_config(paths, defaults: str | os.PathLike | None = DEFAULT_CONFIG) -> dict:
     """The configuration a run with ``--configfile paths...`` sees: ``defaults`` (the
-    workflow's own config.yaml; skipped where absent or None), then each file of ``paths``
-    merged over it in turn."""
-    files = ([Path(defaults)] if defaults and Path(defaults).is_file() else []) + [Path(p) for p in paths]
+    workflow's own config.yaml, as the Snakefile loads it from any working directory; None:
+    none), then each file of ``paths`` merged over it in turn."""
+    files = ([Path(defaults)] if defaults else []) + [Path(p) for p in paths]
     problems = [f"config file '{p}' does not exist" for p in files if not p.is_file()]
     if problems:
         raise ConfigError(problems)

@@ -59,7 +59,8 @@ def _needs(config: dict) -> dict[str, list[str]]:
 def _codes(spec: dict) -> str:
     if "enum" in spec:
         return " / ".join(map(str, spec["enum"]))
-    bounds = [f">= {spec['minimum']}" if "minimum" in spec else "", f"<= {spec['maximum']}" if "maximum" in spec else ""]
+    bounds = [f">= {spec['minimum']}" if "minimum" in spec else "",
+              f"<= {spec['maximum']}" if "maximum" in spec else ""]
     return ", ".join([spec.get("type", "text") if isinstance(spec.get("type"), str) else "text",
                       *[b for b in bounds if b]])
 

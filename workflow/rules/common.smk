@@ -60,8 +60,19 @@ def _build_demo_if_needed():
 
 
 # A results folder belongs to one cohort: a rerun or report without the user's --configfile
-# would otherwise build the demo and write the demo's sheets over the cohort's.
+# would otherwise build the demo and write the demo's sheets over the cohort's. The first
+# run that executes jobs records it (onstart: not a dry run, which a user may repeat while
+# fixing the sheets).
 OWNER_RECORD = "results/cohort/sheets.json"
+
+
+def record_results_owner():
+    if not os.path.exists(OWNER_RECORD):
+        os.makedirs(os.path.dirname(OWNER_RECORD), exist_ok=True)
+        with open(OWNER_RECORD, "w") as fh:
+            json.dump(results_owner(config), fh, indent=1)
+
+
 _owner_problem = results_owner_problem(OWNER_RECORD, config)
 if _owner_problem:
     raise WorkflowError(_owner_problem)
@@ -106,9 +117,6 @@ def _write_sheets():
     sheets["study/clinical"] = CLINICAL_RAW.loc[~CLINICAL_RAW[CLINICAL_ID].str.strip().isin(PREDICT)]
     for name, table in sheets.items():
         write_tsv_if_changed(table, f"results/cohort/{name}.tsv")
-    if not os.path.exists(OWNER_RECORD):
-        with open(OWNER_RECORD, "w") as fh:
-            json.dump(results_owner(config), fh, indent=1)
     return split
 
 

@@ -155,9 +155,9 @@ def cmd_validate(args) -> None:
     from ..eligibility import eligible_ids
     from ..errors import SheetError
     from ..preflight import check_study
-    from ..sheets import check_config, load_config, load_inputs, study_inputs
+    from ..sheets import DEFAULT_CONFIG, check_config, load_config, load_inputs, study_inputs
 
-    config = load_config(args.config, defaults=args.defaults)
+    config = load_config(args.config, defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
     inputs = load_inputs(config)
     study = study_inputs(inputs)
@@ -177,15 +177,16 @@ def cmd_validate(args) -> None:
 
 
 def cmd_template(args) -> None:
-    from ..sheets import check_config, load_config
+    from ..sheets import DEFAULT_CONFIG, check_config, load_config
     from ..template import write_template
 
-    config = load_config(args.config or [], defaults=args.defaults)
+    config = load_config(args.config or [], defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
     for path in write_template(args.out_dir, config):
         print(path)
-    print(f"Fill the two sheets (column meanings: {Path(args.out_dir) / 'README.md'}), set the institutions in "
-          f"{Path(args.out_dir) / 'my_cohort.yaml'}, then: ctith validate --config {Path(args.out_dir) / 'my_cohort.yaml'}")
+    out = Path(args.out_dir)
+    print(f"Fill the two sheets (column meanings: {out / 'README.md'}), set the institutions in "
+          f"{out / 'my_cohort.yaml'}, then: ctith validate --config {out / 'my_cohort.yaml'}")
 
 
 def cmd_eligibility(args) -> None:
@@ -297,10 +298,10 @@ def register(sub) -> None:
     t1.set_defaults(func=cmd_table_s1)
 
     v = sub.add_parser("validate", help="check a config, its sample sheet and clinical table before a run")
-    v.add_argument("--config", nargs="+", default=["config.yaml"],
-                   help="config file(s), each merged over the one before, as snakemake's --configfile")
-    v.add_argument("--defaults", default="config.yaml",
-                   help="the workflow's own config, under the files of --config (skipped where absent)")
+    v.add_argument("--config", nargs="*", default=[],
+                   help="file(s) of overrides, each merged over the one before, as snakemake's --configfile")
+    v.add_argument("--defaults", help="the workflow's own config, under the files of --config "
+                   "(default: the repository's config.yaml)")
     v.add_argument("--no-images", action="store_true",
                    help="skip reading every mask for its label (the one check that reads images)")
     v.set_defaults(func=cmd_validate)
@@ -308,7 +309,8 @@ def register(sub) -> None:
     t = sub.add_parser("template", help="an empty sample sheet, clinical table, overlay config and column guide")
     t.add_argument("out_dir", help="folder to write into (created; existing files are never overwritten)")
     t.add_argument("--config", nargs="*", help="overlay(s) whose stages decide the columns (default: config.yaml's)")
-    t.add_argument("--defaults", default="config.yaml", help="the workflow's own config (skipped where absent)")
+    t.add_argument("--defaults", help="the workflow's own config, under the files of --config "
+                   "(default: the repository's config.yaml)")
     t.set_defaults(func=cmd_template)
 
     e = sub.add_parser("eligibility", help="Appendix 1 criteria: eligible list, flow, exclusions")
