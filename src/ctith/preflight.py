@@ -91,8 +91,12 @@ def check_study(config: dict, samples: pd.DataFrame, clinical: pd.DataFrame, eli
     eligible = list(eligible)
     check.problems += institution_problems(samples.loc[eligible], s["internal_institutions"],
                                            s["external_institutions"])
-    if check.problems:
-        return check
+    unplaced = bool(check.problems)
+    if unplaced:  # the folds as if those patients were left out, said beside
+        named = set(map(str, s["internal_institutions"])) | set(map(str, s["external_institutions"]))
+        placed = samples.loc[eligible]
+        keep = (placed["cohort"].fillna("").astype(str) != "") | placed["institution"].astype(str).isin(named)
+        eligible = list(placed.index[keep.to_numpy()])
     try:
         check.split = split_cohorts(samples, clinical, eligible, s["internal_institutions"],
                                     s["external_institutions"], s["train_fraction"], config["seed"])
@@ -102,4 +106,6 @@ def check_study(config: dict, samples: pd.DataFrame, clinical: pd.DataFrame, eli
     events = clinical["dm_event"]
     check.problems += fold_problems(check.split, events, config["crossfit"]["folds"])
     check.warnings += cohort_size_warnings(check.split, events)
+    if unplaced:  # a split without them is not the study's
+        check.split = None
     return check

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -193,6 +193,8 @@ def resolve_path(value: str, sheet: str | os.PathLike) -> str:
 class Inputs:
     samples: pd.DataFrame  # one row per patient, typed, paths resolved
     clinical: pd.DataFrame  # canonical column names, typed, indexed by patient_id
+    # Columns only later stages need, missing: said with the split's problems (preflight).
+    problems: list = field(default_factory=list)
 
 
 def study_inputs(inputs: Inputs) -> Inputs:
@@ -200,7 +202,7 @@ def study_inputs(inputs: Inputs) -> Inputs:
     scored by the frozen models and enters no table, split or fit of the study."""
     keep = inputs.samples["cohort"] != "predict"
     samples = inputs.samples.loc[keep]
-    return Inputs(samples, inputs.clinical.loc[inputs.clinical.index.isin(samples.index)])
+    return Inputs(samples, inputs.clinical.loc[inputs.clinical.index.isin(samples.index)], inputs.problems)
 
 
 def predict_patients(inputs: Inputs) -> list[str]:
@@ -280,14 +282,21 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
         why = needed_by.pop(col, [])
         return f", needed by {'; '.join(why)}" if why else ""
 
+    # A column only later stages need (not the ID, the outcome or an eligibility criterion's)
+    # lets the parse go on to the split: its line is said with the split's problems.
+    at_parse = {"patient_id", *OUTCOME_COLUMNS,
+                *(c for crit in config.get("eligibility", {}).get("criteria", [])
+                  for c in crit.get("columns", [crit.get("column")]) if c)}
+    deferred: list[str] = []
     for ours, theirs in absent.items():
-        problems.append(f"{c_where} has no column '{theirs}' (config clinical_columns.{ours}){_needed(ours)}")
+        (problems if ours in at_parse else deferred).append(
+            f"{c_where} has no column '{theirs}' (config clinical_columns.{ours}){_needed(ours)}")
     for col in list(needed_by):
-        problems.append(f"{c_where} has no column '{col}'{_needed(col)}")
+        (problems if col in at_parse else deferred).append(f"{c_where} has no column '{col}'{_needed(col)}")
     c_rows, found = _check_sheet(clinical, c_schema, c_where)
     problems += [p for p in found if p not in {f"{c_where} has no column '{ours}'" for ours in absent}]
     if s_rows is None or c_rows is None:  # no patient_id column: nothing more to match
-        raise SheetError(problems)
+        raise SheetError(problems + deferred)
 
     by_id = {r.get("patient_id"): r for r in c_rows}
     for row in s_rows:
@@ -304,7 +313,7 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
                     problems.append(f"patient {pid}: '{col}' is blank in {c_where}")
 
     if problems:
-        raise SheetError(problems)
+        raise SheetError(problems + deferred)
 
     typed_samples = pd.DataFrame(s_rows).astype(object).fillna("")
     for col in s_schema["properties"]:
@@ -313,7 +322,7 @@ def validate_inputs(samples: pd.DataFrame, clinical: pd.DataFrame, config: dict,
     for col in PATH_COLUMNS:
         typed_samples[col] = [resolve_path(v, samples_path) for v in typed_samples[col]]
     typed_clinical = pd.DataFrame(c_rows, columns=list(clinical.columns)).set_index("patient_id", drop=False)
-    return Inputs(typed_samples.set_index("patient_id", drop=False), typed_clinical)
+    return Inputs(typed_samples.set_index("patient_id", drop=False), typed_clinical, deferred)
 
 
 def load_inputs(config: dict, check_files: bool = True) -> Inputs:

@@ -92,8 +92,8 @@ ELIGIBLE = eligible_ids(STUDY.clinical, STUDY.samples["institution"], config["el
 # The split, with what the institutions and the cross-fitting folds make of it, all said at
 # once before any job (as `ctith validate` says it).
 STUDY_CHECK = check_study(config, STUDY.samples, STUDY.clinical, ELIGIBLE)
-if STUDY_CHECK.problems:
-    raise WorkflowError(str(SheetError(STUDY_CHECK.problems)))
+if INPUTS.problems or STUDY_CHECK.problems:
+    raise WorkflowError(str(SheetError(INPUTS.problems + STUDY_CHECK.problems)))
 if workflow.is_main_process:  # not again in every cluster job's parse
     for line in STUDY_CHECK.warnings:
         print(f"warning: {line}", file=sys.stderr)

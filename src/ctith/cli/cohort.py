@@ -167,8 +167,8 @@ def cmd_validate(args) -> None:
         from ..mask_labels import mask_label_problems
 
         check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
-    if check.problems:
-        raise SheetError(check.problems)
+    if inputs.problems or check.problems:
+        raise SheetError(inputs.problems + check.problems)
     for line in check.warnings:
         print(f"warning: {line}", file=sys.stderr)
     counts = ", ".join(f"{c} {n}" for c, n in check.split["cohort"].value_counts().sort_index().items())
