@@ -686,7 +686,8 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str, s
     folder.mkdir(parents=True, exist_ok=True)
     arr = sitk.GetArrayFromImage(image)
     sx, sy, sz = image.GetSpacing()
-    ox, oy, oz = image.GetOrigin()
+    d = image.GetDirection()  # row-major; column j is index axis j in patient space
+    orientation = [f"{v:g}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])]
     for k in range(arr.shape[0]):
         sop_uid = f"{series_uid}.{k + 1}"
         meta = FileMetaDataset()
@@ -707,8 +708,8 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str, s
         ds.SeriesDescription = description
         ds.SeriesNumber = series_number
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [f"{ox:.6f}", f"{oy:.6f}", f"{oz + k * sz:.6f}"]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
+        ds.ImageOrientationPatient = orientation
         ds.PixelSpacing = [f"{sy:.6f}", f"{sx:.6f}"]
         ds.SliceThickness = f"{sz:.3f}"
         ds.SamplesPerPixel = 1
