@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .errors import CtithError
-from .split import split_cohorts
+from .split import split_cohorts, unplaced
 
 # Below these a validation cohort's C-index is mostly noise. On the former 8-patient demo
 # cohort (3 DM), even the generating model's C-index ranged 0.41-1.00 over random
@@ -40,15 +40,13 @@ def institution_problems(samples: pd.DataFrame, internal, external) -> list[str]
     """Patients (rows of the sample sheet: institution, cohort) whose cohort the split must
     decide but whose institution the split config does not name: one line per institution,
     with its patient count and first patient."""
-    named = set(map(str, internal)) | set(map(str, external))
-    todo = samples.loc[samples["cohort"].fillna("").astype(str) == ""]
+    todo = samples.loc[unplaced(samples, internal, external).to_numpy()]
     problems = []
     for inst, ids in todo.groupby(todo["institution"].astype(str)).groups.items():
-        if inst not in named:
-            problems.append(f"institution '{inst}' ({len(ids)} eligible patients without a cohort in the sample "
-                            f"sheet, e.g. {sorted(ids)[0]}) is in neither split.internal_institutions nor "
-                            f"split.external_institutions (internal: {sorted(map(str, internal))}, external: "
-                            f"{sorted(map(str, external))})")
+        problems.append(f"institution '{inst}' ({len(ids)} eligible patients without a cohort in the sample "
+                        f"sheet, e.g. {sorted(ids)[0]}) is in neither split.internal_institutions nor "
+                        f"split.external_institutions (internal: {sorted(map(str, internal))}, external: "
+                        f"{sorted(map(str, external))})")
     return problems
 
 
@@ -91,12 +89,9 @@ def check_study(config: dict, samples: pd.DataFrame, clinical: pd.DataFrame, eli
     eligible = list(eligible)
     check.problems += institution_problems(samples.loc[eligible], s["internal_institutions"],
                                            s["external_institutions"])
-    unplaced = bool(check.problems)
-    if unplaced:  # the folds as if those patients were left out, said beside
-        named = set(map(str, s["internal_institutions"])) | set(map(str, s["external_institutions"]))
-        placed = samples.loc[eligible]
-        keep = (placed["cohort"].fillna("").astype(str) != "") | placed["institution"].astype(str).isin(named)
-        eligible = list(placed.index[keep.to_numpy()])
+    lost = unplaced(samples.loc[eligible], s["internal_institutions"], s["external_institutions"])
+    if lost.any():  # the folds as if those patients were left out, said beside
+        eligible = list(lost.index[~lost.to_numpy()])
     try:
         check.split = split_cohorts(samples, clinical, eligible, s["internal_institutions"],
                                     s["external_institutions"], s["train_fraction"], config["seed"])
@@ -106,6 +101,6 @@ def check_study(config: dict, samples: pd.DataFrame, clinical: pd.DataFrame, eli
     events = clinical["dm_event"]
     check.problems += fold_problems(check.split, events, config["crossfit"]["folds"])
     check.warnings += cohort_size_warnings(check.split, events)
-    if unplaced:  # a split without them is not the study's
+    if lost.any():  # a split without them is not the study's
         check.split = None
     return check

@@ -26,6 +26,13 @@ COHORTS = ("train", "internal_validation", "external_validation", "predict")
 TRAIN_FRACTION = 0.821
 
 
+def unplaced(patients: pd.DataFrame, internal_institutions, external_institutions) -> pd.Series:
+    """True for each patient (a row with institution and cohort) whose cohort the split
+    must decide but whose institution neither split list names."""
+    named = set(map(str, internal_institutions)) | set(map(str, external_institutions))
+    return (patients["cohort"].fillna("").astype(str) == "") & ~patients["institution"].astype(str).isin(named)
+
+
 def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_institutions,
                    train_fraction: float = TRAIN_FRACTION, seed: int = 0) -> pd.DataFrame:
     """patients: patient_id, institution, cohort ('' = assign), event (0/1).
@@ -38,14 +45,12 @@ def assign_cohorts(patients: pd.DataFrame, internal_institutions, external_insti
     out["assigned_by"] = ["sample sheet" if c else "split" for c in out["cohort"]]
     blank = out["cohort"] == ""
     internal, external = set(map(str, internal_institutions)), set(map(str, external_institutions))
-    for i in out.index[blank]:
-        inst = out.at[i, "institution"]
-        if inst in external:
-            out.at[i, "cohort"] = "external_validation"
-        elif inst not in internal:
-            raise InputError(f"institution '{inst}' is in neither split.internal_institutions nor "
-                             "split.external_institutions, and the sample sheet gives no cohort",
-                             out.at[i, "patient_id"])
+    lost = unplaced(out, internal, external)
+    if lost.any():
+        i = out.index[lost][0]
+        raise InputError(f"institution '{out.at[i, 'institution']}' is in neither split.internal_institutions nor "
+                         "split.external_institutions, and the sample sheet gives no cohort", out.at[i, "patient_id"])
+    out.loc[blank & out["institution"].astype(str).isin(external), "cohort"] = "external_validation"
     todo = out.index[blank & out["institution"].isin(internal)]
     if len(todo):
         y = df.loc[todo, "event"].astype(int)
