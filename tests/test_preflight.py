@@ -192,3 +192,21 @@ def test_a_folder_of_ones_own_with_only_overrides(tiny_cohort, tmp_path):
                          capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "ingest" in run.stdout and not (work / "results/demo").exists()
+
+
+def test_relative_paths_read_from_the_runs_folder(tiny_cohort, tmp_path, capsys, monkeypatch):
+    """An overlay with relative sheet paths, for `snakemake --directory my_run`: validate
+    reads them from the same folder with --directory (from where it was started without)."""
+    import shutil
+
+    work = tmp_path / "my_run"
+    work.mkdir()
+    shutil.move(str(tiny_cohort), work / "data")
+    overlay = _write(tmp_path, _overlay(work / "data", crossfit={"folds": 2}))
+    overlay.write_text(overlay.read_text().replace(str(work) + "/", ""))
+    monkeypatch.chdir(tmp_path)
+    args = ["validate", "--config", overlay.name, "--no-images"]
+    assert cli.main(args) == 1
+    assert "data/samples.tsv" in capsys.readouterr().err
+    assert cli.main([*args, "--directory", "my_run"]) == 0
+    assert capsys.readouterr().out.startswith("OK: ")

@@ -4,6 +4,7 @@ validation, eligibility, the split, cross-fitting folds.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import replace
@@ -159,14 +160,17 @@ def cmd_validate(args) -> None:
 
     config = load_config(args.config, defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
-    inputs = load_inputs(config)
-    study = study_inputs(inputs)
-    eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
-    check = check_study(config, study.samples, study.clinical, eligible)
-    if not args.no_images:  # the one check that reads files: every mask, for its label
-        from ..mask_labels import mask_label_problems
+    # The config's relative paths read from the run's folder, as snakemake --directory
+    # reads them (its --configfile paths from where it was started).
+    with contextlib.chdir(args.directory or "."):
+        inputs = load_inputs(config)
+        study = study_inputs(inputs)
+        eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
+        check = check_study(config, study.samples, study.clinical, eligible)
+        if not args.no_images:  # the one check that reads files: every mask, for its label
+            from ..mask_labels import mask_label_problems
 
-        check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
+            check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
     if inputs.problems or check.problems:
         raise SheetError(inputs.problems + check.problems)
     for line in check.warnings:
@@ -302,6 +306,8 @@ def register(sub) -> None:
                    help="file(s) of overrides, each merged over the one before, as snakemake's --configfile")
     v.add_argument("--defaults", help="the workflow's own config, under the files of --config "
                    "(default: the repository's config.yaml)")
+    v.add_argument("--directory", metavar="DIR",
+                   help="the run's folder, as snakemake --directory: the config's relative paths read from it")
     v.add_argument("--no-images", action="store_true",
                    help="skip reading every mask for its label (the one check that reads images)")
     v.set_defaults(func=cmd_validate)
