@@ -232,7 +232,7 @@ def test_the_default_profile_shares_no_key_with_the_others():
 
 
 def test_every_rule_declares_its_memory_and_the_cluster_profile_takes_it():
-    """Each rule's ``resources: mem_mb`` is sized from measured peak RSS (README; printed by
+    """Each rule's ``resources: mem_mb`` is sized from measured peak RSS (docs/cluster.md; printed by
     tests/benchmarks/bench_memory.py); the SLURM profile sets no memory of its own, so the
     rules' values reach sbatch."""
     from workflow_run import declared_mem_mb, rule_blocks

@@ -456,7 +456,7 @@ def test_ith_variant_reruns_only_the_ith_branch(local_run, tmp_path):
 
 
 def test_frozen_split_plans_no_fit(local_run, tmp_path):
-    """Freezing the split as the README advises (split.tsv's cohort column copied into the
+    """Freezing the split as docs/new_scans.md advises (split.tsv's cohort column copied into the
     sample sheet) changes no training patient, so it plans no fit: only the tables that show
     how each cohort was decided, and what reads them, run again."""
     work = tmp_path / "work"
@@ -475,7 +475,7 @@ def test_frozen_split_plans_no_fit(local_run, tmp_path):
 def _run_until_killed(work: Path, targets: list, ready, timeout: float = 600.0) -> None:
     """Start Snakemake on ``targets`` and SIGKILL it and every job it started (its whole
     process group: nothing gets to clean up) as soon as ``ready()`` holds; then release
-    the workdir's lock, which a killed Snakemake leaves, as the README says to."""
+    the workdir's lock, which a killed Snakemake leaves, as docs/reliability.md says to."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"),
                              "--cores", "2", *targets], cwd=work, env=env, start_new_session=True,

@@ -107,7 +107,7 @@ PRESETS = {
     # with DM; with 8 internal patients a true model's C-index ranged 0.41-1.00), and
     # per-patient work kept small (tumours smaller than most RPS: radiomics and ITH cost
     # grow with the tumour's volume and area). Counts are eligible patients; 10% ineligible
-    # come on top. README gives the run's time.
+    # come on top. docs/benchmarks.md gives the run's time.
     "demo": Preset("demo", {"A": 84, "B": 26}, 224, (40.0, 90.0), ineligible_fraction=0.1, eligible_counts=True),
     # Benchmarks: the paper's cohort sizes after exclusion (173 at the internal institution,
     # 101 external) and its matrix.

@@ -3,7 +3,7 @@
 Four demo tumours from low to high true heterogeneity (quantiles 5, 35, 65 and 95% of the
 eligible patients' ``true_heterogeneity``), each in two rows: the CT with the published
 method's habitats for K = 2-5, then the planted habitats with a noise-robust variant's
-(README, "How the ITH score behaves on real CT"). Patients are rendered in memory from the
+(docs/ith.md, "How the ITH score behaves on real CT"). Patients are rendered in memory from the
 generator's specs, so the figure needs no workflow output beyond the demo itself.
 """
 

@@ -67,7 +67,7 @@ class ITHParams:
     connectivity: int = 8
     on_small_tumour: str = "error"  # error | nan
     seed: int = 42
-    # Noise-robust variants (beyond the paper; None is the published method), README
+    # Noise-robust variants (beyond the paper; None is the published method), docs/ith.md,
     # "How the ITH score behaves on real CT".
     feature_smoothing_mm: float | None = None  # Gaussian sigma on each scaled feature map (mm)
     feature_smoothing_fraction: float | None = None  # ... as a fraction of the tumour's diameter

@@ -115,7 +115,7 @@ def real_ct_scores(config: dict, variants: dict) -> pd.DataFrame | None:
 
 
 def heterogeneity_figure(specs, truth, config, variants, out: Path) -> list[str]:
-    """The README's figure: the package's demo figure, the published method beside BEST."""
+    """The README's and docs/ith.md's figure: the package's demo figure, the published method beside BEST."""
     import matplotlib
 
     matplotlib.use("Agg")
