@@ -106,7 +106,7 @@ def test_cox_does_not_overweight_a_cross_fitted_noise_signature():
     looks highly significant; the same signature out of fold adds nothing (LR p > 0.05)."""
     from scipy.stats import chi2
 
-    from ctith.survival import CoxModel
+    from ctith.survival.cox import CoxModel
 
     rng = np.random.default_rng(6)
     n = 120

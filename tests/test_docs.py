@@ -72,3 +72,24 @@ def test_the_link_check_can_fail(tmp_path):
     assert targets == ["missing.md", "#no-such", "#title"]
     assert "title" in _anchors(page) and "no-such" not in _anchors(page)
     assert REPO_PATH.findall(text) == ["tests/no_such_file.py"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_ctith_name_the_pages_give_imports(page):
+    """`ctith.module` or `ctith.module.Name` in a page resolves (code moves rename them)."""
+    import importlib
+
+    missing = []
+    for dotted in re.findall(r"`(ctith(?:\.\w+)+)`", page.read_text()):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ModuleNotFoundError:
+                continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr, None)
+        if obj is None:
+            missing.append(dotted)
+    assert not missing, f"{page.name} names {missing}"

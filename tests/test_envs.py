@@ -72,25 +72,38 @@ def rules() -> dict:
     return found
 
 
-def _imports(tree, level: int = 1) -> tuple[set, set]:
-    """(ctith modules, third-party top-level modules) imported anywhere in an AST. ``level``:
-    the relative level that reaches the ``ctith`` package (2 inside ``ctith/cli/``, whose own
-    modules are followed by the caller)."""
+def _imports(tree, package: tuple = ()) -> tuple[set, set]:
+    """(ctith modules, third-party top-level modules) imported anywhere in an AST.
+    ``package``: the importing module's package below ``ctith`` (``("cli",)`` inside
+    ``ctith/cli/``); ctith modules come as dotted names below ``ctith`` (``survival.cox``)."""
     local, third = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level and node.level != level:
-                continue
             if node.level:
-                if node.module:
-                    local.add(node.module.split(".")[0])
-                else:
-                    local.update(a.name for a in node.names)
+                up = node.level - 1
+                if up > len(package):
+                    continue
+                base = package[:len(package) - up] + tuple(node.module.split(".") if node.module else ())
+            elif node.module.split(".")[0] == "ctith":
+                base = tuple(node.module.split(".")[1:])
             else:
                 third.add(node.module.split(".")[0])
+                continue
+            local.add(".".join(base))
+            local.update(".".join(base + (a.name,)) for a in node.names)  # a name may be a submodule
         elif isinstance(node, ast.Import):
             third.update(a.name.split(".")[0] for a in node.names)
-    return local, {m for m in third if m not in sys.stdlib_module_names and m != "__future__"}
+    return {m for m in local if m and _source(m)}, {m for m in third if m not in sys.stdlib_module_names
+                                                     and m not in ("__future__", "ctith")}
+
+
+def _source(module: str) -> Path | None:
+    """The file of a ctith module given below ``ctith`` (``survival.cox``), or None."""
+    path = SRC.joinpath(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def module_closure(modules: set) -> set:
@@ -101,9 +114,11 @@ def module_closure(modules: set) -> set:
         if mod in seen:
             continue
         seen.add(mod)
-        local, ext = _imports(ast.parse((SRC / f"{mod}.py").read_text()))
+        source = _source(mod)
+        package = tuple(mod.split(".")) if source.name == "__init__.py" else tuple(mod.split(".")[:-1])
+        local, ext = _imports(ast.parse(source.read_text()), package)
         third |= ext
-        todo += [m for m in local if (SRC / f"{m}.py").exists()]
+        todo += local
     return third
 
 
@@ -120,7 +135,7 @@ def subcommand_packages(name: str) -> set:
         tree = ast.parse((SRC / "cli" / f"{mod}.py").read_text())
         defs.update({n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)})
         loc, ext = _imports(ast.Module(body=[n for n in tree.body if not isinstance(n, ast.FunctionDef)],
-                                       type_ignores=[]), level=2)
+                                       type_ignores=[]), ("cli",))
         local |= loc
         third |= ext
     todo, seen = [func.__name__], set()
@@ -129,12 +144,12 @@ def subcommand_packages(name: str) -> set:
         if f in seen:
             continue
         seen.add(f)
-        loc, ext = _imports(defs[f], level=2)
+        loc, ext = _imports(defs[f], ("cli",))
         local |= loc
         third |= ext
         todo += [n.func.id for n in ast.walk(defs[f]) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
                  and n.func.id in defs]
-    return third | module_closure(local)
+    return third | module_closure({m for m in local if m.split(".")[0] != "cli"})  # cli: followed above
 
 
 RULES = rules()

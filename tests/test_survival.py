@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctith.survival import CoxModel, SurvivalError, bootstrap_indices, horizon_problem, survival_metrics
+from ctith.survival.cox import CoxModel, SurvivalError
+from ctith.survival.metrics import bootstrap_indices, horizon_problem, survival_metrics
 
 # Fox & Weisberg, "Cox Proportional-Hazards Regression for Survival Data in R" (2011),
 # Rossi recidivism data, Efron ties; lifelines' documentation prints the same table.
@@ -138,7 +139,7 @@ def test_every_ci_contains_its_estimate_and_resamples_are_paired():
     # Censoring the follow-up after the last horizon is exact: scikit-survival on the full
     # follow-up (which this cohort's censoring distribution allows) gives the same numbers.
     from sksurv.metrics import cumulative_dynamic_auc, integrated_brier_score
-    from ctith.survival import surv_array
+    from ctith.survival.cox import surv_array
 
     y_tr, y_te = surv_array(t_tr, e_tr), surv_array(t_te, e_te)
     direct, _ = cumulative_dynamic_auc(y_tr, y_te, m.predict_risk(X_te), times)
@@ -191,7 +192,7 @@ SPEC = {"age": "numeric", "histology": {"reference": "RLPS"}, "t_stage": {"ordin
 def test_clinical_encoding_as_a_clinician_reads_it():
     import json
 
-    from ctith.survival import ClinicalEncoder
+    from ctith.survival.clinical import ClinicalEncoder
 
     df, _, _ = _clinical(40, 1)
     enc = ClinicalEncoder(SPEC).fit(df)
@@ -213,7 +214,7 @@ def test_clinical_encoding_as_a_clinician_reads_it():
 
 
 def test_clinical_selection_keeps_the_prognostic_variables():
-    from ctith.survival import ClinicalEncoder, select_clinical
+    from ctith.survival.clinical import ClinicalEncoder, select_clinical
 
     df, t, e = _clinical(200, 2)
     enc = ClinicalEncoder(SPEC).fit(df)
@@ -231,7 +232,7 @@ def test_clinical_selection_keeps_the_prognostic_variables():
 
 
 def test_predictions_and_tables_s4_s5():
-    from ctith.survival import HORIZONS, metrics_rows, predictions_table, risk_cutoff, table_s4, table_s5
+    from ctith.survival.tables import HORIZONS, metrics_rows, predictions_table, risk_cutoff, table_s4, table_s5
 
     x_tr, t_tr, e_tr = _cohort(120, 11, 84)
     x_in, t_in, e_in = _cohort(50, 12, 84)
@@ -268,7 +269,8 @@ def test_predictions_and_tables_s4_s5():
 def test_validation_outcomes_never_reach_the_fit():
     """Editing or permuting the validation cohorts' outcomes leaves every coefficient, the
     baseline and the cut-off unchanged; only the validation metrics move."""
-    from ctith.survival import clinical_covariates, fit_and_evaluate
+    from ctith.survival.clinical import clinical_covariates
+    from ctith.survival.fitting import fit_and_evaluate
 
     df, t, e = _clinical(150, 21)
     cohort = pd.Series(["train"] * 90 + ["internal_validation"] * 30 + ["external_validation"] * 30, index=df.index)
@@ -301,7 +303,8 @@ def test_validation_outcomes_never_reach_the_fit():
 def test_td_roc_curve_has_scikit_survivals_auc():
     from sksurv.metrics import cumulative_dynamic_auc
 
-    from ctith.survival import cumulative_dynamic_roc, surv_array
+    from ctith.survival.cox import surv_array
+    from ctith.survival.metrics import cumulative_dynamic_roc
 
     x_tr, t_tr, e_tr = _cohort(150, 31, 84)
     x_te, t_te, e_te = _cohort(80, 32, 84)
@@ -316,7 +319,7 @@ def test_td_roc_curve_has_scikit_survivals_auc():
 def test_calibration_and_decision_curves_of_a_true_model(tmp_path):
     """The data-generating model is calibrated: observed Kaplan-Meier risk by quintile is
     close to the predicted; its net benefit beats treat-all at moderate thresholds."""
-    from ctith.survival import calibration_points, decision_curves
+    from ctith.survival.metrics import calibration_points, decision_curves
 
     rng = np.random.default_rng(40)
     n = 2000
@@ -342,7 +345,8 @@ def test_calibration_and_decision_curves_of_a_true_model(tmp_path):
 def test_resampled_metrics_equal_scikit_survivals(ties):
     """The bootstrap's numpy metrics give scikit-survival's numbers on every resample, with
     tied times (months rounded) and tied risks (a discrete covariate) included."""
-    from ctith.survival import _point_metrics, _ResampledMetrics, horizon_problem, surv_array
+    from ctith.survival.cox import surv_array
+    from ctith.survival.metrics import _point_metrics, _ResampledMetrics, horizon_problem
 
     rng = np.random.default_rng(50 + ties)
     x_tr, t_tr, e_tr = _cohort(90, 51, 84)
@@ -379,7 +383,7 @@ def test_resampled_metrics_equal_scikit_survivals(ties):
 def test_clinical_selection_skips_what_training_cannot_estimate():
     """A variable with one level in training (no column after reference coding) or one
     value only is reported and skipped, not fitted."""
-    from ctith.survival import ClinicalEncoder, select_clinical
+    from ctith.survival.clinical import ClinicalEncoder, select_clinical
 
     df, t, e = _clinical(80, 4)
     df["n_stage"] = "N0"
@@ -392,7 +396,7 @@ def test_clinical_selection_skips_what_training_cannot_estimate():
     assert notes["n_stage"] == notes["constant"] == "one value only in training"
     assert "n_stage" not in chosen and "constant" not in chosen and chosen
     # A level only validation patients have, in a variable the model does not use, stops nothing.
-    from ctith.survival import clinical_covariates
+    from ctith.survival.clinical import clinical_covariates
 
     full = pd.concat([df, df.iloc[:5].assign(n_stage="N1").rename(index=lambda i: i + "v")])
     X, decided = clinical_covariates(full, spec, df.index, t, e)
@@ -411,8 +415,9 @@ def test_null_shuffled_training_outcomes_give_chance_validation_c_index():
     from ctith.crossfit import assign_folds, two_stage_scores
     from ctith.models import TunedClassifier
     from ctith.selection import radscore_fitter
-    from ctith.survival import clinical_covariates, evaluate_model, fit_and_evaluate
-    from ctith.survival_penalised import PenaltyParams, clinical_candidates, fit_penalised_model
+    from ctith.survival.clinical import clinical_covariates
+    from ctith.survival.fitting import evaluate_model, fit_and_evaluate
+    from ctith.survival.penalised import PenaltyParams, clinical_candidates, fit_penalised_model
 
     def validation_c(seed, shuffle):
         df, _, _ = _clinical(240, 100 + seed)
@@ -463,7 +468,8 @@ def test_frozen_model_file_scores_as_the_fit(tmp_path):
     """The model file, written and read back, gives the predictions and metrics of the model
     that was fitted: what the survival_predict rule and `ctith predict` rely on."""
     from ctith.io import read_json, write_json
-    from ctith.survival import clinical_covariates, evaluate_model, fit_and_evaluate, fit_cox_model
+    from ctith.survival.clinical import clinical_covariates
+    from ctith.survival.fitting import evaluate_model, fit_and_evaluate, fit_cox_model
 
     df, t, e = _clinical(120, 5)
     cohort = pd.Series(["train"] * 80 + ["external_validation"] * 40, index=df.index)
@@ -487,7 +493,7 @@ def test_true_model_row_scores_the_generator():
 
     from ctith import demo
     from ctith.demo_truth import true_survival
-    from ctith.survival_truth import TRUE_MODEL, true_model_rows
+    from ctith.survival.truth import TRUE_MODEL, true_model_rows
 
     specs, clin = demo.simulate_cohort("paper", seed=3)
     lp = pd.Series({s.patient_id: s.extra["linear_predictor"] for s in specs})

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctith.survival_calibration import (_counts, calibration_design, calibration_fit, calibration_metrics,
+from ctith.survival.calibration import (_counts, calibration_design, calibration_fit, calibration_metrics,
                                         harrell_c_resampled, paired_c_differences)
 
 
@@ -73,8 +73,8 @@ def test_paired_differences_use_scikit_survivals_c_on_the_same_resamples():
 def test_each_external_institution_gets_its_own_rows():
     """Two external institutions: metrics for the pooled cohort and for each; one: no
     extra rows. Table labels name the institution."""
-    from ctith.survival import (cohort_label, evaluate_model, fit_cox_model, institution_subgroups,
-                                validation_cohorts)
+    from ctith.survival.fitting import evaluate_model, fit_cox_model
+    from ctith.survival.tables import cohort_label, institution_subgroups, validation_cohorts
 
     rng = np.random.default_rng(3)
     n = 120

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ctith.survival_optimism import ModelBuilding, internal_validation_columns, optimism_corrected
+from ctith.survival.optimism import ModelBuilding, internal_validation_columns, optimism_corrected
 
 
 def _noise(n, p, seed):
@@ -32,7 +32,8 @@ def test_pure_noise_is_corrected_back_to_chance():
 
 
 def test_stepwise_building_rebuilds_the_fitted_model_and_repeats_the_selection():
-    from ctith.survival import CoxModel, select_clinical
+    from ctith.survival.clinical import select_clinical
+    from ctith.survival.cox import CoxModel
 
     X, t, e = _noise(60, 4, 7)
     X["signal"] = np.log(50.0 / np.minimum(t, 80)) + np.random.default_rng(1).normal(0, 0.5, 60)

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctith.survival import efron_log_likelihoods
-from ctith.survival_penalised import (PenaltyParams, _path, _standardise, choose_alpha, clinical_candidates,
+from ctith.survival.cox import efron_log_likelihoods
+from ctith.survival.penalised import (PenaltyParams, _path, _standardise, choose_alpha, clinical_candidates,
                                       fit_penalised_cox, fit_penalised_model)
 
 
@@ -76,7 +76,7 @@ def test_unpenalised_signatures_always_stay_and_the_1se_rule_penalises_more():
 def test_model_file_predicts_from_the_kept_covariates_on_their_own_scale():
     """The record scores as a Cox model on the kept covariates in their own units; a
     validation patient needs only those."""
-    from ctith.survival import CoxModel
+    from ctith.survival.cox import CoxModel
 
     X, t, e = _cohort(80, 5)
     X["age"] = 56 + 10 * X["a"]  # a unit that is not an SD: coefficients come back per year

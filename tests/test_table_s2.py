@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctith.survival import bootstrap_indices
+from ctith.survival.metrics import bootstrap_indices
 from ctith.table_s2 import classification_with_ci, cohort_metrics, s2_row, youden_threshold
 
 

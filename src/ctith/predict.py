@@ -162,7 +162,8 @@ def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> 
 
 def _survival_covariates(models: FrozenModels, fitted: dict, patient_id: str, clinical: pd.DataFrame,
                          signatures: dict) -> pd.DataFrame:
-    from .survival import ClinicalEncoder, SurvivalError
+    from .survival.clinical import ClinicalEncoder
+    from .survival.cox import SurvivalError
 
     parts = []
     for source in fitted["covariate_sources"]:
@@ -179,7 +180,7 @@ def _survival_covariates(models: FrozenModels, fitted: dict, patient_id: str, cl
 
 def _survival(models: FrozenModels, patient_id: str, clinical: pd.DataFrame, out: dict) -> dict:
     """Each survival model's prediction; returns model -> (fitted record, Cox model, covariates)."""
-    from .survival import CoxModel
+    from .survival.cox import CoxModel
 
     out["survival"], used = {}, {}
     for name in models.info["survival_models"]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .survival import bootstrap_indices, cohort_label
+from .survival.metrics import bootstrap_indices
+from .survival.tables import cohort_label
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:

@@ -37,9 +37,11 @@ import yaml
 
 from ctith import demo
 from ctith.split import assign_cohorts
-from ctith.survival import ClinicalEncoder, CoxModel, survival_metrics
-from ctith.survival_optimism import ModelBuilding, harrell_c
-from ctith.survival_penalised import PenaltyParams
+from ctith.survival.clinical import ClinicalEncoder
+from ctith.survival.cox import CoxModel
+from ctith.survival.metrics import survival_metrics
+from ctith.survival.optimism import ModelBuilding, harrell_c
+from ctith.survival.penalised import PenaltyParams
 
 REPO_CONFIG = __file__.rsplit("/tests/", 1)[0] + "/config.yaml"
 NOISE = ("sex", "necrosis", "enhancement_pattern", "enhancement_degree", "calcification",

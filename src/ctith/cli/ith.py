@@ -216,7 +216,7 @@ def cmd_ith_model_predict(args) -> None:
     oof = read_table(fit_dir / "oof.tsv").set_index("patient_id")["ith_signature"].astype(float)
     pred = models.frozen_predictions(models.load_model(fit_dir / models.MODEL_FILE), fitted, X, cohorts, oof)
     write_tsv(pred, args.out_predictions)
-    from ..survival import institution_subgroups
+    from ..survival.tables import institution_subgroups
     from ..table_s2 import cohort_metrics
 
     institution = read_table(args.split).set_index("patient_id")["institution"]
@@ -239,8 +239,8 @@ def cmd_table_s2(args) -> None:
     if args.truth:  # the demo: the generating model's row, scored the same way
         import pandas as pd
 
-        from ..survival import institution_subgroups
-        from ..survival_truth import TRUE_MODEL
+        from ..survival.tables import institution_subgroups
+        from ..survival.truth import TRUE_MODEL
         from ..table_s2 import cohort_metrics, s2_row, youden_threshold
 
         split = read_table(args.split).set_index("patient_id")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .survival import TRAIN, cohort_calibration_rows, evaluation_groups, metrics_rows, survival_metrics
+from .fitting import TRAIN, cohort_calibration_rows, evaluation_groups
+from .metrics import survival_metrics
+from .tables import metrics_rows
 
 TRUE_MODEL = "True model (demo only)"
 
@@ -20,7 +22,7 @@ def true_model_rows(linear_predictor: pd.Series, outcome: pd.DataFrame, cohort: 
     ``dm_time_months`` and ``dm_event``; ``cohort``: each patient's cohort, in the order the
     fitted models were evaluated (the bootstrap resamples index that order, so the CIs are
     paired with theirs); ``subgroups`` as ``survival.evaluate_model``'s."""
-    from .demo_truth import true_cumulative_hazard, true_survival
+    from ..demo_truth import true_cumulative_hazard, true_survival
 
     ids = cohort.index
     missing = [p for p in ids if p not in linear_predictor.index]

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .survival import CoxModel, SurvivalError, select_clinical
-from .survival_penalised import PenaltyParams, fit_penalised_cox
+from .clinical import select_clinical
+from .cox import CoxModel, SurvivalError
+from .penalised import PenaltyParams, fit_penalised_cox
 
 
 @dataclass

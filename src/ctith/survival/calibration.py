@@ -160,7 +160,7 @@ def calibration_table(metrics, models: list[str], cohorts: list[str], horizons):
     (rows: cohort, model), from the long-form metrics."""
     import pandas as pd
 
-    from .survival import _cell, cohort_label
+    from .tables import _cell, cohort_label
 
     cal = metrics[metrics["metric"].isin(["calibration_intercept", "calibration_slope"])]
     cal = cal.set_index(["model", "cohort", "metric", "horizon_months"])
@@ -184,7 +184,8 @@ def differences_table(frames: dict, outcome, reference: str, models: list[str], 
     risks (patients in evaluation order, one column per model)."""
     import pandas as pd
 
-    from .survival import _cell, bootstrap_indices, cohort_label
+    from .metrics import bootstrap_indices
+    from .tables import _cell, cohort_label
 
     rows = {m: {"Model": m} for m in models}
     for cohort in cohorts:

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .survival import (HORIZONS, ClinicalEncoder, CoxModel, SurvivalError, efron_log_likelihoods, model_record,
-                       surv_array)
+from .clinical import ClinicalEncoder
+from .cox import CoxModel, SurvivalError, efron_log_likelihoods, surv_array
+from .fitting import model_record
+from .tables import HORIZONS
 
 
 @dataclass(frozen=True)
