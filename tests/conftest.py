@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ctith import demo
+from ctith.demo import synthetic as demo
 
 REPO = Path(__file__).resolve().parents[1]
 # A real abdominal CT with organ masks (TotalSegmentator's test files, CC BY 4.0; README

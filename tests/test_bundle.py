@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ctith.bundle import BundleError, package_versions, sha256_file, verify, write_manifest
+from ctith.report.bundle import BundleError, package_versions, sha256_file, verify, write_manifest
 
 
 def _bundle(root):
@@ -60,8 +60,8 @@ def test_a_rewritten_manifest_fails_the_pinned_digest(tmp_path):
 def test_write_bundle_copies_and_replaces_whole(tmp_path):
     """A bundle is built beside its folder and renamed into place: an older bundle's files
     never linger in a new one."""
-    from ctith.bundle import write_bundle
-    from ctith.predict import FrozenModels
+    from ctith.report.bundle import write_bundle
+    from ctith.report.predict import FrozenModels
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.json").write_text('{"x": 1}')

@@ -6,9 +6,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from ctith.crossfit import CrossfitError, assign_folds, fold_positions, training_or_refit, two_stage_scores
-from ctith.models import TunedClassifier
-from ctith.selection import RadScore, radscore_fitter
+from ctith.cohort.crossfit import CrossfitError, assign_folds, fold_positions, training_or_refit, two_stage_scores
+from ctith.models.ith_model import TunedClassifier
+from ctith.radiomics.selection import RadScore, radscore_fitter
 
 
 def _ids(n):

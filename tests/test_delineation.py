@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ctith import delineation
+from ctith.report import delineation
 
 
 def _mesh_volume(verts, faces) -> float:

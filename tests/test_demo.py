@@ -8,7 +8,7 @@ import SimpleITK as sitk
 from scipy import ndimage, stats
 from sksurv.metrics import concordance_index_censored
 
-from ctith import demo
+from ctith.demo import synthetic as demo
 
 
 def test_presets_exist_with_their_sizes():
@@ -236,7 +236,7 @@ def test_demo_figure_picks_four_tumours_by_true_heterogeneity(tmp_path, capsys):
     heterogeneity, drawn under the published method and the variant; a variant that sets
     nothing is refused."""
     from ctith.cli import main
-    from ctith.demo_figure import pick_patients
+    from ctith.demo.figure import pick_patients
 
     truth = pd.DataFrame({"true_heterogeneity": [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]},
                          index=["P1", "P2", "P3", "P4", "P5", "P6"])
@@ -259,7 +259,7 @@ def test_demo_validation_cohorts_can_speak():
     """The README's run: the split of the demo's eligible patients (config seed 42, the
     paper's 0.821 training share) gives internal validation at least 15 patients with 6 DM
     events and external validation at least 24 with 10."""
-    from ctith.split import assign_cohorts
+    from ctith.cohort.split import assign_cohorts
 
     specs, clin = demo.simulate_cohort("demo", seed=20240601)
     event = clin.set_index("patient_id")["dm_event"]

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ctith import cli, crossfit, dl, dl_figures, dl_network
+from ctith import cli
+from ctith.cohort import crossfit
+from ctith.dl import training as dl, figures as dl_figures, network as dl_network
 from ctith.io import read_json, write_tsv
 
 
@@ -122,7 +124,7 @@ def test_each_precision_gives_byte_identical_weights_twice(tmp_path, precision):
 def test_auto_precision_follows_the_hardware(monkeypatch):
     """auto: bf16 where the CPU computes it natively (AVX512-BF16, AMX-BF16, Arm BF16), fp32
     elsewhere; fp32 and bf16 as asked; anything else refused."""
-    from ctith import dl_device
+    from ctith.dl import device as dl_device
 
     cpu = torch.device("cpu")
     for caps, expected in (({"avx2": True}, "fp32"), ({"avx512_bf16": True}, "bf16"),

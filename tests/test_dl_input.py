@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctith import cli, demo
-from ctith.dl_input import (DLInputParams, build_input, channel_slices, clahe, crop_channels, dilate,
-                            resize_bilinear, window_to_uint8)
+from ctith import cli
+from ctith.demo import synthetic as demo
+from ctith.dl.inputs import (DLInputParams, build_input, channel_slices, clahe, crop_channels, dilate, resize_bilinear,
+                             window_to_uint8)
 from ctith.errors import InputError
-from ctith.ingest import axial_axis, largest_slice
+from ctith.cohort.ingest import axial_axis, largest_slice
 from ctith.io import read_json
 
 

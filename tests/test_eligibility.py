@@ -2,11 +2,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from ctith.eligibility import apply_criteria, eligible_ids, passes
+from ctith.cohort.eligibility import apply_criteria, eligible_ids, passes
 from ctith.errors import InputError
 from ctith.io import read_table
-from ctith.sheets import validate_inputs
-from ctith.split import assign_cohorts
+from ctith.cohort.sheets import validate_inputs
+from ctith.cohort.split import assign_cohorts
 from conftest import REPO
 
 CRITERIA = yaml.safe_load((REPO / "config.yaml").read_text())["eligibility"]["criteria"]
@@ -93,8 +93,8 @@ def test_training_sheets_hold_the_training_rows_only(tiny_cohort_dir, tmp_path):
     import os
 
     from ctith.io import write_tsv_if_changed
-    from ctith.sheets import PATH_COLUMNS, predict_patients, study_inputs
-    from ctith.split import split_cohorts, training_sheets
+    from ctith.cohort.sheets import PATH_COLUMNS, predict_patients, study_inputs
+    from ctith.cohort.split import split_cohorts, training_sheets
 
     samples = read_table(tiny_cohort_dir / "samples.tsv")
     clinical = read_table(tiny_cohort_dir / "clinical.tsv")
@@ -138,9 +138,9 @@ def test_paper_preset_splits_as_the_paper(tmp_path):
     accuracies are multiples of 1/31) and 101 external. The preset's sheets go through the
     same validation, eligibility and split as the workflow's, with the default config;
     no image is rendered."""
-    from ctith import demo
+    from ctith.demo import synthetic as demo
     from ctith.io import write_tsv
-    from ctith.split import split_cohorts
+    from ctith.cohort.split import split_cohorts
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     specs, clinical = demo.simulate_cohort("paper", seed=config["seed"])

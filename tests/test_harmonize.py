@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from neuroCombat import neuroCombat
 
-from ctith.harmonize import ComBat, HarmonizeError, constant_in_batch, harmonize, standardized_difference
+from ctith.radiomics.harmonize import ComBat, HarmonizeError, constant_in_batch, harmonize, standardized_difference
 
 
 def cohort(n=60, seed=0, p=8):
@@ -124,7 +124,8 @@ def test_demo_institution_effect_shrinks_by_80_percent():
     100-kV scanners): mean |standardized difference| between institutions over features,
     before and after ComBat, on every demo patient (Original image; first-order, GLCM and
     GLSZM features at native spacing, to keep the test quick)."""
-    from ctith import demo, radiomics
+    from ctith.demo import synthetic as demo
+    from ctith.radiomics import extraction as radiomics
     from conftest import REPO
 
     # The demo's generator at its former size (46 + 24 eligible patients plus ineligible

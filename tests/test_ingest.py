@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ctith import cli, demo, ingest
+from ctith import cli
+from ctith.demo import synthetic as demo
+from ctith.cohort import ingest
 from ctith.errors import IngestError
 
 

@@ -8,7 +8,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ctith import ingest, ith, local_radiomics as lr
+from ctith.cohort import ingest
+from ctith.ith import habitats as ith, local_radiomics as lr
 from ctith.cli import main
 from ctith.io import read_table
 
@@ -391,7 +392,7 @@ def test_params_from_config_section_take_the_run_seed_and_ignore_figure_keys():
     import yaml
 
     from conftest import REPO
-    from ctith.ith import ITHParams
+    from ctith.ith.habitats import ITHParams
 
     section = yaml.safe_load((REPO / "config.yaml").read_text())["ith"]
     p = ITHParams.from_config(section, seed=7)

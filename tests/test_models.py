@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctith import cli, models
+from ctith import cli
+from ctith.models import ith_model as models
 from ctith.io import read_json, write_tsv
 
 FAST = dict(n_trials=4, cv_folds=5, smote_k=5)
@@ -55,12 +56,12 @@ def test_smote_only_sees_training_folds():
 
 @pytest.mark.parametrize("case", range(36))
 def test_forest_proba_equals_scikit_learn(case):
-    """The search's forests (ctith.forest) give bit-identical probabilities to
+    """The search's forests (ctith.models.forest) give bit-identical probabilities to
     RandomForestClassifier over data sizes, feature counts, class balance and the
     search space's hyper-parameters, extremes included."""
     from sklearn.ensemble import RandomForestClassifier
 
-    from ctith.forest import forest_proba
+    from ctith.models.forest import forest_proba
 
     rng = np.random.default_rng(case)
     n, n_features = int(rng.integers(12, 90)), int(rng.integers(1, 9))
@@ -81,7 +82,7 @@ def test_forest_proba_equals_scikit_learn(case):
 
 
 def test_forest_proba_refuses_what_it_does_not_reproduce():
-    from ctith.forest import forest_proba
+    from ctith.models.forest import forest_proba
 
     x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"not \['class_weight'\]"):
@@ -89,7 +90,7 @@ def test_forest_proba_refuses_what_it_does_not_reproduce():
 
 
 def test_search_probabilities_equal_the_pipeline():
-    """The search resamples each fold once and grows forests by ctith.forest; its
+    """The search resamples each fold once and grows forests by ctith.models.forest; its
     out-of-fold probabilities equal the SMOTE + RandomForestClassifier pipeline's, refitted
     per fold, bit for bit."""
     X, y, _ = ith_cohort(n=80)

@@ -16,7 +16,8 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from ctith import cli, demo
+from ctith import cli
+from ctith.demo import synthetic as demo
 from conftest import REPO
 from workflow_run import SNAKEMAKE
 

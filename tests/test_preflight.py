@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from ctith import cli, sheets
-from ctith.preflight import check_study, cohort_size_warnings, fold_problems
+from ctith import cli
+from ctith.cohort import sheets
+from ctith.cohort.preflight import check_study, cohort_size_warnings, fold_problems
 from conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -91,7 +92,7 @@ def test_small_validation_cohorts_warn_with_their_figures():
 def test_check_study_on_the_demo_config_passes(tiny_cohort_dir):
     config = {**CONFIG, **_overlay(tiny_cohort_dir), "crossfit": {"folds": 2}}
     inputs = sheets.load_inputs(config)
-    from ctith.eligibility import eligible_ids
+    from ctith.cohort.eligibility import eligible_ids
 
     eligible = eligible_ids(inputs.clinical, inputs.samples["institution"], config["eligibility"]["criteria"])
     check = check_study(config, inputs.samples, inputs.clinical, eligible)

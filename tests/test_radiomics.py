@@ -6,7 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import REPO
-from ctith import cli, radiomics
+from ctith import cli
+from ctith.radiomics import extraction as radiomics
 from ctith.errors import InputError
 from ctith.io import read_feature_table, read_json
 

@@ -1,4 +1,4 @@
-"""Thumbnails for the Snakemake report (ctith.report)."""
+"""Thumbnails for the Snakemake report (ctith.report.thumbnails)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from PIL import Image
 
 from ctith.cli import main
 from ctith.errors import CtithError
-from ctith.report import thumbnail
+from ctith.report.thumbnails import thumbnail
 
 
 def _figure(path, width=1320, height=648):

@@ -5,7 +5,7 @@ import pandas as pd
 import pingouin as pg
 import pytest
 
-from ctith import reproducibility as rp
+from ctith.radiomics import reproducibility as rp
 from ctith.errors import CtithError
 
 

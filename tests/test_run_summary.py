@@ -3,7 +3,7 @@ keeps going), and the run ends with one summary naming the patient and its error
 
 import pandas as pd
 
-from ctith.run_summary import error_line, failed_jobs
+from ctith.report.run_summary import error_line, failed_jobs
 from conftest import REPO
 from workflow_run import make_workdir, smk
 

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ctith import cli, ingest
+from ctith import cli
+from ctith.cohort import ingest
 from ctith.errors import SheetError
 from ctith.io import write_tsv
 
@@ -49,7 +50,7 @@ def test_copied_real_ct_under_another_path_and_format_is_caught(real_ct, tmp_pat
 
 
 def test_repeated_path_in_the_sample_sheet_names_both_patients(tiny_cohort_dir):
-    from ctith import sheets
+    from ctith.cohort import sheets
     from ctith.io import read_table
     from test_sheets import CONFIG
 

@@ -7,7 +7,7 @@ import pytest
 from ctith import cli
 from ctith.errors import CtithError
 from ctith.io import read_json, write_json, write_tsv
-from ctith.selection import RadScore, SelectionError, correlation_prune, variance_filter
+from ctith.radiomics.selection import RadScore, SelectionError, correlation_prune, variance_filter
 
 
 def survival_cohort(n=160, p=30, seed=3):
@@ -108,7 +108,7 @@ def run_select(root, tag, harmonization="harmonization.json"):
 
 
 def test_saved_signature_scores_as_the_fitted_model():
-    from ctith.selection import apply_signature
+    from ctith.radiomics.selection import apply_signature
 
     X, event, time, cohort = survival_cohort()
     train = (cohort == "train").to_numpy()
@@ -177,7 +177,7 @@ def test_harmonize_train_mode_then_select_ignores_validation_features(tmp_path):
         assert (a / "sel" / name).read_bytes() == (b / "sel" / name).read_bytes(), name
     assert (a / "combat.json").read_bytes() == (b / "combat.json").read_bytes()
     # The saved estimates harmonise a patient as the run did.
-    from ctith.harmonize import ComBat
+    from ctith.radiomics.harmonize import ComBat
 
     combat = ComBat.from_dict(read_json(a / "combat.json"))
     harmonised = pd.read_csv(a / "features.tsv", sep="\t", index_col=0)
@@ -210,7 +210,7 @@ def test_out_of_fold_and_validation_scores_share_one_scale():
     was fitted on, so pooled out-of-fold scores of the training patients spread as the
     refit's scores of new patients from the same population do (before: a fold LASSO with
     25 features against one with 1 made the ratio 1.36 at seed 3)."""
-    from ctith.crossfit import assign_folds
+    from ctith.cohort.crossfit import assign_folds
 
     def draw(n, rng):
         X = pd.DataFrame(rng.normal(size=(n, 30)), columns=[f"f{j}" for j in range(30)])

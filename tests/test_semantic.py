@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from ctith import cli, demo, semantic
+from ctith import cli
+from ctith.demo import synthetic as demo
+from ctith.radiomics import semantic
 from ctith.errors import InputError
 from ctith.io import read_json
 
@@ -99,7 +101,7 @@ def test_cli_and_agreement_table(tiny_cohort, tmp_path):
             opts += ["--plain-series-uid", r.plain_ct_series_uid]
         image = tiny_cohort / r.image
         if image.is_dir():  # DICOM: ingest first, as the workflow does
-            from ctith.ingest import ingest, write_result
+            from ctith.cohort.ingest import ingest, write_result
 
             write_result(ingest(image, tiny_cohort / r.mask, r.patient_id, r.image_series_uid or None),
                          tmp_path / r.patient_id)

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from ctith import sheets
+from ctith.cohort import sheets
 from ctith.errors import SheetError
 from ctith.io import read_table
 from conftest import REPO

@@ -412,9 +412,9 @@ def test_null_shuffled_training_outcomes_give_chance_validation_c_index():
     with the clinical variables chosen stepwise and penalised (the default). The outcome
     depends on the planted heterogeneity behind the ITH scores and the deep features;
     unshuffled, the same chain finds it."""
-    from ctith.crossfit import assign_folds, two_stage_scores
-    from ctith.models import TunedClassifier
-    from ctith.selection import radscore_fitter
+    from ctith.cohort.crossfit import assign_folds, two_stage_scores
+    from ctith.models.ith_model import TunedClassifier
+    from ctith.radiomics.selection import radscore_fitter
     from ctith.survival.clinical import clinical_covariates
     from ctith.survival.fitting import evaluate_model, fit_and_evaluate
     from ctith.survival.penalised import PenaltyParams, clinical_candidates, fit_penalised_model
@@ -491,9 +491,9 @@ def test_true_model_row_scores_the_generator():
     the Kaplan-Meier estimate, and its C-index is what the generator allows."""
     from sksurv.nonparametric import kaplan_meier_estimator
 
-    from ctith import demo
-    from ctith.demo_truth import true_survival
-    from ctith.survival.truth import TRUE_MODEL, true_model_rows
+    from ctith.demo import synthetic as demo
+    from ctith.demo.truth import true_survival
+    from ctith.demo.true_model import TRUE_MODEL, true_model_rows
 
     specs, clin = demo.simulate_cohort("paper", seed=3)
     lp = pd.Series({s.patient_id: s.extra["linear_predictor"] for s in specs})

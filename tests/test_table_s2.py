@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from ctith.survival.metrics import bootstrap_indices
-from ctith.table_s2 import classification_with_ci, cohort_metrics, s2_row, youden_threshold
+from ctith.models.table_s2 import classification_with_ci, cohort_metrics, s2_row, youden_threshold
 
 
 def test_auc_and_accuracy_cis_are_sklearns_on_the_shared_resamples():

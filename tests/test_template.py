@@ -8,7 +8,7 @@ import yaml
 
 from ctith import cli
 from ctith.errors import CtithError
-from ctith.template import clinical_columns, column_docs, write_template
+from ctith.cohort.template import clinical_columns, column_docs, write_template
 from conftest import REPO
 from workflow_run import fill_template
 
@@ -17,7 +17,7 @@ CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 
 def test_docs_page_is_the_templates_guide():
     assert (REPO / "docs/cohort_columns.md").read_text() == column_docs(CONFIG), \
-        "regenerate: python -c \"import yaml; from ctith.template import column_docs; " \
+        "regenerate: python -c \"import yaml; from ctith.cohort.template import column_docs; " \
         "open('docs/cohort_columns.md','w').write(column_docs(yaml.safe_load(open('config.yaml'))))\""
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from ctith.demo import write_dicom_series
+from ctith.demo.synthetic import write_dicom_series
 
 
 @dataclass(frozen=True)

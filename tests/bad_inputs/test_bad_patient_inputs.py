@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ctith import demo
+from ctith.demo import synthetic as demo
 from patient_cases import CASES, PatientCase
 from workflow_run import make_workdir, smk
 

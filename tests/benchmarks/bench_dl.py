@@ -3,7 +3,7 @@
 For each precision it prints images per second of
 - the bare model: forward, loss, backward and AdamW step on one random batch already on the
   device, at the loop's batch size, precision and memory format;
-- the real loop (``ctith.dl.train`` at the demo's sizes: a fold net's training patients, 20%
+- the real loop (``ctith.dl.training.train`` at the demo's sizes: a fold net's training patients, 20%
   of them held out for early stopping, batch 16): batches drawn from the image tensor,
   flips and 45-degree rotations, forward, loss, backward, AdamW step, and every epoch's
   early-stopping evaluation and kept-weights copy. Training images over the epochs' whole
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ctith import dl
-from ctith.dl_device import Compute, native_bf16, pick_device
+from ctith.dl import training as dl
+from ctith.dl.device import Compute, native_bf16, pick_device
 
 
 def bare_model(params: dl.TrainParams, compute: Compute, steps: int, size: int) -> float:

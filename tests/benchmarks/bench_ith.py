@@ -1,7 +1,7 @@
 """Speed of the ITH local-feature engine against pyradiomics called once per window.
 
 Prints, for the same tumour slice in one run, seconds per tumour pixel of the fast
-engine (``ctith.ith.local_features``) and of the reference path (pyradiomics on each
+engine (``ctith.ith.habitats.local_features``) and of the reference path (pyradiomics on each
 window), and their ratio: on the spleen of tests/data/real_ct (every pixel through
 both paths) and on the largest tumour of a `paper`-preset demo patient (the reference
 timed on a random sample of its pixels). Also checks that the sampled features agree.
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ctith import demo, ingest, ith, local_radiomics as lr
+from ctith.demo import synthetic as demo
+from ctith.cohort import ingest
+from ctith.ith import habitats as ith, local_radiomics as lr
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO / "tests" / "data" / "real_ct"
@@ -62,7 +64,7 @@ def main(argv=None):
 
     t = time.perf_counter()
     lr.window_features(np.zeros((1, 25)))
-    print(f"engine load/compile: {time.perf_counter() - t:.2f} s (numba cache: src/ctith/__pycache__)")
+    print(f"engine load/compile: {time.perf_counter() - t:.2f} s (numba cache: src/ctith/ith/__pycache__)")
 
     ratios = []
     real = REAL_CT

@@ -26,8 +26,8 @@ import SimpleITK as sitk
 import yaml
 from scipy import stats
 
-from ctith import ith
-from ctith.ingest import axial_axis
+from ctith.ith import habitats as ith
+from ctith.cohort.ingest import axial_axis
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ctith import demo
+from ctith.demo import synthetic as demo
 from ctith.io import write_tsv
 
 REPO = Path(__file__).resolve().parents[2]

@@ -25,7 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from ctith import demo, radiomics
+from ctith.demo import synthetic as demo
+from ctith.radiomics import extraction as radiomics
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO / "tests" / "data" / "real_ct"

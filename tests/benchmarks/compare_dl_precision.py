@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from ctith import dl
+from ctith.dl import training as dl
 
 VALIDATION = ("internal_validation", "external_validation")
 COHORTS = ("train", "internal_validation", "external_validation")

@@ -32,8 +32,10 @@ import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from ctith import demo, demo_figure, ingest, ith
-from ctith.demo_figure import largest_slice_input, pick_patients
+from ctith.demo import synthetic as demo, figure as demo_figure
+from ctith.cohort import ingest
+from ctith.ith import habitats as ith
+from ctith.demo.figure import largest_slice_input, pick_patients
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_CT = REPO / "tests" / "data" / "real_ct"

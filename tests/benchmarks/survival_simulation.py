@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ctith import demo
-from ctith.split import assign_cohorts
+from ctith.demo import synthetic as demo
+from ctith.cohort.split import assign_cohorts
 from ctith.survival.clinical import ClinicalEncoder
 from ctith.survival.cox import CoxModel
 from ctith.survival.metrics import survival_metrics

@@ -10,13 +10,13 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ctith.eligibility import eligible_ids
+from ctith.cohort.eligibility import eligible_ids
 from ctith.errors import ConfigError, SheetError
 from ctith.io import read_table, write_tsv_if_changed
-from ctith.sheets import (PATH_COLUMNS, check_config, load_inputs, predict_patients, results_owner,
+from ctith.cohort.sheets import (PATH_COLUMNS, check_config, load_inputs, predict_patients, results_owner,
                           results_owner_problem, study_inputs)
-from ctith.preflight import check_study
-from ctith.split import training_sheets
+from ctith.cohort.preflight import check_study
+from ctith.cohort.split import training_sheets
 
 
 try:
@@ -50,7 +50,7 @@ def _build_demo_if_needed():
     sheet = os.path.join(demo["out_dir"], "samples.tsv")
     if demo["generate"] and os.path.normpath(config["samples"]) == os.path.normpath(sheet):
         if not os.path.exists(sheet):
-            from ctith.demo import write_cohort
+            from ctith.demo.synthetic import write_cohort
 
             print(f"Building the demo cohort ({demo['preset']}) in {demo['out_dir']} ...", file=sys.stderr)
             write_cohort(demo["out_dir"], demo["preset"], demo["seed"],
@@ -131,7 +131,7 @@ def _check_ingested_scans():
     """One scan under two patients in different cohorts, among the scans ingested in earlier
     runs (their qc.json's pixel digests): stop before anything runs. Scans ingested in this
     run are checked by the qc_table rule, before any validation table."""
-    from ctith.scan_identity import same_scans, same_scans_error
+    from ctith.cohort.scan_identity import same_scans, same_scans_error
 
     records = []
     for pid in ELIGIBLE:

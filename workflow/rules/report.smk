@@ -1,5 +1,5 @@
 # Thumbnails of the per-patient figures for `snakemake --report`, which embeds every file
-# it shows: Figure S2 of each patient at the configured width (ctith.report).
+# it shows: Figure S2 of each patient at the configured width (ctith.report.thumbnails).
 
 
 rule report_thumbnails:

@@ -12,9 +12,9 @@ import argparse
 import sys
 
 from ..errors import CtithError
-from . import cohort, dl, ith, predict, radiomics, report, survival, survival_report
+from . import cohort, demo, dl, harmonize, ith, predict, radiomics, report, survival, survival_report
 
-FAMILIES = (cohort, ith, radiomics, dl, survival, survival_report, predict, report)
+FAMILIES = (demo, cohort, ith, radiomics, harmonize, dl, survival, survival_report, predict, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ def save_figure(fig, path, **savefig) -> None:
 def read_clinical(args) -> pd.DataFrame:
     """The clinical table with canonical column names, indexed by patient_id."""
     from ..io import read_table
-    from ..sheets import rename_clinical
+    from ..cohort.sheets import rename_clinical
 
     clinical, missing = rename_clinical(read_table(args.clinical), args.clinical_columns or {})
     if missing:

@@ -1,13 +1,11 @@
-"""Cohort set-up: the demo cohort and its heterogeneity figure, ingest and QC, sheet
-validation, eligibility, the split, cross-fitting folds.
+"""Cohort set-up: ingest and QC, Table S1, Figure S1, sheet validation and the template,
+eligibility, the split, cross-fitting folds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
 from ..errors import CtithError
@@ -21,48 +19,8 @@ def sheet_args(sp):
     sp.add_argument("--criteria", type=json_arg, default=[], help="JSON list of criteria")
 
 
-def cmd_demo(args) -> None:
-    from .. import demo
-
-    counts = None
-    if args.n_a is not None or args.n_b is not None:
-        base = demo.PRESETS[args.preset].n_patients
-        counts = {"A": base["A"] if args.n_a is None else args.n_a,
-                  "B": base["B"] if args.n_b is None else args.n_b}
-    t0 = time.time()
-
-    def progress(i, n, pid):
-        if not args.quiet:
-            print(f"[{i}/{n}] {pid} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-
-    sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
-    print(f"demo cohort ({args.preset}, seed {args.seed}) written: {sheet}")
-
-
-def cmd_demo_figure(args) -> None:
-    from .. import demo, ith
-    from ..demo_figure import heterogeneity_figure, pick_patients, variant_label
-
-    specs, _ = demo.simulate_cohort(args.preset, args.demo_seed)
-    specs = [s for s in specs if not s.ineligible_reason]  # the patients config.yaml's criteria keep
-    if len(specs) < 4:
-        raise CtithError(f"demo preset '{args.preset}' (seed {args.demo_seed}) has {len(specs)} eligible "
-                         "patients; the figure shows four")
-    picks = pick_patients(demo.truth_table(specs).set_index("patient_id"))
-    published = ith.ITHParams.from_config(args.ith, args.seed, clusters=tuple(args.clusters), on_small_tumour="nan",
-                                          feature_smoothing_mm=None, feature_smoothing_fraction=None,
-                                          feature_smoothing_edge_hu=None, pca_components=None)
-    variant = replace(published, **(args.variant or {}))
-    if variant.is_published:
-        raise CtithError(f"--variant {args.variant} sets no noise-robust variant of the ITH stage")
-    label = variant_label(args.variant)
-    save_figure(heterogeneity_figure(specs, picks, published, variant, label), args.out, dpi=80,
-                bbox_inches="tight")
-    print(f"demo heterogeneity figure ({', '.join(picks)}) -> {args.out}")
-
-
 def cmd_ingest(args) -> None:
-    from .. import ingest
+    from ..cohort import ingest
 
     result = ingest.ingest(args.image, args.mask, patient_id=args.patient_id or Path(args.out).name,
                            series_uid=args.series_uid or None, mask_label=args.mask_label,
@@ -79,9 +37,9 @@ def cmd_ingest(args) -> None:
 def cmd_qc_table(args) -> None:
     """The QC table, after the check that no scan is filed under two patients (an error when
     the two are in different cohorts, a warning within one)."""
-    from ..ingest import qc_table
+    from ..cohort.ingest import qc_table
     from ..io import read_json, read_table, write_tsv
-    from ..scan_identity import same_scans, same_scans_error
+    from ..cohort.scan_identity import same_scans, same_scans_error
 
     records = [read_json(p) for p in args.qc]
     cohorts = dict(zip(*(read_table(args.split)[c] for c in ("patient_id", "cohort")))) if args.split else {}
@@ -100,7 +58,7 @@ def cmd_qc_table(args) -> None:
 
 
 def cmd_table_s1(args) -> None:
-    from ..ingest import table_s1
+    from ..cohort.ingest import table_s1
     from ..io import read_json, read_table, write_markdown, write_tsv
 
     split = read_table(args.split)
@@ -115,7 +73,7 @@ def cmd_figure_s1(args) -> None:
     import pandas as pd
     import SimpleITK as sitk
 
-    from .. import delineation
+    from ..report import delineation
     from ..io import read_json, write_json
 
     qc = {q["patient_id"]: (q, Path(p).parent) for q, p in ((read_json(p), p) for p in args.qc)}
@@ -145,7 +103,7 @@ def cmd_figure_s1(args) -> None:
 def _inputs(args, check_files=False):
     """The study's rows of both sheets, validated (``predict`` patients left out)."""
     from ..io import read_table
-    from ..sheets import study_inputs, validate_inputs
+    from ..cohort.sheets import study_inputs, validate_inputs
 
     config = {"clinical_columns": args.clinical_columns or {}, "eligibility": {"criteria": args.criteria or []}}
     return study_inputs(validate_inputs(read_table(args.samples), read_table(args.clinical), config,
@@ -153,10 +111,10 @@ def _inputs(args, check_files=False):
 
 
 def cmd_validate(args) -> None:
-    from ..eligibility import eligible_ids
+    from ..cohort.eligibility import eligible_ids
     from ..errors import SheetError
-    from ..preflight import check_study
-    from ..sheets import DEFAULT_CONFIG, check_config, load_config, load_inputs, study_inputs
+    from ..cohort.preflight import check_study
+    from ..cohort.sheets import DEFAULT_CONFIG, check_config, load_config, load_inputs, study_inputs
 
     config = load_config(args.config, defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
@@ -168,7 +126,7 @@ def cmd_validate(args) -> None:
         eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
         check = check_study(config, study.samples, study.clinical, eligible)
         if not args.no_images:  # the one check that reads files: every mask, for its label
-            from ..mask_labels import mask_label_problems
+            from ..cohort.mask_labels import mask_label_problems
 
             check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
     if inputs.problems or check.problems:
@@ -181,8 +139,8 @@ def cmd_validate(args) -> None:
 
 
 def cmd_template(args) -> None:
-    from ..sheets import DEFAULT_CONFIG, check_config, load_config
-    from ..template import write_template
+    from ..cohort.sheets import DEFAULT_CONFIG, check_config, load_config
+    from ..cohort.template import write_template
 
     config = load_config(args.config or [], defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
@@ -194,7 +152,7 @@ def cmd_template(args) -> None:
 
 
 def cmd_eligibility(args) -> None:
-    from ..eligibility import apply_criteria
+    from ..cohort.eligibility import apply_criteria
     from ..io import write_markdown, write_tsv
 
     inputs = _inputs(args)
@@ -209,7 +167,7 @@ def cmd_eligibility(args) -> None:
 
 def cmd_split(args) -> None:
     from ..io import read_table, write_tsv
-    from ..split import TRAIN_FRACTION, split_cohorts
+    from ..cohort.split import TRAIN_FRACTION, split_cohorts
 
     inputs = _inputs(args)
     fraction = TRAIN_FRACTION if args.train_fraction is None else args.train_fraction
@@ -223,7 +181,7 @@ def cmd_split(args) -> None:
 def cmd_crossfit_folds(args) -> None:
     import pandas as pd
 
-    from ..crossfit import assign_folds
+    from ..cohort.crossfit import assign_folds
     from ..io import write_tsv
 
     cohorts = read_cohorts(args.split)
@@ -247,27 +205,6 @@ def cmd_crossfit_folds(args) -> None:
 
 def register(sub) -> None:
     """Add this family's subcommands to the ``ctith`` parser."""
-    d = sub.add_parser("demo", help="generate the synthetic demo cohort")
-    d.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
-    d.add_argument("--seed", type=int, default=20240601)
-    d.add_argument("--out", required=True, help="output folder (replaced)")
-    d.add_argument("--n-a", type=int, help="patients of institution A (overrides the preset)")
-    d.add_argument("--n-b", type=int, help="patients of institution B (overrides the preset)")
-    d.add_argument("--jobs", type=int, default=1, help="worker processes (same files for any number)")
-    d.add_argument("--quiet", action="store_true")
-    d.set_defaults(func=cmd_demo)
-
-    df = sub.add_parser("demo-figure", help="demo tumours from low to high true heterogeneity, their habitats "
-                                            "under the published method and a variant")
-    df.add_argument("--preset", default="demo", choices=["tiny", "demo", "paper"])
-    df.add_argument("--demo-seed", type=int, default=20240601, help="the demo generator's seed")
-    df.add_argument("--ith", type=json_arg, default={}, help="JSON: the config's ith: section")
-    df.add_argument("--variant", type=json_arg, required=True, help="JSON: the variant's ith: keys")
-    df.add_argument("--clusters", type=int, nargs="+", default=[2, 3, 4, 5])
-    df.add_argument("--seed", type=int, default=42, help="the run's seed (k-means)")
-    df.add_argument("--out", required=True)
-    df.set_defaults(func=cmd_demo_figure)
-
     i = sub.add_parser("ingest", help="check and canonicalise one patient's CT and mask")
     i.add_argument("--image", required=True, help="CT file or DICOM series folder")
     i.add_argument("--mask", required=True, help="tumour mask (label image)")

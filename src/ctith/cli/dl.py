@@ -22,8 +22,8 @@ def cmd_dl_input(args) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    from .. import dl_input
-    from ..ingest import axial_axis
+    from ..dl import inputs as dl_input
+    from ..cohort.ingest import axial_axis
     from ..io import atomic_path, write_json
 
     params = dl_input.DLInputParams(**(args.params or {}))
@@ -53,7 +53,7 @@ def _dl_inputs(paths) -> tuple[list[str], object]:
 
 
 def _dl_params(args):
-    from ..dl import TrainParams
+    from ..dl.training import TrainParams
 
     return TrainParams(**{**(args.params or {}), "seed": args.seed, "device": args.device})
 
@@ -62,7 +62,7 @@ def cmd_dl_train(args) -> None:
     import pandas as pd
     import torch
 
-    from .. import dl
+    from ..dl import training as dl
     from ..io import write_json, write_tsv
 
     if (args.folds is None) != (args.fold is None):
@@ -76,7 +76,7 @@ def cmd_dl_train(args) -> None:
         raise CtithError(f"split '{args.split}' puts none of the {len(ids)} patients in the train cohort")
     held_out = []
     if args.fold is not None:  # a cross-fitting net: the training patients of the other folds
-        from ..crossfit import read_folds
+        from ..cohort.crossfit import read_folds
 
         folds = read_folds(args.folds)
         unknown = [ids[i] for i in train if ids[i] not in folds.index]
@@ -110,7 +110,7 @@ def cmd_dl_predict(args) -> None:
     import pandas as pd
     import torch
 
-    from .. import dl, dl_figures
+    from ..dl import training as dl, figures as dl_figures
     from ..io import atomic_path, read_json, read_table, write_tsv
 
     figures = (args.figure, args.loss_figure, args.out_gradcam)
@@ -186,8 +186,8 @@ def cmd_dl_predict(args) -> None:
 def cmd_dl_signature(args) -> None:
     import pandas as pd
 
-    from .. import selection
-    from ..crossfit import read_folds, two_stage_scores
+    from ..radiomics import selection
+    from ..cohort.crossfit import read_folds, two_stage_scores
     from ..io import read_table, write_json, write_tsv
 
     refit = read_table(args.dl_f).set_index("patient_id")

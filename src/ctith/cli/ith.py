@@ -43,7 +43,7 @@ def ith_args(sp):
 
 
 def _ith_params(args):
-    from ..ith import ITHParams
+    from ..ith.habitats import ITHParams
 
     return ITHParams(window=args.window, padding=args.padding, border=args.border, bin_width=args.bin_width,
                      feature_classes=tuple(args.feature_classes), clusters=tuple(args.clusters),
@@ -61,8 +61,8 @@ def cmd_ith(args) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    from .. import ith
-    from ..ingest import axial_axis
+    from ..ith import habitats as ith
+    from ..cohort.ingest import axial_axis
     from ..io import atomic_path, write_json
 
     params = _ith_params(args)
@@ -99,7 +99,7 @@ def cmd_ith(args) -> None:
 
 
 def cmd_ith_cohort(args) -> None:
-    from .. import ith
+    from ..ith import habitats as ith
     from ..io import read_json, write_tsv
 
     table = ith.scores_table([read_json(p) for p in args.scores], args.clusters)
@@ -128,7 +128,7 @@ def _years(value) -> str:
 def cmd_figure_s6(args) -> None:
     import numpy as np
 
-    from .. import ith
+    from ..ith import habitats as ith
     from ..io import read_json, read_table, write_json
 
     predictions = read_table(args.predictions)
@@ -166,7 +166,7 @@ def cmd_ith_model(args) -> None:
     """The fit: the training patients of --split only (the workflow gives it nothing else)."""
     import pandas as pd
 
-    from .. import models
+    from ..models import ith_model as models
     from ..io import write_json, write_tsv
 
     X = _ith_features(args.scores, args.clusters)
@@ -179,7 +179,7 @@ def cmd_ith_model(args) -> None:
     model = models.TunedClassifier(args.n_trials, args.cv_folds, args.smote_k, args.seed, space)
     folds = None
     if args.folds:
-        from ..crossfit import read_folds
+        from ..cohort.crossfit import read_folds
 
         folds = read_folds(args.folds)
     model.fit(X.loc[train], y, folds=folds)
@@ -204,7 +204,7 @@ def cmd_ith_model_predict(args) -> None:
     """The frozen forest on every patient: predictions and metrics per cohort."""
     import pandas as pd
 
-    from .. import models
+    from ..models import ith_model as models
     from ..io import read_json, read_table, write_json, write_tsv
 
     fit_dir = Path(args.model_dir)
@@ -217,7 +217,7 @@ def cmd_ith_model_predict(args) -> None:
     pred = models.frozen_predictions(models.load_model(fit_dir / models.MODEL_FILE), fitted, X, cohorts, oof)
     write_tsv(pred, args.out_predictions)
     from ..survival.tables import institution_subgroups
-    from ..table_s2 import cohort_metrics
+    from ..models.table_s2 import cohort_metrics
 
     institution = read_table(args.split).set_index("patient_id")["institution"]
     prob = pd.Series(pred["probability"].to_numpy(), index=X.index)
@@ -232,7 +232,7 @@ def cmd_ith_model_predict(args) -> None:
 
 def cmd_table_s2(args) -> None:
     from ..io import markdown_table, read_json, read_table, write_markdown, write_tsv
-    from ..models import ith_signature, table_s2
+    from ..models.ith_model import ith_signature, table_s2
 
     table, hyper = table_s2([read_json(p) for p in args.metrics], [read_json(p) for p in args.fitted])
     note = ""
@@ -240,8 +240,8 @@ def cmd_table_s2(args) -> None:
         import pandas as pd
 
         from ..survival.tables import institution_subgroups
-        from ..survival.truth import TRUE_MODEL
-        from ..table_s2 import cohort_metrics, s2_row, youden_threshold
+        from ..demo.true_model import TRUE_MODEL
+        from ..models.table_s2 import cohort_metrics, s2_row, youden_threshold
 
         split = read_table(args.split).set_index("patient_id")
         lp = pd.to_numeric(read_table(args.truth).set_index("patient_id")["linear_predictor"]).reindex(split.index)

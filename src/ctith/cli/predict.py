@@ -18,9 +18,9 @@ def _named_dirs(pairs) -> dict:
 
 
 def cmd_model_bundle(args) -> None:
-    from ..bundle import network_record, package_versions, write_bundle
+    from ..report.bundle import network_record, package_versions, write_bundle
     from ..io import read_json
-    from ..models import MODEL_FILE
+    from ..models.ith_model import MODEL_FILE
 
     files = {"combat_estimates.json": args.combat, "radiomics_signature.tsv": args.radiomics_signature,
              "radiomics_params.yaml": args.radiomics_params, "dl/model.pt": args.dl_model,
@@ -92,7 +92,7 @@ def _run_stages(models, args, patient_dir: Path) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .. import predict
+    from ..report import predict
     from ..io import write_json
 
     if (args.patient_dir is None) == (args.image is None):

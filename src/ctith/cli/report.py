@@ -8,7 +8,7 @@ from ..errors import CtithError
 
 
 def cmd_thumbnails(args) -> None:
-    from ..report import thumbnail
+    from ..report.thumbnails import thumbnail
 
     if len(args.images) != len(args.names):
         raise CtithError(f"{len(args.images)} images but {len(args.names)} names")

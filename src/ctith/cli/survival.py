@@ -65,7 +65,7 @@ def _fit(args, X, outcome, decided, clinical) -> dict:
     slope, the whole building repeated on each resample."""
     import pandas as pd
 
-    from ..crossfit import fold_positions, read_folds
+    from ..cohort.crossfit import fold_positions, read_folds
     from ..survival.clinical import ClinicalEncoder
     from ..survival.fitting import events_per_variable, fit_cox_model
     from ..survival.optimism import ModelBuilding, optimism_corrected

@@ -40,7 +40,7 @@ def _table_s4(args, metrics, models, table_labels, validation, cohorts, clinical
 
     from ..survival.optimism import calibration_slope, harrell_c, internal_validation_columns
     from ..survival.tables import table_s4
-    from ..survival.truth import TRUE_MODEL
+    from ..demo.true_model import TRUE_MODEL
 
     internal = {m["fitted"]["name"]: m["fitted"].get("internal_validation") for m in models.values()}
     if truth is not None:
@@ -58,7 +58,7 @@ def _comparison_frames(args, models, institution, validation, truth) -> dict:
     import pandas as pd
 
     from ..survival.tables import institution_subgroups
-    from ..survival.truth import TRUE_MODEL
+    from ..demo.true_model import TRUE_MODEL
 
     frames = {}
     order = models[args.figure_model]["pred"]
@@ -155,7 +155,7 @@ def _headline_figures(args, models, labels, validation, outcome) -> None:
 
 def _figure_s4(args, models) -> None:
     """Figure S4: SHAP of the clinicoradiological model on the log-hazard scale."""
-    from ..models import shap_figures
+    from ..models.ith_model import shap_figures
     from ..survival.figures import linear_shap
 
     clin = models[args.clinical_model]
@@ -186,7 +186,7 @@ def cmd_survival_report(args) -> None:
     table_labels = list(labels)
     truth = None
     if args.truth:  # the demo: the generating model, scored on the same resamples
-        from ..survival.truth import TRUE_MODEL, true_model_rows
+        from ..demo.true_model import TRUE_MODEL, true_model_rows
 
         truth = read_table(args.truth).set_index("patient_id")["linear_predictor"]
         ids = cohorts.index[cohorts.index.isin(clinical.index)]

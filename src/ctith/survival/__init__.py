@@ -8,6 +8,7 @@
 - ``calibration``: calibration intercept and slope, paired differences between models;
 - ``optimism``: Harrell's bootstrap optimism correction of the training C-index and slope;
 - ``tables``: predictions, metric rows, Tables S4 and S5;
-- ``figures``: Kaplan-Meier by risk group, time-dependent ROC, calibration, decision curves;
-- ``truth``: the demo's generating model, scored like a fitted one.
+- ``figures``: Kaplan-Meier by risk group, time-dependent ROC, calibration, decision curves.
+
+The demo's generating model, scored like a fitted one, is ``ctith.demo.true_model``.
 """
