@@ -9,7 +9,7 @@ from ctith.demo import synthetic as demo
 from ctith.dl.inputs import (DLInputParams, build_input, channel_slices, clahe, crop_channels, dilate, resize_bilinear,
                              window_to_uint8)
 from ctith.errors import InputError
-from ctith.cohort.ingest import axial_axis, largest_slice
+from ctith.cohort.geometry import axial_axis, largest_slice
 from ctith.io import read_json
 
 

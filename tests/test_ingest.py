@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctith import cli
+from ctith.cohort import geometry, ingest, readers, table_s1
 from ctith.demo import synthetic as demo
-from ctith.cohort import ingest
 from ctith.errors import IngestError
 
 
@@ -31,7 +31,7 @@ def test_real_ct_is_reoriented_losslessly(real_ct):
     """The real CT is stored RAS; canonical LPS flips x and y without resampling."""
     res = ingest.ingest(real_ct.image, real_ct.masks["spleen"], "REAL")
     raw = sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct.image)))
-    assert ingest.orientation_code(res.image) == "LPS"
+    assert geometry.orientation_code(res.image) == "LPS"
     assert np.array_equal(sitk.GetArrayFromImage(res.image), raw[:, ::-1, ::-1])
     assert int(sitk.GetArrayFromImage(res.mask).sum()) == 9677
 
@@ -76,7 +76,7 @@ def test_dicom_folder_with_two_series_needs_a_uid(patient, tmp_path):
     spec, images = patient
     row = demo.write_patient(spec, images, tmp_path, "dicom")
     folder = tmp_path / row["image"]
-    assert len(ingest.list_dicom_series(folder)) == 2
+    assert len(readers.list_dicom_series(folder)) == 2
     with pytest.raises(IngestError, match=rf"patient {spec.patient_id}: .*holds 2 DICOM series"):
         ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id)
     with pytest.raises(IngestError, match="has no series 1.2.3"):
@@ -95,7 +95,7 @@ def test_acquisition_settings_from_the_dicom_header_only(patient, tmp_path):
     folder = tmp_path / row["image"]
     venous = ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid=row["image_series_uid"])
     acq = venous.qc["acquisition"]
-    assert list(acq) == list(ingest.ACQUISITION_TAGS)
+    assert list(acq) == list(readers.ACQUISITION_TAGS)
     protocol = demo.PROTOCOLS[spec.institution]
     maker, model, single, total, kernel = demo.SCANNER_HEADERS[spec.scanner]
     assert acq["Manufacturer"] == maker and acq["ManufacturerModelName"] == model
@@ -107,15 +107,15 @@ def test_acquisition_settings_from_the_dicom_header_only(patient, tmp_path):
     assert acq["SliceThickness"] == pytest.approx(demo.SLICE_THICKNESS_MM)
     assert (acq["Rows"], acq["Columns"]) == images.venous.GetSize()[1::-1]
     json.dumps(acq)  # JSON as it stands
-    plain = ingest.acquisition_settings(folder, row["plain_ct_series_uid"], spec.patient_id)
+    plain = readers.acquisition_settings(folder, row["plain_ct_series_uid"], spec.patient_id)
     assert plain["ContrastBolusAgent"] is None and plain["KVP"] == acq["KVP"]
     nifti = ingest.ingest(write(images.venous, tmp_path / "ct.nii.gz"), tmp_path / row["mask"], spec.patient_id)
-    assert nifti.qc["acquisition"] == dict.fromkeys(ingest.ACQUISITION_TAGS)
+    assert nifti.qc["acquisition"] == dict.fromkeys(readers.ACQUISITION_TAGS)
 
 
 def test_table_s1_summarises_each_institution_in_the_papers_rows():
     def acq(maker, model, kvp, pitch, coll, agent):
-        return {**dict.fromkeys(ingest.ACQUISITION_TAGS), "Manufacturer": maker, "ManufacturerModelName": model,
+        return {**dict.fromkeys(readers.ACQUISITION_TAGS), "Manufacturer": maker, "ManufacturerModelName": model,
                 "KVP": kvp, "SpiralPitchFactor": pitch, "SingleCollimationWidth": coll, "SliceThickness": 5.0,
                 "Rows": 512, "Columns": 512, "ContrastBolusAgent": agent, "ExposureModulationType": "XYZ_EC"}
     records = [
@@ -123,13 +123,13 @@ def test_table_s1_summarises_each_institution_in_the_papers_rows():
         {"patient_id": "A2", "acquisition": acq("SIEMENS", "SOMATOM Force", 120, 1.0, 0.6, "Iopromide")},
         {"patient_id": "A3", "acquisition": acq("GE MEDICAL SYSTEMS", "LightSpeed CT750 HD", 120, 1.0, 0.625,
                                                 "Iopromide")},
-        {"patient_id": "A4", "acquisition": dict.fromkeys(ingest.ACQUISITION_TAGS)},  # a NIfTI patient
+        {"patient_id": "A4", "acquisition": dict.fromkeys(readers.ACQUISITION_TAGS)},  # a NIfTI patient
         {"patient_id": "B1", "acquisition": acq("UIH", "uCT960", 100, 0.6, 0.6, "Iopamidol")},
         *({"patient_id": f"B{i}", "acquisition": acq("UIH", "uCT710", 90 + 2 * i, 0.8, 0.6, "Iopamidol")}
           for i in range(2, 6)),
     ]
     institution = {r["patient_id"]: r["patient_id"][0] for r in records}
-    t = ingest.table_s1(records, institution).set_index("Parameters")
+    t = table_s1.table_s1(records, institution).set_index("Parameters")
     assert list(t.columns) == ["Institution A", "Institution B"]
     assert list(t.index[:8]) == ["CT version", "Tube current", "Tube voltage", "Detector collimation",
                                  "Slice thickness", "Pitch", "Image matrix", "Contrast material"]

@@ -27,7 +27,7 @@ import yaml
 from scipy import stats
 
 from ctith.ith import habitats as ith
-from ctith.cohort.ingest import axial_axis
+from ctith.cohort.geometry import axial_axis
 
 REPO = Path(__file__).resolve().parents[2]
 

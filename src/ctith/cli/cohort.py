@@ -58,7 +58,7 @@ def cmd_qc_table(args) -> None:
 
 
 def cmd_table_s1(args) -> None:
-    from ..cohort.ingest import table_s1
+    from ..cohort.table_s1 import table_s1
     from ..io import read_json, read_table, write_markdown, write_tsv
 
     split = read_table(args.split)

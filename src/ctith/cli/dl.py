@@ -23,7 +23,7 @@ def cmd_dl_input(args) -> None:
     import SimpleITK as sitk
 
     from ..dl import inputs as dl_input
-    from ..cohort.ingest import axial_axis
+    from ..cohort.geometry import axial_axis
     from ..io import atomic_path, write_json
 
     params = dl_input.DLInputParams(**(args.params or {}))

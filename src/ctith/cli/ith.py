@@ -62,7 +62,7 @@ def cmd_ith(args) -> None:
     import SimpleITK as sitk
 
     from ..ith import habitats as ith
-    from ..cohort.ingest import axial_axis
+    from ..cohort.geometry import axial_axis
     from ..io import atomic_path, write_json
 
     params = _ith_params(args)

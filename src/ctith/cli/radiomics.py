@@ -52,7 +52,7 @@ def _same_frame(args) -> None:
     """Refuse a plain CT whose DICOM frame of reference is not the venous phase's: its voxels
     would be read at the venous phase's coordinates as if the two were registered."""
     from ..errors import InputError
-    from ..cohort.ingest import frame_of_reference
+    from ..cohort.readers import frame_of_reference
 
     if not args.image_source:
         return
@@ -68,7 +68,7 @@ def cmd_semantic(args) -> None:
     import SimpleITK as sitk
 
     from ..radiomics import semantic
-    from ..cohort.ingest import read_ct
+    from ..cohort.readers import read_ct
     from ..io import write_json
 
     params = semantic.SemanticParams(**(args.params or {}))

@@ -4,7 +4,10 @@
 - ``preflight``: what the sheets and config tell before any job (institutions, folds, cohort sizes);
 - ``mask_labels``: every mask file read for the label its column asks for (``ctith validate``);
 - ``template``: ``ctith template``, the empty sheets and the column guide;
-- ``ingest``: a CT and its mask read, checked and written canonical, with QC and Table S1;
+- ``readers``: CT and mask files read and checked (DICOM, NIfTI, NRRD, MHA; label images);
+- ``geometry``: canonical orientation, the mask on the image grid, the largest tumour slice;
+- ``ingest``: one patient's CT and mask written canonical, with QC, and the cohort's QC table;
+- ``table_s1``: each institution's acquisition settings from the DICOM headers;
 - ``scan_identity``: one scan filed under two patients;
 - ``eligibility``: Appendix 1's criteria;
 - ``split``: the cohorts (training, internal and external validation);

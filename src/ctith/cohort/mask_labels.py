@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..errors import CtithError
-from .ingest import read_mask
+from .readers import read_mask
 
 # Mask column -> its label column; each falls back to reader 1's mask_label.
 MASK_LABEL_COLUMNS = {"mask": "mask_label", "mask_reader2": "mask_reader2_label",

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
-from ..cohort.ingest import largest_slice
+from ..cohort.geometry import largest_slice
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import ndimage
 
 from ..errors import InputError
-from ..cohort.ingest import LARGEST_SLICE_RULE, largest_slice
+from ..cohort.geometry import largest_slice, LARGEST_SLICE_RULE
 from .local_radiomics import FEATURE_CLASSES, local_features
 
 __all__ = ["tumour_slice", "tumour_volume", "volume_features", "local_features", "scale_features",

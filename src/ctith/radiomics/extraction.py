@@ -18,7 +18,8 @@ import SimpleITK as sitk
 import yaml
 
 from ..errors import InputError
-from ..cohort.ingest import match_mask_to_image, read_mask
+from ..cohort.geometry import match_mask_to_image
+from ..cohort.readers import read_mask
 
 DIAGNOSTIC_PREFIX = "diagnostics_"
 

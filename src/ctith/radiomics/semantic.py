@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import InputError
-from ..cohort.ingest import orientation_code, reorient
+from ..cohort.geometry import orientation_code, reorient
 
 if TYPE_CHECKING:  # the per-patient measurement does not need pandas (0.6 s to import)
     import pandas as pd

@@ -68,7 +68,7 @@ def figure(patients: list[dict], note: str = ""):
     import matplotlib.pyplot as plt
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-    from ..cohort.ingest import largest_slice
+    from ..cohort.geometry import largest_slice
     from ..ith.habitats import _show_ct
 
     fig = plt.figure(figsize=(8.0, 3.9 * len(patients) + 0.4 * bool(note)))
