@@ -10,6 +10,9 @@ from scipy import ndimage
 
 from ctith.cohort import ingest
 from ctith.ith import habitats as ith, local_radiomics as lr
+from ctith.ith.figures import MATCH_TRAITS, pick_matched_pair
+from ctith.ith.score import ith_score
+from ctith.ith.variants import guided_smooth_feature_maps, reduce_features, smooth_feature_maps, smoothing_sigma_px
 from ctith.cli import main
 from ctith.io import read_table
 
@@ -119,31 +122,31 @@ def bordered(core: np.ndarray, pad: int = 2) -> np.ndarray:
 def test_one_region_per_cluster_scores_zero():
     core = np.ones((6, 6), dtype=int)
     core[:, 3:] = 2
-    assert ith.ith_score(bordered(core)) == 0.0
-    assert ith.ith_score(bordered(np.ones((4, 4), dtype=int))) == 0.0
+    assert ith_score(bordered(core)) == 0.0
+    assert ith_score(bordered(np.ones((4, 4), dtype=int))) == 0.0
 
 
 def test_checkerboard_is_one_region_per_colour():
     core = (np.indices((8, 8)).sum(0) % 2) + 1
-    assert ith.ith_score(bordered(core)) == 0.0
+    assert ith_score(bordered(core)) == 0.0
     # with 4-connectivity every pixel is its own region: all ignored, score 1
-    assert ith.ith_score(bordered(core), connectivity=4) == 1.0
+    assert ith_score(bordered(core), connectivity=4) == 1.0
 
 
 @pytest.mark.parametrize("n", [2, 4, 6, 10])
 def test_alternating_columns(n):
     core = (np.arange(n)[None, :].repeat(n, 0) % 2) + 1
-    assert ith.ith_score(bordered(core)) == pytest.approx(1 - 4 / n ** 2, abs=1e-15)
+    assert ith_score(bordered(core)) == pytest.approx(1 - 4 / n ** 2, abs=1e-15)
 
 
 def test_single_pixel_regions_are_ignored():
     core = np.ones((6, 6), dtype=int)
     core[0, 0] = core[5, 5] = 2  # two isolated pixels of cluster 2
     # cluster 1: one region of 34 px; cluster 2: nothing kept -> 1 - 34/36
-    assert ith.ith_score(bordered(core)) == pytest.approx(1 - 34 / 36)
-    assert ith.ith_score(bordered(core), min_region_pixels=0) == pytest.approx(1 - (34 + 1 / 2) / 36)
+    assert ith_score(bordered(core)) == pytest.approx(1 - 34 / 36)
+    assert ith_score(bordered(core), min_region_pixels=0) == pytest.approx(1 - (34 + 1 / 2) / 36)
     with pytest.raises(ValueError, match="no tumour"):
-        ith.ith_score(np.zeros((4, 4), dtype=int))
+        ith_score(np.zeros((4, 4), dtype=int))
 
 
 # --------------------------------------------------------------------------- patient
@@ -241,9 +244,9 @@ def test_feature_smoothing_stays_inside_the_tumour():
     mask[2:10, 3:12] = True
     rng = np.random.default_rng(1)
     const = np.full((mask.sum(), 2), 0.25)
-    assert np.allclose(ith.smooth_feature_maps(const, mask, 2.0), 0.25)  # no zeros from outside
+    assert np.allclose(smooth_feature_maps(const, mask, 2.0), 0.25)  # no zeros from outside
     noisy = rng.normal(size=(mask.sum(), 3))
-    smooth = ith.smooth_feature_maps(noisy, mask, 1.5)
+    smooth = smooth_feature_maps(noisy, mask, 1.5)
     assert smooth.shape == noisy.shape
     assert np.all(smooth.std(axis=0) < 0.6 * noisy.std(axis=0))
     assert np.allclose(smooth.mean(axis=0), noisy.mean(axis=0), atol=0.15)
@@ -267,8 +270,8 @@ def test_edge_preserving_smoothing_keeps_tissue_boundaries():
     step = np.where(left, 0.0, 1.0)[mask]
     feats = np.stack([step + rng.normal(0, 0.3, step.size), 0.5 * step + rng.normal(0, 0.3, step.size)], axis=1)
     sigma = (3.0, 3.0)
-    guided = ith.guided_smooth_feature_maps(feats, mask, sigma, hu, 30.0)
-    gauss = ith.smooth_feature_maps(feats, mask, sigma)
+    guided = guided_smooth_feature_maps(feats, mask, sigma, hu, 30.0)
+    gauss = smooth_feature_maps(feats, mask, sigma)
     cols = np.nonzero(mask)[1]
     edge = (cols == 19) | (cols == 20)  # the two columns either side of the boundary
     expected = np.stack([step, 0.5 * step], axis=1)
@@ -277,19 +280,19 @@ def test_edge_preserving_smoothing_keeps_tissue_boundaries():
     far = (cols < 12) | (cols > 28)
     assert (guided - expected)[far].std() < 0.4 * (feats - expected)[far].std()
     const = np.full((mask.sum(), 1), 0.7)
-    assert np.allclose(ith.guided_smooth_feature_maps(const, mask, (9.0, 9.0), hu, 30.0), 0.7)  # wide: sparse offsets
+    assert np.allclose(guided_smooth_feature_maps(const, mask, (9.0, 9.0), hu, 30.0), 0.7)  # wide: sparse offsets
 
 
 def test_smoothing_sigma_in_mm_or_relative_to_the_tumour():
     mask = np.zeros((40, 40), dtype=bool)
     mask[5:25, 5:25] = True  # 400 px
-    assert ith.smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams()) is None
-    assert ith.smoothing_sigma_px(mask, (0.5, 0.8), ith.ITHParams(feature_smoothing_mm=4.0)) == (8.0, 5.0)
+    assert smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams()) is None
+    assert smoothing_sigma_px(mask, (0.5, 0.8), ith.ITHParams(feature_smoothing_mm=4.0)) == (8.0, 5.0)
     # 400 px of 0.25 mm2: 100 mm2, the circle's diameter 11.28 mm; 10% of it is 1.128 mm
-    sig = ith.smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams(feature_smoothing_fraction=0.1))
+    sig = smoothing_sigma_px(mask, (0.5, 0.5), ith.ITHParams(feature_smoothing_fraction=0.1))
     assert sig == pytest.approx((2 * np.sqrt(100 / np.pi) * 0.1 / 0.5,) * 2)
     # relative: the same tumour at another pixel size gets the same sigma in pixels
-    assert ith.smoothing_sigma_px(mask, (0.9, 0.9), ith.ITHParams(feature_smoothing_fraction=0.1)) == \
+    assert smoothing_sigma_px(mask, (0.9, 0.9), ith.ITHParams(feature_smoothing_fraction=0.1)) == \
         pytest.approx(sig)
 
 
@@ -297,8 +300,8 @@ def test_pca_keeps_the_requested_components():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(300, 2))
     scaled = np.hstack([base, base @ rng.normal(size=(2, 6)) + 1e-3 * rng.normal(size=(300, 6))])
-    assert ith.reduce_features(scaled, 3).shape == (300, 3)
-    assert ith.reduce_features(scaled, 0.95).shape == (300, 2)
+    assert reduce_features(scaled, 3).shape == (300, 3)
+    assert reduce_features(scaled, 0.95).shape == (300, 2)
 
 
 @pytest.mark.parametrize("organ", ["liver", "spleen"])
@@ -354,7 +357,7 @@ def test_cli_ith_and_cohort(real_ct, tmp_path, capsys):
                  "--out-figure", str(tmp_path / "s6.png"), "--out-pair", str(tmp_path / "pair.json")]) == 0
     assert "Figure S6: kidney_left (A) vs spleen (B)" in capsys.readouterr().out
     pair = json.loads((tmp_path / "pair.json").read_text())
-    assert pair["traits"] == list(ith.MATCH_TRAITS) and pair["pool"] == "validation cohorts"
+    assert pair["traits"] == list(MATCH_TRAITS) and pair["pool"] == "validation cohorts"
     assert (tmp_path / "s6.png").stat().st_size > 10_000
 
 
@@ -423,19 +426,19 @@ def test_figure_s6_pair_is_matched_as_the_paper_picks_it():
         ("V7", "external_validation", 0.15, 0, 1, 58, "RLPS", "F", "T3", "N0"),  # low risk, DM
     ]
     predictions, clinical = _pair_inputs(rows)
-    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=5)
+    pick = pick_matched_pair(predictions, clinical, max_age_gap=5)
     assert (pick["low"], pick["high"]) == ("V1", "V3")  # 3 years apart beats 4
-    assert pick["pool"] == "validation cohorts" and pick["traits"] == list(ith.MATCH_TRAITS)
+    assert pick["pool"] == "validation cohorts" and pick["traits"] == list(MATCH_TRAITS)
     assert pick["pairs"] == 2 and "same histology, sex, T stage, N stage, ages within 5 years" in pick["how"]
     # A tighter age limit leaves no validation pair: the training pair, then dropped traits.
-    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=1)
+    pick = pick_matched_pair(predictions, clinical, max_age_gap=1)
     assert (pick["low"], pick["high"], pick["pool"]) == ("T1", "T2", "all cohorts")
-    pick = ith.pick_matched_pair(predictions[~predictions["patient_id"].isin(["T1", "T2"])], clinical, 0)
+    pick = pick_matched_pair(predictions[~predictions["patient_id"].isin(["T1", "T2"])], clinical, 0)
     assert (pick["low"], pick["high"]) == ("V1", "V4") and pick["traits"] == ["histology"]
     # Nobody predicted high risk with DM: the extremes by probability stand in, and it says so.
     rows_none = [r if r[4] == 0 else (*r[:3], 0, *r[4:]) for r in rows]
     predictions, clinical = _pair_inputs(rows_none)
-    pick = ith.pick_matched_pair(predictions, clinical, max_age_gap=5)
+    pick = pick_matched_pair(predictions, clinical, max_age_gap=5)
     assert "highest-probability patient with DM" in pick["how"]
     assert (pick["low"], pick["high"]) == ("T1", "V5")
 
@@ -448,8 +451,8 @@ def test_3d_score_on_hand_built_maps():
     # (one region of 4 each: score 0); through faces (6) every voxel is alone: 4 regions of
     # 1 per colour, so 1 - (1/4 + 1/4) / 8 = 15/16 with no region ignored.
     board = (np.indices((2, 2, 2)).sum(0) % 2) + 1
-    assert ith.ith_score(np.pad(board, 1), connectivity=26) == 0.0
-    assert ith.ith_score(np.pad(board, 1), min_region_pixels=0, connectivity=6) == pytest.approx(15 / 16)
+    assert ith_score(np.pad(board, 1), connectivity=26) == 0.0
+    assert ith_score(np.pad(board, 1), min_region_pixels=0, connectivity=6) == pytest.approx(15 / 16)
     # Two slices of a 3 x 3 block of 1 with a column of 2 through the middle of both and a
     # 2 alone in a corner of the first. Through faces: cluster 1 is one region of 15 (a 2D
     # score of either slice would not see it joined), cluster 2 a column of 2 and a single
@@ -457,14 +460,14 @@ def test_3d_score_on_hand_built_maps():
     vol = np.ones((2, 3, 3), dtype=int)
     vol[:, 1, 1] = 2
     vol[0, 0, 0] = 2
-    assert ith.ith_score(np.pad(vol, 1), connectivity=6) == pytest.approx(1 - 17 / 18)
-    assert ith.ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=6) == pytest.approx(1 - 16 / 18)
+    assert ith_score(np.pad(vol, 1), connectivity=6) == pytest.approx(1 - 17 / 18)
+    assert ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=6) == pytest.approx(1 - 16 / 18)
     # 26-connectivity joins the corner voxel to the column diagonally: one region of 3.
-    assert ith.ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=26) == pytest.approx(1 - 18 / 18)
+    assert ith_score(np.pad(vol, 1), min_region_pixels=0, connectivity=26) == pytest.approx(1 - 18 / 18)
     with pytest.raises(ValueError, match="connectivity 8 does not apply to a 3D"):
-        ith.ith_score(np.pad(vol, 1), connectivity=8)
+        ith_score(np.pad(vol, 1), connectivity=8)
     with pytest.raises(ValueError, match="connectivity 26 does not apply to a 2D"):
-        ith.ith_score(vol[0], connectivity=26)
+        ith_score(vol[0], connectivity=26)
 
 
 @pytest.mark.parametrize("organ", ["kidney_left", "spleen"])
@@ -510,10 +513,10 @@ def test_whole_tumour_habitats_on_real_ct(real_ct):
         assert np.array_equal(v, b.volumes[k]) and res.scores[k] == b.scores[k]  # seeded
         assert np.array_equal(v > 0, vmask) and set(np.unique(v[vmask])) == set(range(1, k + 1))
         assert np.array_equal(res.maps[k], v[view])
-        assert res.scores[k] == ith.ith_score(v, 1, 26) and 0.0 <= res.scores[k] < 1.0
+        assert res.scores[k] == ith_score(v, 1, 26) and 0.0 <= res.scores[k] < 1.0
     faces = ith.run_ith(img, msk, axis, ith.ITHParams(clusters=(2, 4), slices="all", seed=3, connectivity_3d=6))
     assert [np.array_equal(faces.volumes[k], res.volumes[k]) for k in (2, 4)] == [True, True]  # same habitats
-    assert faces.scores[4] == ith.ith_score(res.volumes[4], 1, 6)
+    assert faces.scores[4] == ith_score(res.volumes[4], 1, 6)
     record = ith.summary(res, params, "kidney")
     assert sum(record["k"]["4"]["cluster_sizes"]) == 5144 and record["params"]["slices"] == "all"
     with pytest.raises(ValueError, match="slices must be one of"):
@@ -531,4 +534,4 @@ def test_cli_whole_tumour(real_ct, tmp_path):
     assert rec["tumour_voxels"] == 9677 and sum(rec["k"]["3"]["cluster_sizes"]) == 9677
     maps = np.load(d / "ith" / "label_maps.npz")
     assert np.array_equal(maps["k3_volume"] > 0, maps["volume_mask"]) and np.array_equal(maps["k3"] > 0, maps["mask"])
-    assert rec["k"]["3"]["ith_score"] == pytest.approx(ith.ith_score(maps["k3_volume"], 1, 6))
+    assert rec["k"]["3"]["ith_score"] == pytest.approx(ith_score(maps["k3_volume"], 1, 6))

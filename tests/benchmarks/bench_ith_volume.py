@@ -27,6 +27,7 @@ import yaml
 from scipy import stats
 
 from ctith.ith import habitats as ith
+from ctith.ith.score import ith_score
 from ctith.cohort.geometry import axial_axis
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ def one_patient(args) -> dict:
     for k in params.clusters:
         row[f"largest_k{k}"] = flat.scores[k]
         row[f"all26_k{k}"] = whole.scores[k]
-        row[f"all6_k{k}"] = (ith.ith_score(whole.volumes[k], params.min_region_pixels, 6)
+        row[f"all6_k{k}"] = (ith_score(whole.volumes[k], params.min_region_pixels, 6)
                              if k in whole.volumes else float("nan"))
     return row
 

@@ -61,9 +61,10 @@ def cmd_ith(args) -> None:
     import numpy as np
     import SimpleITK as sitk
 
-    from ..ith import habitats as ith
     from ..cohort.geometry import axial_axis
     from ..io import atomic_path, write_json
+    from ..ith import habitats as ith
+    from ..ith.figures import habitat_figure
 
     params = _ith_params(args)
     patient = args.patient_id or Path(args.out_dir).parent.name
@@ -91,7 +92,7 @@ def cmd_ith(args) -> None:
     write_json(record, out / "scores.json")
     where = ("habitats of the whole tumour, cut through its largest slice" if result.volume_mask is not None
              else "habitats on the largest tumour slice")
-    fig = ith.habitat_figure(result, params.clusters, f"{patient}: {where}")
+    fig = habitat_figure(result, params.clusters, f"{patient}: {where}")
     save_figure(fig, out / "habitats.png")
     scores = ", ".join(f"K{k} {v:.3f}" for k, v in result.scores.items())
     print(f"{patient}: slice {result.info['slice_index']}, {result.info['tumour_pixels']} px, "
@@ -128,12 +129,12 @@ def _years(value) -> str:
 def cmd_figure_s6(args) -> None:
     import numpy as np
 
-    from ..ith import habitats as ith
     from ..io import read_json, read_table, write_json
+    from ..ith.figures import comparison_figure, pick_matched_pair
 
     predictions = read_table(args.predictions)
     clinical = read_clinical(args)
-    pick = ith.pick_matched_pair(predictions, clinical, args.max_age_gap)
+    pick = pick_matched_pair(predictions, clinical, args.max_age_gap)
     by_pid = predictions.set_index("patient_id")
     records = {r["patient_id"]: (r, p) for r, p in ((read_json(p), p) for p in args.scores)}
     rows = []
@@ -144,7 +145,7 @@ def cmd_figure_s6(args) -> None:
                      "maps": {k: data[f"k{k}"] for k in args.clusters if f"k{k}" in data},
                      "scores": {k: rec["k"][str(k)]["ith_score"] for k in args.clusters if str(k) in rec["k"]},
                      "label": f"{name}: {_describe(pid, clinical, by_pid.loc[pid])}"})
-    save_figure(ith.comparison_figure(rows, args.clusters, pick["how"] + "."), args.out_figure)
+    save_figure(comparison_figure(rows, args.clusters, pick["how"] + "."), args.out_figure)
     write_json(pick, args.out_pair)
     print(f"Figure S6: {pick['low']} (A) vs {pick['high']} (B). {pick['how']}")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import synthetic as demo
 from ..ith import habitats as ith
+from ..ith.figures import _show_ct, _show_map
+from . import synthetic as demo
 
 QUANTILES = (0.05, 0.35, 0.65, 0.95)
 SHORT = {"feature_smoothing_mm": "smoothing {:g} mm", "feature_smoothing_fraction": "smoothing {:g} x diameter",
@@ -74,18 +75,18 @@ def heterogeneity_figure(specs: list, picks: list[str], published: ith.ITHParams
             res = ith.run_ith(venous, mask, 0, params, pid, spacing=spacing)
             ax = fig.add_subplot(inner[r, 0])
             if r == 0:
-                ith._show_ct(ax, res.image, res.mask)
+                _show_ct(ax, res.image, res.mask)
                 ax.set_title(f"{pid}: true heterogeneity {spec.true_heterogeneity:.2f}\n"
                              f"{spec.tumour_diameter_mm:.0f} mm, institution {spec.institution}",
                              fontsize=8, loc="left")
                 ax.set_ylabel("published method", fontsize=8)
             else:
-                ith._show_map(ax, res.image, true_map(images, res), "true", float("nan"))
+                _show_map(ax, res.image, true_map(images, res), "true", float("nan"))
                 ax.set_title("")  # the map's own "K = ..." title: the planted tissues go on the left
                 ax.set_title("planted: " + ", ".join(t[:4] for t in spec.habitats), fontsize=8, loc="left")
                 ax.set_ylabel("variant", fontsize=8)
             for j, k in enumerate(clusters):
-                ith._show_map(fig.add_subplot(inner[r, 1 + j]), res.image, res.maps[k], k, res.scores[k])
+                _show_map(fig.add_subplot(inner[r, 1 + j]), res.image, res.maps[k], k, res.scores[k])
     fig.suptitle("Demo tumours from low to high true heterogeneity. Upper row of each: the CT and the "
                  "published method's habitats;\nlower row: the planted habitats and the habitats of the "
                  f"variant ({label})", fontsize=10, y=0.915 if len(picks) == 4 else 0.98)

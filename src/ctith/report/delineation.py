@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..ith.habitats import VALIDATION
+from ..ith.figures import VALIDATION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,7 @@ def figure(patients: list[dict], note: str = ""):
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     from ..cohort.geometry import largest_slice
-    from ..ith.habitats import _show_ct
+    from ..ith.figures import _show_ct
 
     fig = plt.figure(figsize=(8.0, 3.9 * len(patients) + 0.4 * bool(note)))
     surfaces = [surface_mm(p["mask"], p["spacing"]) for p in patients]

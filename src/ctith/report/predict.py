@@ -237,7 +237,7 @@ def report_figure(models: FrozenModels, patient_dir, scored: Scored):
     import matplotlib.pyplot as plt
 
     from ..dl import training as dl
-    from ..ith.habitats import _show_ct, _show_map
+    from ..ith.figures import _show_ct, _show_map
 
     prediction = scored.prediction
     pid = prediction["patient_id"]
