@@ -150,11 +150,14 @@ def test_the_trials_problems_one_line_each_before_any_job(trial, tmp_path, capsy
     code, said = _validate(tmp_path, overlay, capsys)
     assert code == 0 and said.startswith(f"OK: {len(samples)} patients in"), said
 
-    # Every storage ingests: NRRD, MHA, a DICOM series, the multi-label mask.
+    # Every storage ingests: NRRD, MHA, a DICOM series, the multi-label mask; the split
+    # rule takes the institutions' names, spaces and all.
     pids = [samples.at[i, "patient_id"] for i in (1, 2, 3, MULTI_LABEL)]
-    run = _snakemake(tmp_path, *[f"results/patients/{p}/qc.json" for p in pids])
+    run = _snakemake(tmp_path, *[f"results/patients/{p}/qc.json" for p in pids], "results/cohort/split.tsv")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     for p in pids:
         qc = yaml.safe_load((tmp_path / "my_run/results/patients" / p / "qc.json").read_text())
         assert qc["tumour_voxels"] > 1000, (p, qc)
+    split = pd.read_csv(tmp_path / "my_run/results/cohort/split.tsv", sep="\t")
+    assert set(split["institution"]) == set(INSTITUTIONS)
     assert not (tmp_path / "my_run/results/demo").exists()

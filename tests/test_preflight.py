@@ -211,3 +211,23 @@ def test_relative_paths_read_from_the_runs_folder(tiny_cohort, tmp_path, capsys,
     assert "data/samples.tsv" in capsys.readouterr().err
     assert cli.main([*args, "--directory", "my_run"]) == 0
     assert capsys.readouterr().out.startswith("OK: ")
+
+
+def test_a_clinical_row_without_a_sample_row_is_said_and_left_out(tiny_cohort, tmp_path, capsys):
+    """A clinical export holding one more patient than the sample sheet: a warning naming it,
+    and the study's clinical sheet without it, so giving that patient a sample row later
+    (to predict) changes no study sheet."""
+    from workflow_run import make_workdir, smk
+
+    clinical = pd.read_csv(tiny_cohort / "clinical.tsv", sep="\t", dtype=str)
+    extra = clinical.iloc[[0]].assign(patient_id="Z999")
+    pd.concat([clinical, extra]).to_csv(tiny_cohort / "clinical.tsv", sep="\t", index=False)
+    overlay = _write(tmp_path, _overlay(tiny_cohort, crossfit={"folds": 2}))
+    line = "1 clinical table row(s) have no sample-sheet row and are not in the study: Z999"
+    assert cli.main(["validate", "--config", str(overlay), "--no-images"]) == 0
+    assert f"warning: {line}" in capsys.readouterr().err
+    work = make_workdir(tiny_cohort, tmp_path)
+    run = smk(work, "-n", "--cores", "1")
+    assert line in run.stderr
+    study = pd.read_csv(work / "results/cohort/study/clinical.tsv", sep="\t", dtype=str)
+    assert "Z999" not in set(study["patient_id"]) and len(study) == len(clinical)

@@ -15,7 +15,7 @@ from ctith.errors import ConfigError, SheetError
 from ctith.io import read_table, write_tsv_if_changed
 from ctith.cohort.sheets import (PATH_COLUMNS, check_config, load_inputs, predict_patients, results_owner,
                           results_owner_problem, study_inputs)
-from ctith.cohort.preflight import check_study
+from ctith.cohort.preflight import check_study, unlisted_clinical_rows
 from ctith.cohort.split import training_sheets
 
 
@@ -92,6 +92,7 @@ ELIGIBLE = eligible_ids(STUDY.clinical, STUDY.samples["institution"], config["el
 # The split, with what the institutions and the cross-fitting folds make of it, all said at
 # once before any job (as `ctith validate` says it).
 STUDY_CHECK = check_study(config, STUDY.samples, STUDY.clinical, ELIGIBLE)
+STUDY_CHECK.warnings += unlisted_clinical_rows(SAMPLES.index, INPUTS.clinical.index)
 if INPUTS.problems or STUDY_CHECK.problems:
     raise WorkflowError(str(SheetError(INPUTS.problems + STUDY_CHECK.problems)))
 if workflow.is_main_process:  # not again in every cluster job's parse
@@ -114,7 +115,10 @@ def _write_sheets():
     sheets = {f"train/{k}": v for k, v in
               training_sheets(split, SAMPLES, CLINICAL_RAW, CLINICAL_ID, PATH_COLUMNS).items()}
     sheets["study/samples"] = samples_raw.loc[study]
-    sheets["study/clinical"] = CLINICAL_RAW.loc[~CLINICAL_RAW[CLINICAL_ID].str.strip().isin(PREDICT)]
+    # Only the study's patients: a clinical row without a sample-sheet row is in no study
+    # table, so giving it one later as a patient to predict reruns no cohort rule.
+    study_ids = samples_raw.loc[study, "patient_id"].str.strip()
+    sheets["study/clinical"] = CLINICAL_RAW.loc[CLINICAL_RAW[CLINICAL_ID].str.strip().isin(study_ids)]
     for name, table in sheets.items():
         write_tsv_if_changed(table, f"results/cohort/{name}.tsv")
     return split

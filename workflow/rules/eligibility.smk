@@ -51,8 +51,8 @@ rule split:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith split {params.sheets} --eligible {input.eligible} --internal {params.internal}"
-        " --external {params.external} --train-fraction {params.fraction} --seed {params.seed}"
+        "ctith split {params.sheets} --eligible {input.eligible} --internal {params.internal:q}"
+        " --external {params.external:q} --train-fraction {params.fraction} --seed {params.seed}"
         " --out {output} > {log} 2>&1"
 
 

@@ -26,9 +26,9 @@ rule harmonize:
         "../../envs/modeling.yaml"
     shell:
         "ctith harmonize --features {input.features} --icc {input.icc} --split {input.split}"
-        " --samples {input.samples:q} {params.clinical} --batch-column {params.batch} --mode {params.mode}"
-        " --categorical {params.categorical} --continuous {params.continuous}"
-        " --constant-in-batch {params.constant} --out-estimates {output.estimates}"
+        " --samples {input.samples:q} {params.clinical} --batch-column {params.batch:q} --mode {params.mode}"
+        " --categorical {params.categorical:q} --continuous {params.continuous:q}"
+        " --constant-in-batch {params.constant:q} --out-estimates {output.estimates}"
         " --out-features {output.features} > {log} 2>&1"
 
 
@@ -61,7 +61,7 @@ rule harmonize_apply:
         "../../envs/modeling.yaml"
     shell:
         "ctith harmonize-apply --features {input.features} --estimates {input.estimates}"
-        " --samples {input.samples:q} {params.clinical} --batch-column {params.batch}"
+        " --samples {input.samples:q} {params.clinical} --batch-column {params.batch:q}"
         " --unseen-batch {params.unseen} --out-features {output.features} --out-smd {output.smd}"
         " --out-report {output.report} > {log} 2>&1"
 

@@ -113,7 +113,7 @@ def _inputs(args, check_files=False):
 def cmd_validate(args) -> None:
     from ..cohort.eligibility import eligible_ids
     from ..errors import SheetError
-    from ..cohort.preflight import check_study
+    from ..cohort.preflight import check_study, unlisted_clinical_rows
     from ..cohort.sheets import DEFAULT_CONFIG, check_config, load_config, load_inputs, study_inputs
 
     config = load_config(args.config, defaults=args.defaults or DEFAULT_CONFIG)
@@ -125,6 +125,7 @@ def cmd_validate(args) -> None:
         study = study_inputs(inputs)
         eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
         check = check_study(config, study.samples, study.clinical, eligible)
+        check.warnings += unlisted_clinical_rows(inputs.samples.index, inputs.clinical.index)
         if not args.no_images:  # the one check that reads files: every mask, for its label
             from ..cohort.mask_labels import mask_label_problems
 

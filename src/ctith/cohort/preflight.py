@@ -79,6 +79,18 @@ def cohort_size_warnings(split: pd.DataFrame, events: pd.Series) -> list[str]:
     return warnings
 
 
+def unlisted_clinical_rows(samples_ids, clinical_ids, shown: int = 3) -> list[str]:
+    """Clinical rows without a sample-sheet row: not part of the study (a clinical export
+    often holds more patients), said once so that a mistyped ID is seen. Such a row joins
+    the study only when its patient gets a sample-sheet row."""
+    unlisted = sorted(set(map(str, clinical_ids)) - set(map(str, samples_ids)))
+    if not unlisted:
+        return []
+    more = f" and {len(unlisted) - shown} more" if len(unlisted) > shown else ""
+    return [f"{len(unlisted)} clinical table row(s) have no sample-sheet row and are not in the study: "
+            f"{', '.join(unlisted[:shown])}{more}"]
+
+
 def check_study(config: dict, samples: pd.DataFrame, clinical: pd.DataFrame, eligible) -> StudyCheck:
     """The split of the ``eligible`` patients of the validated sheets (``sheets.Inputs``'
     frames, indexed by patient ID; patients to predict left out), with every problem the

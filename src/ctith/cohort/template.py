@@ -105,10 +105,11 @@ def column_docs(config: dict) -> str:
 def write_template(out_dir: str | Path, config: dict) -> list[Path]:
     """Write the template into ``out_dir`` (created; an existing file is never overwritten)."""
     out = Path(out_dir)
+    where = out.resolve()  # absolute in the overlay: read alike from any folder, --directory too
     files = {out / "samples.tsv": "\t".join(load_schema("samples.schema.yaml")["properties"]) + "\n",
              out / "clinical.tsv": "\t".join(clinical_columns(config)) + "\n",
-             out / "my_cohort.yaml": OVERLAY.format(name=out / "my_cohort.yaml", samples=out / "samples.tsv",
-                                                    clinical=out / "clinical.tsv"),
+             out / "my_cohort.yaml": OVERLAY.format(name=where / "my_cohort.yaml", samples=where / "samples.tsv",
+                                                    clinical=where / "clinical.tsv"),
              out / "README.md": column_docs(config)}
     existing = [str(p) for p in files if p.exists()]
     if existing:
