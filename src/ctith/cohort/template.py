@@ -16,10 +16,11 @@ from .sheets import OUTCOME_COLUMNS, column_needs, load_schema
 
 OVERLAY = """\
 # Your cohort's settings, merged over the workflow's config.yaml (as Snakemake merges
-# --configfile: mappings key by key, lists replaced whole). Check, then run:
+# --configfile: mappings key by key, lists replaced whole). Check, then run in the
+# repository root (results in a folder of your own, my_run/):
 #   ctith validate --config {name}
-#   snakemake --cores N --configfile {name}
-#   snakemake --report results/report.html --configfile {name}
+#   snakemake --cores N --configfile {name} --directory my_run
+#   snakemake --report my_run/report.html --configfile {name} --directory my_run
 samples: {samples}
 clinical: {clinical}
 demo: {{generate: false}}
