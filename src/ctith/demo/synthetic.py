@@ -288,12 +288,9 @@ def _semantic_truth(spec: PatientSpec) -> dict:
     }
 
 
-def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
-                    n_patients: dict | None = None) -> tuple[list[PatientSpec], pd.DataFrame]:
-    """Draw every patient's spec and the clinical table (no images rendered)."""
-    preset = PRESETS[preset] if isinstance(preset, str) else preset
-    counts = dict(n_patients or preset.n_patients)
-    rng = np.random.default_rng(seed)
+def _draw_specs(rng, preset: Preset, counts: dict, seed: int) -> list[PatientSpec]:
+    """Every patient's spec, some of each institution ineligible (one reason each), and at
+    least one DICOM patient and one mask stored another way."""
     extra = {inst: int(round(preset.ineligible_fraction * n)) if preset.eligible_counts else 0
              for inst, n in counts.items()}
     specs: list[PatientSpec] = []
@@ -322,67 +319,78 @@ def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
     if len(plain) > 20:
         plain[3].image_format = "nrrd"
         plain[7].image_format = "mha"
+    return specs
 
-    rows = []
-    lp = []
-    for s in specs:
-        r = np.random.default_rng(s.seed ^ 0x5EED)
-        age = int(np.clip(np.round(r.normal(56.0, 11.0)), 19, 85))
-        sex = "F" if r.random() < 0.5 else "M"
-        t_stage = _t_stage(s.tumour_diameter_mm)
-        n_stage = "N1" if r.random() < 0.07 else "N0"
-        truth = _semantic_truth(s)
-        row = {
-            "patient_id": s.patient_id, "age": age, "sex": sex, "histology": s.histology,
-            "t_stage": t_stage, "n_stage": n_stage,
-            "resection_margin": "R0", "plain_ct_done": 1, "ct_to_treatment_days": int(r.integers(1, 15)),
-            "image_quality": "adequate", "prior_malignancy": 0, "therapy_before_ct": 0,
-            "nonmetastatic_death_6m": 0,
-        }
-        reason = s.ineligible_reason
-        if reason == "histology":
-            row["histology"] = str(r.choice(["UPS", "MPNST"]))
-        elif reason == "margin":
-            row["resection_margin"] = "R1"
-        elif reason == "ct_interval":
-            row["ct_to_treatment_days"] = int(r.integers(16, 40))
-        elif reason == "image_quality":
-            row["image_quality"] = "inadequate"
-        elif reason == "incomplete":
-            row["age"] = ""
-        elif reason == "prior_malignancy":
-            row["prior_malignancy"] = 1
-        elif reason == "prior_therapy":
-            row["therapy_before_ct"] = 1
-        elif reason == "early_death":
-            row["nonmetastatic_death_6m"] = 1
-        tstages = ["T1", "T2", "T3", "T4"]
+
+T_STAGES = ["T1", "T2", "T3", "T4"]
+# A row's value that makes it ineligible, per reason (the draw ``r`` is the patient's own).
+_INELIGIBLE_VALUES = {
+    "histology": lambda r: {"histology": str(r.choice(["UPS", "MPNST"]))},
+    "margin": lambda r: {"resection_margin": "R1"},
+    "ct_interval": lambda r: {"ct_to_treatment_days": int(r.integers(16, 40))},
+    "image_quality": lambda r: {"image_quality": "inadequate"},
+    "incomplete": lambda r: {"age": ""},
+    "prior_malignancy": lambda r: {"prior_malignancy": 1},
+    "prior_therapy": lambda r: {"therapy_before_ct": 1},
+    "early_death": lambda r: {"nonmetastatic_death_6m": 1},
+}
+
+
+def _clinical_row(s: PatientSpec) -> tuple[dict, float]:
+    """One patient's clinical row (eligibility columns, both readers' semantic ratings) and
+    the outcome model's linear predictor, from the patient's own seed."""
+    r = np.random.default_rng(s.seed ^ 0x5EED)
+    age = int(np.clip(np.round(r.normal(56.0, 11.0)), 19, 85))
+    sex = "F" if r.random() < 0.5 else "M"
+    t_stage = _t_stage(s.tumour_diameter_mm)
+    n_stage = "N1" if r.random() < 0.07 else "N0"
+    truth = _semantic_truth(s)
+    row = {
+        "patient_id": s.patient_id, "age": age, "sex": sex, "histology": s.histology,
+        "t_stage": t_stage, "n_stage": n_stage,
+        "resection_margin": "R0", "plain_ct_done": 1, "ct_to_treatment_days": int(r.integers(1, 15)),
+        "image_quality": "adequate", "prior_malignancy": 0, "therapy_before_ct": 0,
+        "nonmetastatic_death_6m": 0,
+    }
+    if s.ineligible_reason in _INELIGIBLE_VALUES:
+        row.update(_INELIGIBLE_VALUES[s.ineligible_reason](r))
+    for name, value in truth.items():
+        row[name] = _rate(r, value, SEMANTIC_FEATURES[name], 0.03)
+    if s.has_reader2:
+        row["t_stage_r2"] = _rate(r, t_stage, T_STAGES, 0.04)
+        row["n_stage_r2"] = _rate(r, n_stage, ["N0", "N1"], 0.03)
         for name, value in truth.items():
-            row[name] = _rate(r, value, SEMANTIC_FEATURES[name], 0.03)
-        if s.has_reader2:
-            row["t_stage_r2"] = _rate(r, t_stage, tstages, 0.04)
-            row["n_stage_r2"] = _rate(r, n_stage, ["N0", "N1"], 0.03)
-            for name, value in truth.items():
-                row[f"{name}_r2"] = _rate(r, value, SEMANTIC_FEATURES[name], 0.06)
-        rows.append(row)
-        z_h = (s.true_heterogeneity - 0.5) / 0.2887  # standardised U(0, 1)
-        lp.append(1.15 * z_h + 0.55 * (s.histology == "RLMS")
-                  + 0.3 * (tstages.index(t_stage) - 1) + 0.7 * (n_stage == "N1")
-                  + 0.01 * (age - 56))
-    clinical = pd.DataFrame(rows)
-    for name in SEMANTIC_FEATURES:  # reader-2 ratings exist for a subset: integers with blanks
-        if f"{name}_r2" in clinical:
-            clinical[f"{name}_r2"] = clinical[f"{name}_r2"].astype("Int64")
-    # Proportional hazards, Weibull baseline. Censoring: loss to follow-up between 36 and
-    # 84 months, and administrative at 84 months, so no one without DM leaves before 36.
+            row[f"{name}_r2"] = _rate(r, value, SEMANTIC_FEATURES[name], 0.06)
+    z_h = (s.true_heterogeneity - 0.5) / 0.2887  # standardised U(0, 1)
+    lp = (1.15 * z_h + 0.55 * (s.histology == "RLMS") + 0.3 * (T_STAGES.index(t_stage) - 1)
+          + 0.7 * (n_stage == "N1") + 0.01 * (age - 56))
+    return row, lp
+
+
+def _dm_outcomes(lp: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """DM event and months: proportional hazards, Weibull baseline. Censoring: loss to
+    follow-up between 36 and 84 months, and administrative at 84 months, so no one without
+    DM leaves before 36."""
     r = np.random.default_rng(seed ^ 0xD15EA5E)
-    lp = np.asarray(lp)
     u = r.uniform(size=len(lp))
     t_event = WEIBULL_SCALE_MONTHS * (-np.log(u) / np.exp(lp)) ** (1.0 / WEIBULL_SHAPE)
     t_lost = MIN_FOLLOW_UP_MONTHS + r.exponential(60.0, size=len(lp))
     t_cens = np.minimum(ADMINISTRATIVE_CENSORING_MONTHS, t_lost)
-    clinical["dm_event"] = (t_event <= t_cens).astype(int)
-    clinical["dm_time_months"] = np.round(np.minimum(t_event, t_cens), 1)
+    return (t_event <= t_cens).astype(int), np.round(np.minimum(t_event, t_cens), 1)
+
+
+def simulate_cohort(preset: str | Preset = "demo", seed: int = 20240601,
+                    n_patients: dict | None = None) -> tuple[list[PatientSpec], pd.DataFrame]:
+    """Draw every patient's spec and the clinical table (no images rendered)."""
+    preset = PRESETS[preset] if isinstance(preset, str) else preset
+    specs = _draw_specs(np.random.default_rng(seed), preset, dict(n_patients or preset.n_patients), seed)
+    rows, lp = zip(*(_clinical_row(s) for s in specs))
+    clinical = pd.DataFrame(list(rows))
+    for name in SEMANTIC_FEATURES:  # reader-2 ratings exist for a subset: integers with blanks
+        if f"{name}_r2" in clinical:
+            clinical[f"{name}_r2"] = clinical[f"{name}_r2"].astype("Int64")
+    lp = np.asarray(lp)
+    clinical["dm_event"], clinical["dm_time_months"] = _dm_outcomes(lp, seed)
     for s, l in zip(specs, lp):
         s.extra["linear_predictor"] = float(l)
     return specs, clinical
@@ -461,40 +469,68 @@ def _habitat_labels(rng, spec: PatientSpec, shape, spacing_zyx, rn: np.ndarray) 
     return labels
 
 
-def render_patient(spec: PatientSpec) -> PatientImages:
-    """Render the venous-phase CT, plain CT, masks and the true habitat map."""
-    rng = np.random.default_rng(spec.seed)
-    n, nz, s = spec.matrix, spec.n_slices, spec.spacing_xy
-    sp = (SLICE_THICKNESS_MM, s, s)
-    x = (np.arange(n) - (n - 1) / 2.0) * s + spec.fov_centre_mm[0]
-    y = (np.arange(n) - (n - 1) / 2.0) * s + spec.fov_centre_mm[1]
-    z = (np.arange(nz) - (nz - 1) / 2.0) * SLICE_THICKNESS_MM
-    yy, xx = np.meshgrid(y, x, indexing="ij")
-    a, b = spec.body_axes_mm
+@dataclass
+class _Grid:
+    """The patient's voxel grid: (z, y, x) coordinates in mm, the in-plane meshgrid."""
+    n: int
+    nz: int
+    s: float
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+    yy: np.ndarray
+    xx: np.ndarray
 
-    # ---- anatomy, slice-invariant in-plane layout with organs spanning z ranges
-    venous = np.full((nz, n, n), -1000.0, dtype=np.float32)
-    plain = np.full((nz, n, n), -1000.0, dtype=np.float32)
-    sd_map = np.zeros((nz, n, n), dtype=np.float32)  # organ structure SD (HU) per voxel
-    organ_id = np.zeros((nz, n, n), dtype=np.uint8)  # last organ painted, for tests
-    organ_names: list[str] = []
+    @property
+    def spacing(self):
+        return (SLICE_THICKNESS_MM, self.s, self.s)
 
-    def paint(name, mask2d, zsel, v_hu, p_hu, sd=0.0):
-        m = np.zeros((nz, n, n), dtype=bool)
+    @classmethod
+    def of(cls, spec: PatientSpec) -> "_Grid":
+        n, nz, s = spec.matrix, spec.n_slices, spec.spacing_xy
+        x = (np.arange(n) - (n - 1) / 2.0) * s + spec.fov_centre_mm[0]
+        y = (np.arange(n) - (n - 1) / 2.0) * s + spec.fov_centre_mm[1]
+        z = (np.arange(nz) - (nz - 1) / 2.0) * SLICE_THICKNESS_MM
+        yy, xx = np.meshgrid(y, x, indexing="ij")
+        return cls(n, nz, s, x, y, z, yy, xx)
+
+
+@dataclass
+class _Anatomy:
+    """Both phases' HU, each voxel's organ-structure SD and organ, as painted so far."""
+    venous: np.ndarray
+    plain: np.ndarray
+    sd_map: np.ndarray
+    organ_id: np.ndarray
+    organ_names: list
+    inner: np.ndarray  # the abdominal cavity in-plane: the tumour stays inside it
+
+    def paint(self, name, mask2d, zsel, v_hu, p_hu, sd=0.0):
+        m = np.zeros(self.venous.shape, dtype=bool)
         m[zsel] = mask2d
-        venous[m] = v_hu
-        plain[m] = p_hu
-        sd_map[m] = sd
-        if name not in organ_names:
-            organ_names.append(name)
-        organ_id[m] = organ_names.index(name) + 1
+        self.venous[m] = v_hu
+        self.plain[m] = p_hu
+        self.sd_map[m] = sd
+        if name not in self.organ_names:
+            self.organ_names.append(name)
+        self.organ_id[m] = self.organ_names.index(name) + 1
 
-    allz = slice(0, nz)
+
+def _paint_anatomy(rng, spec: PatientSpec, g: _Grid) -> _Anatomy:
+    """Slice-invariant in-plane layout, organs spanning z ranges."""
+    shape = (g.nz, g.n, g.n)
+    xx, yy, z = g.xx, g.yy, g.z
+    a, b = spec.body_axes_mm
+    anat = _Anatomy(np.full(shape, -1000.0, dtype=np.float32), np.full(shape, -1000.0, dtype=np.float32),
+                    np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.uint8), [], None)
+    paint = anat.paint
+    allz = slice(0, g.nz)
     subq = rng.uniform(12.0, 30.0)
     body = _ellipse(xx, yy, 0, 0, a, b)
     paint("subcutaneous_fat", body, allz, -100.0, -100.0, 10.0)
     paint("muscle_wall", _ellipse(xx, yy, 0, 0, a - subq, b - subq), allz, 55.0, 50.0, 12.0)
     inner = _ellipse(xx, yy, 0, 0, a - subq - 10.0, b - subq - 10.0)
+    anat.inner = inner
     paint("visceral_fat", inner, allz, -95.0, -95.0, 10.0)
     spine_y = b * 0.55
     paint("bone", _ellipse(xx, yy, 0, spine_y, 20, 18), allz, 650.0, 650.0, 40.0)  # vertebral cortex
@@ -518,16 +554,21 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         paint("bowel_wall", _ellipse(xx, yy, bx, by, r, r * 0.8) & inner, zsel, 60.0, 40.0, 8.0)
         content = rng.choice([-900.0, 10.0, 25.0])
         paint("bowel_content", _ellipse(xx, yy, bx, by, r - 3, r * 0.8 - 3) & inner, zsel, content, content, 5.0)
+    return anat
 
-    # ---- tumour: lobulated ellipsoid inside the abdomen
+
+def _tumour_shape(rng, spec: PatientSpec, g: _Grid, inner: np.ndarray):
+    """A lobulated ellipsoid inside the abdomen: its bounding box (slices), the tumour in
+    the box, and each box voxel's normalised radius."""
+    s = g.s
     cx, cy, cz = spec.tumour_centre_mm
     rx, ry, rz = spec.tumour_radii_mm
-    zsel = np.abs(z - cz) <= rz * 1.3 + SLICE_THICKNESS_MM
-    ysel = np.abs(y - cy) <= ry * 1.3 + 2 * s
-    xsel = np.abs(x - cx) <= rx * 1.3 + 2 * s
+    zsel = np.abs(g.z - cz) <= rz * 1.3 + SLICE_THICKNESS_MM
+    ysel = np.abs(g.y - cy) <= ry * 1.3 + 2 * s
+    xsel = np.abs(g.x - cx) <= rx * 1.3 + 2 * s
     zi, yi, xi = np.flatnonzero(zsel), np.flatnonzero(ysel), np.flatnonzero(xsel)
     box = (slice(zi[0], zi[-1] + 1), slice(yi[0], yi[-1] + 1), slice(xi[0], xi[-1] + 1))
-    Z, Y, X = np.meshgrid(z[box[0]], y[box[1]], x[box[2]], indexing="ij")
+    Z, Y, X = np.meshgrid(g.z[box[0]], g.y[box[1]], g.x[box[2]], indexing="ij")
     dz, dy, dx = (Z - cz) / rz, (Y - cy) / ry, (X - cx) / rx
     rn = np.sqrt(dx ** 2 + dy ** 2 + dz ** 2) + 1e-9
     lob = np.zeros_like(rn)
@@ -537,22 +578,23 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         lob += np.cos((w[0] * dx + w[1] * dy + w[2] * dz) / rn + rng.uniform(0, 2 * np.pi))
     lob /= np.sqrt(6 / 2)
     tum_box = (rn <= 1.0 + spec.lobulation * lob * 0.5) & inner[box[1], box[2]][None]
-    tumour = np.zeros((nz, n, n), dtype=bool)
-    tumour[box] = tum_box
+    return box, tum_box, rn
 
-    # ---- habitats: distinct tissues, arranged as the true heterogeneity says
+
+def _paint_habitats(rng, spec: PatientSpec, g: _Grid, anat: _Anatomy, box, tum_box, rn) -> np.ndarray:
+    """Distinct tissues arranged as the true heterogeneity says, each with its own HU (both
+    phases) and texture; returns the habitat map (habitat index + 1, 0 outside)."""
     shape = tum_box.shape
-    lab_box = _habitat_labels(rng, spec, shape, sp, rn)
-    hab = np.zeros((nz, n, n), dtype=np.int16)
+    lab_box = _habitat_labels(rng, spec, shape, g.spacing, rn)
+    hab = np.zeros((g.nz, g.n, g.n), dtype=np.int16)
     hab[box] = np.where(tum_box, lab_box + 1, 0)
-    organ_id[tumour] = 0
-
+    anat.organ_id[hab > 0] = 0
     for k, t in enumerate(spec.habitats):
         m = hab == k + 1
         if not m.any():
             continue
         hu = spec.habitat_hu[k]
-        venous[m] = hu
+        anat.venous[m] = hu
         if t == "solid":
             p = max(hu - spec.enhancement_hu, 25.0)
         elif t == "myxoid":
@@ -561,8 +603,8 @@ def render_patient(spec: PatientSpec) -> PatientImages:
             p = hu - 2.0
         else:
             p = hu
-        plain[m] = p
-        sd_map[m] = 0.0
+        anat.plain[m] = p
+        anat.sd_map[m] = 0.0
     # Habitat texture: each tissue its own structure at large and fine scales, so local
     # texture features differ between habitats as well as their mean HU.
     tex = np.zeros(shape, dtype=np.float32)
@@ -570,17 +612,21 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         mk = (lab_box == k) & tum_box
         if mk.any():
             tissue = TISSUES[t]
-            field_k = _multiscale_field(rng, shape, sp, (tissue["grain"], 6.0), (1.0, 1.0))
+            field_k = _multiscale_field(rng, shape, g.spacing, (tissue["grain"], 6.0), (1.0, 1.0))
             tex[mk] = field_k[mk] * tissue["sd"]
-    venous[box] += tex
-    plain[box] += tex
+    anat.venous[box] += tex
+    anat.plain[box] += tex
+    return hab
 
-    # Organ structure and scanner physics, independent noise for the two phases.
+
+def _scan(rng, spec: PatientSpec, g: _Grid, anat: _Anatomy) -> list:
+    """Organ structure and scanner physics, independent noise for the two phases: both
+    phases as int16 HU."""
     prof = SCANNERS[spec.institution]
     scanner_offset = (prof.scanners.index(spec.scanner) - 1) * 3.0
-    org_tex = _multiscale_field(rng, venous.shape, sp, (1.5, 5.0, 15.0), (0.5, 0.8, 1.0)) * sd_map
+    org_tex = _multiscale_field(rng, anat.venous.shape, g.spacing, (1.5, 5.0, 15.0), (0.5, 0.8, 1.0)) * anat.sd_map
     out = []
-    for img in (venous, plain):
+    for img in (anat.venous, anat.plain):
         img = img + org_tex
         img = ndimage.gaussian_filter(img, sigma=(0.0, prof.psf_px, prof.psf_px))  # scanner PSF
         img = img + (prof.iodine_gain - 1.0) * np.clip(img, -150.0, 400.0) + prof.hu_offset + scanner_offset
@@ -588,27 +634,44 @@ def render_patient(spec: PatientSpec) -> PatientImages:
                                         sigma=(0.0, prof.noise_corr_px, prof.noise_corr_px))
         img = img + noise / noise.std() * prof.noise_sd
         out.append(np.clip(np.round(img), -1024, 3071).astype(np.int16))
-    venous_a, plain_a = out
+    return out
 
-    # Reader 2: the boundary moved by up to ~1.5 mm, smoothly, as a second reader draws it.
-    mask2 = None
+
+def _redelineations(rng, spec: PatientSpec, g: _Grid, box, tum_box, inner):
+    """Reader 2's mask, the boundary moved by up to ~1.5 mm, smoothly, as a second reader
+    draws it; and reader 1's again weeks later (Appendix 3), the same hand moving it less
+    (~0.6 mm), from its own seed so no other draw of the patient moves."""
+    sp, shape, full = g.spacing, tum_box.shape, (g.nz, g.n, g.n)
+    inside = ndimage.distance_transform_edt(tum_box, sampling=sp)
+    outside = ndimage.distance_transform_edt(~tum_box, sampling=sp)
+    sdist = inside - outside
+    m2 = (sdist + 1.5 * gaussian_field(rng, shape, sp, 6.0)) > 0
+    mask2 = np.zeros(full, dtype=np.uint8)
+    mask2[box] = m2 & inner[box[1], box[2]][None]
+    m1r = (sdist + 0.6 * gaussian_field(np.random.default_rng(spec.seed ^ 0x4E9EA7), shape, sp, 8.0)) > 0
+    mask1r = np.zeros(full, dtype=np.uint8)
+    mask1r[box] = m1r & inner[box[1], box[2]][None]
+    return mask2, mask1r
+
+
+def render_patient(spec: PatientSpec) -> PatientImages:
+    """Render the venous-phase CT, plain CT, masks and the true habitat map."""
+    rng = np.random.default_rng(spec.seed)
+    g = _Grid.of(spec)
+    anat = _paint_anatomy(rng, spec, g)
+    box, tum_box, rn = _tumour_shape(rng, spec, g, anat.inner)
+    tumour = np.zeros((g.nz, g.n, g.n), dtype=bool)
+    tumour[box] = tum_box
+    hab = _paint_habitats(rng, spec, g, anat, box, tum_box, rn)
+    venous_a, plain_a = _scan(rng, spec, g, anat)
+    mask2 = mask1r = None
     if spec.has_reader2:
-        inside = ndimage.distance_transform_edt(tum_box, sampling=sp)
-        outside = ndimage.distance_transform_edt(~tum_box, sampling=sp)
-        sdist = inside - outside
-        m2 = (sdist + 1.5 * gaussian_field(rng, shape, sp, 6.0)) > 0
-        mask2 = np.zeros((nz, n, n), dtype=np.uint8)
-        mask2[box] = m2 & inner[box[1], box[2]][None]
-        # Reader 1 again, weeks later, on the same patients (Appendix 3): the same hand moves
-        # the boundary less (~0.6 mm). Its own seed: no other draw of the patient moves.
-        m1r = (sdist + 0.6 * gaussian_field(np.random.default_rng(spec.seed ^ 0x4E9EA7), shape, sp, 8.0)) > 0
-        mask1r = np.zeros((nz, n, n), dtype=np.uint8)
-        mask1r[box] = m1r & inner[box[1], box[2]][None]
+        mask2, mask1r = _redelineations(rng, spec, g, box, tum_box, anat.inner)
 
     def to_image(arr):
         img = sitk.GetImageFromArray(arr)
-        img.SetSpacing((s, s, SLICE_THICKNESS_MM))
-        img.SetOrigin((float(x[0]), float(y[0]), float(z[0]) + 100.0))
+        img.SetSpacing((g.s, g.s, SLICE_THICKNESS_MM))
+        img.SetOrigin((float(g.x[0]), float(g.y[0]), float(g.z[0]) + 100.0))
         return img
 
     return PatientImages(
@@ -616,9 +679,9 @@ def render_patient(spec: PatientSpec) -> PatientImages:
         mask=to_image(tumour.astype(np.uint8)),
         plain=to_image(plain_a) if spec.has_plain_ct else None,
         mask_reader2=to_image(mask2) if mask2 is not None else None,
-        mask_reader1_repeat=to_image(mask1r) if mask2 is not None else None,
+        mask_reader1_repeat=to_image(mask1r) if mask1r is not None else None,
         habitat_map=hab,
-        organs={name: organ_id == i + 1 for i, name in enumerate(organ_names)},
+        organs={name: anat.organ_id == i + 1 for i, name in enumerate(anat.organ_names)},
     )
 
 
