@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ctith.demo import synthetic as demo
+from ctith.demo.synthetic import write_cohort
 
 REPO = Path(__file__).resolve().parents[1]
 # A real abdominal CT with organ masks (TotalSegmentator's test files, CC BY 4.0; README
@@ -32,7 +32,7 @@ def real_ct() -> RealCT:
 def tiny_cohort_dir(tmp_path_factory) -> Path:
     """The `tiny` preset written once per session (read-only for tests: copy to change)."""
     out = tmp_path_factory.mktemp("tiny") / "cohort"
-    demo.write_cohort(out, "tiny", seed=7)
+    write_cohort(out, "tiny", seed=7)
     return out
 
 
@@ -41,7 +41,7 @@ def workflow_cohort_dir(tmp_path_factory) -> Path:
     """The `tiny` preset with more patients, for end-to-end runs: 22 eligible, 11 of them in
     training (5 with DM), enough for SMOTE inside 2-fold cross-validation."""
     out = tmp_path_factory.mktemp("workflow") / "cohort"
-    demo.write_cohort(out, "tiny", seed=7, n_patients={"A": 18, "B": 6})
+    write_cohort(out, "tiny", seed=7, n_patients={"A": 18, "B": 6})
     return out
 
 

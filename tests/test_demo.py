@@ -8,21 +8,25 @@ import SimpleITK as sitk
 from scipy import ndimage, stats
 from sksurv.metrics import concordance_index_censored
 
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.presets import (ADMINISTRATIVE_CENSORING_MONTHS, INELIGIBILITY_REASONS, MIN_FOLLOW_UP_MONTHS, PRESETS,
+                                SCANNERS, SEMANTIC_FEATURES, TISSUES)
+from ctith.demo.render import gaussian_field, organ_noise, render_patient
+from ctith.demo.synthetic import write_cohort
 
 
 def test_presets_exist_with_their_sizes():
-    assert set(demo.PRESETS) == {"tiny", "demo", "paper"}
-    specs, clin = demo.simulate_cohort("paper", seed=1)
+    assert set(PRESETS) == {"tiny", "demo", "paper"}
+    specs, clin = simulate_cohort("paper", seed=1)
     assert sum(not s.ineligible_reason for s in specs) == 274 and {s.matrix for s in specs} == {512}
-    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    specs, clin = simulate_cohort("demo", seed=20240601)
     assert sum(not s.ineligible_reason for s in specs) == 110 and clin["dm_event"].sum() >= 40
-    assert clin["dm_time_months"].max() <= demo.ADMINISTRATIVE_CENSORING_MONTHS and clin["dm_time_months"].min() > 0
+    assert clin["dm_time_months"].max() <= ADMINISTRATIVE_CENSORING_MONTHS and clin["dm_time_months"].min() > 0
     assert {s.institution for s in specs} == {"A", "B"}
     assert any(s.image_format == "dicom" for s in specs)
     assert any(s.has_reader2 for s in specs) and any(s.has_plain_ct for s in specs)
     assert not all(s.has_plain_ct for s in specs)
-    assert len(demo.simulate_cohort("tiny", seed=1)[0]) < 20
+    assert len(simulate_cohort("tiny", seed=1)[0]) < 20
 
 
 def _digests(root):
@@ -32,9 +36,9 @@ def _digests(root):
 
 def test_same_seed_byte_identical_files(tmp_path):
     n = {"A": 3, "B": 2}
-    demo.write_cohort(tmp_path / "a", "tiny", seed=11, n_patients=n)
-    demo.write_cohort(tmp_path / "b", "tiny", seed=11, n_patients=n)
-    demo.write_cohort(tmp_path / "c", "tiny", seed=12, n_patients=n)
+    write_cohort(tmp_path / "a", "tiny", seed=11, n_patients=n)
+    write_cohort(tmp_path / "b", "tiny", seed=11, n_patients=n)
+    write_cohort(tmp_path / "c", "tiny", seed=12, n_patients=n)
     a, b, c = (_digests(tmp_path / k) for k in "abc")
     assert a == b
     assert any(p.endswith(".dcm") for p in a)  # the DICOM writer is deterministic too
@@ -42,7 +46,7 @@ def test_same_seed_byte_identical_files(tmp_path):
 
 
 def test_hazard_rises_with_true_heterogeneity():
-    specs, clin = demo.simulate_cohort("paper", seed=5)
+    specs, clin = simulate_cohort("paper", seed=5)
     h = np.array([s.true_heterogeneity for s in specs])
     cindex = concordance_index_censored(clin["dm_event"].astype(bool), clin["dm_time_months"], h)[0]
     assert cindex > 0.6
@@ -54,11 +58,11 @@ def test_hazard_rises_with_true_heterogeneity():
 def test_follow_up_as_in_the_paper():
     """At least 36 months without DM (the paper's abstract), loss to follow-up after that,
     administrative censoring at 84 months."""
-    specs, clin = demo.simulate_cohort("paper", seed=3)
+    specs, clin = simulate_cohort("paper", seed=3)
     censored = clin.loc[clin["dm_event"] == 0, "dm_time_months"]
-    assert censored.min() >= demo.MIN_FOLLOW_UP_MONTHS
-    assert censored.max() == demo.ADMINISTRATIVE_CENSORING_MONTHS
-    lost = censored[censored < demo.ADMINISTRATIVE_CENSORING_MONTHS]
+    assert censored.min() >= MIN_FOLLOW_UP_MONTHS
+    assert censored.max() == ADMINISTRATIVE_CENSORING_MONTHS
+    lost = censored[censored < ADMINISTRATIVE_CENSORING_MONTHS]
     assert 0.2 < len(lost) / len(censored) < 0.8
     assert lost.min() < 48 and lost.max() > 72  # spread between the two bounds
 
@@ -66,7 +70,7 @@ def test_follow_up_as_in_the_paper():
 def test_external_cohort_supports_a_60_month_auc():
     """The default demo's external cohort (institution B) has events, and patients still at
     risk past 60 months, so a time-dependent AUC at 60 months can be computed."""
-    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    specs, clin = simulate_cohort("demo", seed=20240601)
     inst = pd.Series({s.patient_id: s.institution for s in specs})
     ext = clin[clin["patient_id"].map(inst) == "B"]
     assert ext["dm_event"].sum() >= 5
@@ -75,21 +79,21 @@ def test_external_cohort_supports_a_60_month_auc():
 
 
 def test_semantic_ratings_and_eligibility_columns():
-    specs, clin = demo.simulate_cohort("demo", seed=20240601)
-    for col in demo.SEMANTIC_FEATURES:
-        assert set(clin[col].dropna()) <= set(demo.SEMANTIC_FEATURES[col])
+    specs, clin = simulate_cohort("demo", seed=20240601)
+    for col in SEMANTIC_FEATURES:
+        assert set(clin[col].dropna()) <= set(SEMANTIC_FEATURES[col])
     r2 = clin["necrosis_r2"].notna()
     assert 0 < r2.sum() < len(clin)
     agree = (clin.loc[r2, "necrosis"] == clin.loc[r2, "necrosis_r2"]).mean()
     assert 0.8 < agree < 1.0 or agree == 1.0
     reasons = {s.ineligible_reason for s in specs} - {""}
-    assert reasons == set(demo.INELIGIBILITY_REASONS)
+    assert reasons == set(INELIGIBILITY_REASONS)
 
 
 @pytest.fixture(scope="module")
 def rendered():
-    specs, _ = demo.simulate_cohort("tiny", seed=2)
-    return [(s, demo.render_patient(s)) for s in specs]
+    specs, _ = simulate_cohort("tiny", seed=2)
+    return [(s, render_patient(s)) for s in specs]
 
 
 def test_tumour_size_spacing_and_slices(rendered):
@@ -97,7 +101,7 @@ def test_tumour_size_spacing_and_slices(rendered):
         m = sitk.GetArrayFromImage(im.mask).astype(bool)
         sx, sy, sz = im.venous.GetSpacing()
         assert sz == 5.0
-        lo, hi = demo.SCANNERS[spec.institution].spacing_mm
+        lo, hi = SCANNERS[spec.institution].spacing_mm
         assert lo <= sx <= hi and sx == sy
         ys, xs = np.nonzero(m.any(axis=0))
         extent = max((xs.max() - xs.min() + 1) * sx, (ys.max() - ys.min() + 1) * sy)
@@ -117,7 +121,7 @@ def test_habitat_hu_ranges(rendered):
             region = ndimage.binary_erosion(im.habitat_map == k + 1, iterations=1)
             if tissue == "calcification" or region.sum() < 200:
                 continue
-            lo, hi = demo.TISSUES[tissue]["hu"]
+            lo, hi = TISSUES[tissue]["hu"]
             assert lo - 8 <= v[region].mean() <= hi + 8, (spec.patient_id, tissue, v[region].mean())
             seen.add(tissue)
     assert {"solid", "necrotic"} <= seen or {"solid", "fat"} <= seen or {"solid", "myxoid"} <= seen
@@ -130,7 +134,7 @@ def test_pixel_noise_and_structure_as_on_real_ct(rendered):
     above the pixel noise (18.6 vs 9.1 HU in that liver)."""
     by_inst = {"A": [], "B": []}
     for spec, im in rendered:
-        noise = demo.organ_noise(im)
+        noise = organ_noise(im)
         assert noise, spec.patient_id
         for organ, (resid, overall) in noise.items():
             assert 9.0 <= resid <= 17.0, (spec.patient_id, organ, resid)
@@ -151,7 +155,7 @@ def _knot_contrast(field, period_px):
 
 def test_random_fields_show_no_grid():
     rng = np.random.default_rng(0)
-    field = demo.gaussian_field(rng, (6, 160, 160), (5.0, 0.7, 0.7), 7.0)
+    field = gaussian_field(rng, (6, 160, 160), (5.0, 0.7, 0.7), 7.0)
     assert abs(field.mean()) < 1e-5 and abs(field.std() - 1.0) < 1e-5
     assert _knot_contrast(field, 10) < 1.2
     # The detector sees a grid where there is one: a coarse field linearly interpolated.
@@ -177,9 +181,9 @@ def test_heterogeneous_tumours_mix_distinct_tissues(rendered):
 
 def test_institution_b_has_a_batch_effect(rendered):
     spec, _ = next((s, im) for s, im in rendered if s.institution == "A")
-    b_spec = dataclasses.replace(spec, institution="B", scanner=demo.SCANNERS["B"].scanners[1])
-    a = sitk.GetArrayFromImage(demo.render_patient(spec).venous).astype(float)
-    bim = demo.render_patient(b_spec)
+    b_spec = dataclasses.replace(spec, institution="B", scanner=SCANNERS["B"].scanners[1])
+    a = sitk.GetArrayFromImage(render_patient(spec).venous).astype(float)
+    bim = render_patient(b_spec)
     b = sitk.GetArrayFromImage(bim.venous).astype(float)
     tumour = bim.habitat_map == 1  # the enhancing solid habitat
     assert b[tumour].mean() - a[tumour].mean() > 15.0
@@ -247,7 +251,7 @@ def test_demo_figure_picks_four_tumours_by_true_heterogeneity(tmp_path, capsys):
     assert main([*args, "--variant", '{"feature_smoothing_fraction": 0.06, "feature_smoothing_edge_hu": 30}']) == 0
     printed = capsys.readouterr().out
     picks = printed.split("(")[1].split(")")[0].split(", ")
-    specs, _ = demo.simulate_cohort("tiny", 7)
+    specs, _ = simulate_cohort("tiny", 7)
     h = {s.patient_id: s.true_heterogeneity for s in specs if not s.ineligible_reason}
     assert len(set(picks)) == 4 and [h[p] for p in picks] == sorted(h[p] for p in picks)
     assert out.stat().st_size > 20_000
@@ -261,7 +265,7 @@ def test_demo_validation_cohorts_can_speak():
     events and external validation at least 24 with 10."""
     from ctith.cohort.split import assign_cohorts
 
-    specs, clin = demo.simulate_cohort("demo", seed=20240601)
+    specs, clin = simulate_cohort("demo", seed=20240601)
     event = clin.set_index("patient_id")["dm_event"]
     eligible = [s for s in specs if not s.ineligible_reason]
     patients = pd.DataFrame({"patient_id": [s.patient_id for s in eligible],

@@ -5,7 +5,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctith import cli
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.render import render_patient
 from ctith.dl.inputs import (DLInputParams, build_input, channel_slices, clahe, crop_channels, dilate, resize_bilinear,
                              window_to_uint8)
 from ctith.errors import InputError
@@ -96,8 +97,8 @@ def test_crop_is_the_clahe_window_inside_each_dilated_roi_and_zero_outside(kidne
 
 
 def test_demo_patients_and_clamping_at_the_volume_end(tiny_cohort_dir):
-    specs, _ = demo.simulate_cohort("tiny", seed=7)
-    images = demo.render_patient(specs[0])
+    specs, _ = simulate_cohort("tiny", seed=7)
+    images = render_patient(specs[0])
     hu = sitk.GetArrayFromImage(images.venous)
     mask = sitk.GetArrayFromImage(images.mask)
     tensor, qc = build_input(hu, mask, 0, DLInputParams(), specs[0].patient_id)

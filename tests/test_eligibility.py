@@ -138,12 +138,12 @@ def test_paper_preset_splits_as_the_paper(tmp_path):
     accuracies are multiples of 1/31) and 101 external. The preset's sheets go through the
     same validation, eligibility and split as the workflow's, with the default config;
     no image is rendered."""
-    from ctith.demo import synthetic as demo
+    from ctith.demo.patients import simulate_cohort
     from ctith.io import write_tsv
     from ctith.cohort.split import split_cohorts
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    specs, clinical = demo.simulate_cohort("paper", seed=config["seed"])
+    specs, clinical = simulate_cohort("paper", seed=config["seed"])
     samples = pd.DataFrame({"patient_id": [s.patient_id for s in specs],
                             "institution": [s.institution for s in specs], "cohort": "",
                             "image": [f"{s.patient_id}/venous.nii.gz" for s in specs],

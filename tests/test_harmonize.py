@@ -124,19 +124,20 @@ def test_demo_institution_effect_shrinks_by_80_percent():
     100-kV scanners): mean |standardized difference| between institutions over features,
     before and after ComBat, on every demo patient (Original image; first-order, GLCM and
     GLSZM features at native spacing, to keep the test quick)."""
-    from ctith.demo import synthetic as demo
+    from ctith.demo.patients import simulate_cohort
+    from ctith.demo.render import render_patient
     from ctith.radiomics import extraction as radiomics
     from conftest import REPO
 
     # The demo's generator at its former size (46 + 24 eligible patients plus ineligible
     # ones): the institution effect does not need the full cohort, and CI time does.
-    specs, clinical = demo.simulate_cohort("demo", 20240601, n_patients={"A": 46, "B": 24})
+    specs, clinical = simulate_cohort("demo", 20240601, n_patients={"A": 46, "B": 24})
     params = radiomics.load_params(REPO / "workflow/radiomics/params.yaml", 25, None)
     params["imageType"] = {"Original": {}}
     params["featureClass"] = {"firstorder": None, "glcm": None, "glszm": None}
     rows = {}
     for spec in specs:
-        images = demo.render_patient(spec)
+        images = render_patient(spec)
         rows[spec.patient_id] = radiomics.extract(images.venous, images.mask, params, spec.patient_id)[0]
     X = pd.DataFrame(rows).T
     institution = pd.Series({s.patient_id: s.institution for s in specs})

@@ -8,7 +8,10 @@ import SimpleITK as sitk
 
 from ctith import cli
 from ctith.cohort import geometry, ingest, readers, table_s1
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.presets import PROTOCOLS, SCANNER_HEADERS, SLICE_THICKNESS_MM
+from ctith.demo.render import render_patient
+from ctith.demo.synthetic import write_patient
 from ctith.errors import IngestError
 
 
@@ -52,16 +55,16 @@ def test_mask_stored_another_way_lands_on_image_grid(real_ct, tmp_path, storage)
 
 @pytest.fixture(scope="module")
 def patient():
-    specs, _ = demo.simulate_cohort("tiny", seed=3)
+    specs, _ = simulate_cohort("tiny", seed=3)
     spec = specs[1]
     spec.has_plain_ct = True
-    return spec, demo.render_patient(spec)
+    return spec, render_patient(spec)
 
 
 def test_dicom_and_nifti_ingest_to_identical_voxels(patient, tmp_path):
     spec, images = patient
-    row_d = demo.write_patient(spec, images, tmp_path / "d", "dicom")
-    row_n = demo.write_patient(spec, images, tmp_path / "n", "nifti")
+    row_d = write_patient(spec, images, tmp_path / "d", "dicom")
+    row_n = write_patient(spec, images, tmp_path / "n", "nifti")
     a = ingest.ingest(tmp_path / "d" / row_d["image"], tmp_path / "d" / row_d["mask"], spec.patient_id,
                       series_uid=row_d["image_series_uid"])
     b = ingest.ingest(tmp_path / "n" / row_n["image"], tmp_path / "n" / row_n["mask"], spec.patient_id)
@@ -74,7 +77,7 @@ def test_dicom_and_nifti_ingest_to_identical_voxels(patient, tmp_path):
 
 def test_dicom_folder_with_two_series_needs_a_uid(patient, tmp_path):
     spec, images = patient
-    row = demo.write_patient(spec, images, tmp_path, "dicom")
+    row = write_patient(spec, images, tmp_path, "dicom")
     folder = tmp_path / row["image"]
     assert len(readers.list_dicom_series(folder)) == 2
     with pytest.raises(IngestError, match=rf"patient {spec.patient_id}: .*holds 2 DICOM series"):
@@ -91,20 +94,20 @@ def test_acquisition_settings_from_the_dicom_header_only(patient, tmp_path):
     """Table S1's fields come from the venous series' header (the demo writes its
     institution's protocol); the plain phase has no contrast agent; NIfTI gives blanks."""
     spec, images = patient
-    row = demo.write_patient(spec, images, tmp_path, "dicom")
+    row = write_patient(spec, images, tmp_path, "dicom")
     folder = tmp_path / row["image"]
     venous = ingest.ingest(folder, tmp_path / row["mask"], spec.patient_id, series_uid=row["image_series_uid"])
     acq = venous.qc["acquisition"]
     assert list(acq) == list(readers.ACQUISITION_TAGS)
-    protocol = demo.PROTOCOLS[spec.institution]
-    maker, model, single, total, kernel = demo.SCANNER_HEADERS[spec.scanner]
+    protocol = PROTOCOLS[spec.institution]
+    maker, model, single, total, kernel = SCANNER_HEADERS[spec.scanner]
     assert acq["Manufacturer"] == maker and acq["ManufacturerModelName"] == model
     assert acq["KVP"] == protocol["KVP"] and isinstance(acq["KVP"], float)
     assert acq["SpiralPitchFactor"] in protocol["pitches"]
     assert (acq["SingleCollimationWidth"], acq["TotalCollimationWidth"]) == (single, total)
     assert acq["ContrastBolusAgent"] == protocol["ContrastBolusAgent"] and acq["ConvolutionKernel"] == kernel
     assert acq["ExposureModulationType"] == "XYZ_EC"
-    assert acq["SliceThickness"] == pytest.approx(demo.SLICE_THICKNESS_MM)
+    assert acq["SliceThickness"] == pytest.approx(SLICE_THICKNESS_MM)
     assert (acq["Rows"], acq["Columns"]) == images.venous.GetSize()[1::-1]
     json.dumps(acq)  # JSON as it stands
     plain = readers.acquisition_settings(folder, row["plain_ct_series_uid"], spec.patient_id)

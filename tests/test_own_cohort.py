@@ -17,7 +17,7 @@ import SimpleITK as sitk
 import yaml
 
 from ctith import cli
-from ctith.demo import synthetic as demo
+from ctith.demo.synthetic import _uid, write_dicom_series
 from conftest import REPO
 from workflow_run import SNAKEMAKE
 
@@ -60,8 +60,8 @@ def build_trial_cohort(real_ct, clinical_source, out):
         row = {"patient_id": pid, "institution": INSTITUTIONS[i], "scanner": "", "cohort": "", "mask_label": "",
                "mask_reader2": ""}
         if fmt == "dicom":
-            demo.write_dicom_series(image, folder / "dicom", demo._uid(pid, "series"),
-                                    demo._uid(pid, "study"), pid, "venous")
+            write_dicom_series(image, folder / "dicom", _uid(pid, "series"),
+                                    _uid(pid, "study"), pid, "venous")
             row["image"] = f"{pid}/dicom"
         else:
             sitk.WriteImage(image, str(folder / f"ct{ext}"), useCompression=True)

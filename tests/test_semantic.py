@@ -6,7 +6,8 @@ import pytest
 import SimpleITK as sitk
 
 from ctith import cli
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.render import render_patient
 from ctith.radiomics import semantic
 from ctith.errors import InputError
 from ctith.io import read_json
@@ -77,10 +78,10 @@ def test_real_ct_plain_phase_on_another_grid(real_ct):
 
 def test_measured_ratings_follow_the_demo_truth(tiny_cohort):
     """On rendered demo tumours, fat and calcification ratings match what the generator drew."""
-    specs, _ = demo.simulate_cohort("tiny", seed=7)
+    specs, _ = simulate_cohort("tiny", seed=7)
     hits = {"adipose_tissue": [], "calcification": [], "enhancement_degree": []}
     for spec in specs[:8]:
-        img = demo.render_patient(spec)
+        img = render_patient(spec)
         rec = semantic.measure(img.venous, img.mask, img.plain, patient=spec.patient_id)
         hits["adipose_tissue"].append(rec["adipose_tissue"] == int("fat" in spec.habitats))
         hits["calcification"].append(rec["calcification"] == int("calcification" in spec.habitats))

@@ -491,11 +491,11 @@ def test_true_model_row_scores_the_generator():
     the Kaplan-Meier estimate, and its C-index is what the generator allows."""
     from sksurv.nonparametric import kaplan_meier_estimator
 
-    from ctith.demo import synthetic as demo
+    from ctith.demo.patients import simulate_cohort
     from ctith.demo.truth import true_survival
     from ctith.demo.true_model import TRUE_MODEL, true_model_rows
 
-    specs, clin = demo.simulate_cohort("paper", seed=3)
+    specs, clin = simulate_cohort("paper", seed=3)
     lp = pd.Series({s.patient_id: s.extra["linear_predictor"] for s in specs})
     outcome = clin.set_index("patient_id")[["dm_time_months", "dm_event"]]
     cohort = pd.Series(np.where(np.arange(len(lp)) % 3 == 0, "external_validation", "train"), index=lp.index)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ctith.demo import synthetic as demo
+from ctith.demo.synthetic import write_cohort
 from patient_cases import CASES, PatientCase
 from workflow_run import make_workdir, smk
 
@@ -57,7 +57,7 @@ def _targets(pid: str, row: pd.Series) -> list[str]:
 def broken_run(tmp_path_factory) -> BrokenRun:
     root = tmp_path_factory.mktemp("bad_patients")
     # 36 patients: enough for every case on its own patient, and some left whole.
-    demo.write_cohort(root / "cohort", "tiny", seed=11, n_patients={"A": 30, "B": 6})
+    write_cohort(root / "cohort", "tiny", seed=11, n_patients={"A": 30, "B": 6})
     work = make_workdir(root / "cohort", root)
     cohort = work / "cohort"
     samples = pd.read_csv(cohort / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.render import render_patient
 from ctith.cohort import ingest
 from ctith.ith import habitats as ith, local_radiomics as lr
 
@@ -76,9 +77,9 @@ def main(argv=None):
     else:
         print(f"real CT not found at {real}: skipped", file=sys.stderr)
 
-    specs, _ = demo.simulate_cohort("paper", 20240601)
+    specs, _ = simulate_cohort("paper", 20240601)
     spec = max(specs, key=lambda s: s.tumour_radii_mm[0] * s.tumour_radii_mm[1] / s.spacing_xy ** 2)
-    images = demo.render_patient(spec)
+    images = render_patient(spec)
     crop, mask, _ = ith.tumour_slice(sitk.GetArrayFromImage(images.venous), sitk.GetArrayFromImage(images.mask), 0)
     ratios.append(compare(f"paper demo {spec.patient_id}, largest slice", crop, mask, args.sample, args.repeat, rng))
     print(f"lowest ratio: {min(ratios):.0f}x (target >= 1000x, required >= 100x)")

@@ -29,7 +29,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.render import render_patient
+from ctith.demo.synthetic import write_patient
 from ctith.io import write_tsv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,10 +68,10 @@ def peak_rss(results: Path) -> dict:
 def paper_patient(work: Path, seed: int) -> str:
     """The paper preset's largest eligible tumour, with a plain CT and both
     re-delineations, written as a one-patient external-validation cohort into ``work``."""
-    specs, clinical = demo.simulate_cohort("paper", seed)
+    specs, clinical = simulate_cohort("paper", seed)
     spec = max((s for s in specs if not s.ineligible_reason), key=lambda s: s.tumour_diameter_mm)
     spec = replace(spec, has_reader2=True, has_plain_ct=True, image_format="nifti")
-    row = demo.write_patient(spec, demo.render_patient(spec), work / "cohort")
+    row = write_patient(spec, render_patient(spec), work / "cohort")
     row["cohort"] = "external_validation"
     write_tsv(pd.DataFrame([row]), work / "cohort" / "samples.tsv")
     write_tsv(clinical[clinical["patient_id"] == spec.patient_id], work / "cohort" / "clinical.tsv")

@@ -25,7 +25,8 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
+from ctith.demo.render import render_patient
 from ctith.radiomics import extraction as radiomics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,14 +103,14 @@ def main() -> None:
         bench("real CT, kidney_left", sitk.ReadImage(str(root / "abdomen_ct.nii.gz")),
               sitk.ReadImage(str(root / "masks" / "kidney_left.nii.gz")), params)
 
-    specs, _ = demo.simulate_cohort("paper", 20240601)
+    specs, _ = simulate_cohort("paper", 20240601)
     volume = np.array([np.prod(s.tumour_radii_mm) for s in specs])
     order = np.argsort(volume)
     picks = [order[-1], order[len(order) // 2]][: args.patients]
     for i in picks:
         spec = specs[i]
         t = time.perf_counter()
-        images = demo.render_patient(spec)
+        images = render_patient(spec)
         print(f"(rendered {spec.patient_id} in {time.perf_counter() - t:.0f} s)")
         bench(f"paper demo {spec.patient_id} ({spec.tumour_diameter_mm:.0f} mm)", images.venous, images.mask, params)
 

@@ -32,7 +32,10 @@ import yaml
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from ctith.demo import synthetic as demo, figure as demo_figure
+from ctith.demo import figure as demo_figure
+from ctith.demo.patients import PatientSpec, simulate_cohort
+from ctith.demo.render import organ_noise, render_patient, SOFT_TISSUE
+from ctith.demo.synthetic import truth_table
 from ctith.cohort import ingest
 from ctith.ith import habitats as ith
 from ctith.demo.figure import largest_slice_input, pick_patients
@@ -66,11 +69,11 @@ def params_of(config: dict, variant: dict) -> ith.ITHParams:
                          pca_components=c.get("pca_components"))
 
 
-def score_patient(spec: demo.PatientSpec, config: dict, variants: dict) -> dict:
-    images = demo.render_patient(spec)
+def score_patient(spec: PatientSpec, config: dict, variants: dict) -> dict:
+    images = render_patient(spec)
     venous, mask, spacing = largest_slice_input(images)
     row = {"patient_id": spec.patient_id, "institution": spec.institution}
-    for organ, (resid, overall) in demo.organ_noise(images).items():
+    for organ, (resid, overall) in organ_noise(images).items():
         row[f"noise:{organ}"], row[f"sd:{organ}"] = resid, overall
     for name, variant in variants.items():
         t = time.perf_counter()
@@ -146,11 +149,11 @@ def main(argv=None):
     config = yaml.safe_load(Path(args.config).read_text())
     variants = {name: VARIANTS[name] for name in args.variants.split(",")}
     d = config["demo"]
-    specs, clinical = demo.simulate_cohort(d["preset"], d["seed"])
+    specs, clinical = simulate_cohort(d["preset"], d["seed"])
     clinical = clinical.set_index("patient_id")
     # The patients the generator made eligible (those config.yaml's criteria keep).
     specs = [s for s in specs if not s.ineligible_reason][: args.limit]
-    truth = demo.truth_table(specs).set_index("patient_id")
+    truth = truth_table(specs).set_index("patient_id")
     print(f"demo preset '{d['preset']}', seed {d['seed']}: {len(specs)} eligible patients, K = {list(CLUSTERS)}")
 
     t0 = time.perf_counter()
@@ -167,7 +170,7 @@ def main(argv=None):
           "soft-tissue organs, HU, mean over patients:")
     noise = []
     for inst, grp in scores.groupby("institution"):
-        for organ in demo.SOFT_TISSUE:
+        for organ in SOFT_TISSUE:
             if f"noise:{organ}" in grp and grp[f"noise:{organ}"].notna().any():
                 noise.append({"institution": inst, "organ": organ, "patients": int(grp[f"noise:{organ}"].notna().sum()),
                               "noise_sd": grp[f"noise:{organ}"].mean(), "overall_sd": grp[f"sd:{organ}"].mean()})

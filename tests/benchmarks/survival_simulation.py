@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ctith.demo import synthetic as demo
+from ctith.demo.patients import simulate_cohort
 from ctith.cohort.split import assign_cohorts
 from ctith.survival.clinical import ClinicalEncoder
 from ctith.survival.cox import CoxModel
@@ -51,7 +51,7 @@ MODELS = {"Clinical": ["clinical"], "ITH": ["ith"], "DL_F": ["dl_f"], "Combined"
 
 def draw(seed: int, n_patients: dict) -> tuple[pd.DataFrame, pd.Series]:
     """Eligible patients' clinical table with signatures, and their true linear predictor."""
-    specs, clin = demo.simulate_cohort("paper", seed=seed, n_patients=n_patients)
+    specs, clin = simulate_cohort("paper", seed=seed, n_patients=n_patients)
     keep = {s.patient_id for s in specs if not s.ineligible_reason}
     rng = np.random.default_rng(seed ^ 0xC0FFEE)
     z = np.array([(s.true_heterogeneity - 0.5) / 0.2887 for s in specs])

@@ -12,11 +12,12 @@ from ._common import json_arg, save_figure
 
 
 def cmd_demo(args) -> None:
-    from ..demo import synthetic as demo
+    from ..demo.presets import PRESETS
+    from ..demo.synthetic import write_cohort
 
     counts = None
     if args.n_a is not None or args.n_b is not None:
-        base = demo.PRESETS[args.preset].n_patients
+        base = PRESETS[args.preset].n_patients
         counts = {"A": base["A"] if args.n_a is None else args.n_a,
                   "B": base["B"] if args.n_b is None else args.n_b}
     t0 = time.time()
@@ -25,21 +26,22 @@ def cmd_demo(args) -> None:
         if not args.quiet:
             print(f"[{i}/{n}] {pid} ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
 
-    sheet = demo.write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
+    sheet = write_cohort(args.out, args.preset, args.seed, counts, progress, n_jobs=args.jobs)
     print(f"demo cohort ({args.preset}, seed {args.seed}) written: {sheet}")
 
 
 def cmd_demo_figure(args) -> None:
-    from ..demo import synthetic as demo
+    from ..demo.patients import simulate_cohort
+    from ..demo.synthetic import truth_table
     from ..ith import habitats as ith
     from ..demo.figure import heterogeneity_figure, pick_patients, variant_label
 
-    specs, _ = demo.simulate_cohort(args.preset, args.demo_seed)
+    specs, _ = simulate_cohort(args.preset, args.demo_seed)
     specs = [s for s in specs if not s.ineligible_reason]  # the patients config.yaml's criteria keep
     if len(specs) < 4:
         raise CtithError(f"demo preset '{args.preset}' (seed {args.demo_seed}) has {len(specs)} eligible "
                          "patients; the figure shows four")
-    picks = pick_patients(demo.truth_table(specs).set_index("patient_id"))
+    picks = pick_patients(truth_table(specs).set_index("patient_id"))
     published = ith.ITHParams.from_config(args.ith, args.seed, clusters=tuple(args.clusters), on_small_tumour="nan",
                                           feature_smoothing_mm=None, feature_smoothing_fraction=None,
                                           feature_smoothing_edge_hu=None, pca_components=None)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..ith import habitats as ith
 from ..ith.figures import _show_ct, _show_map
-from . import synthetic as demo
+from .render import PatientImages, render_patient
 
 QUANTILES = (0.05, 0.35, 0.65, 0.95)
 SHORT = {"feature_smoothing_mm": "smoothing {:g} mm", "feature_smoothing_fraction": "smoothing {:g} x diameter",
@@ -32,7 +32,7 @@ def pick_patients(truth: pd.DataFrame, quantiles=QUANTILES) -> list[str]:
     return [h.index[int(round(q * (len(h) - 1)))] for q in quantiles]
 
 
-def largest_slice_input(images: demo.PatientImages):
+def largest_slice_input(images: PatientImages):
     """The venous volume, mask and in-plane spacing as the ITH stage sees them (the
     renderer's grid is already the canonical LPS one, axial axis 0)."""
     import SimpleITK as sitk
@@ -43,7 +43,7 @@ def largest_slice_input(images: demo.PatientImages):
     return venous, mask, (sy, sx)
 
 
-def true_map(images: demo.PatientImages, res: ith.ITHResult) -> np.ndarray:
+def true_map(images: PatientImages, res: ith.ITHResult) -> np.ndarray:
     """The planted habitats on the ITH stage's crop of the slice it scored."""
     k = res.info["slice_index"]
     r0, c0 = res.info["crop_origin"]
@@ -68,7 +68,7 @@ def heterogeneity_figure(specs: list, picks: list[str], published: ith.ITHParams
     outer = fig.add_gridspec(len(picks), 1, hspace=0.22)
     for n, pid in enumerate(picks):
         spec = by_id[pid]
-        images = demo.render_patient(spec)
+        images = render_patient(spec)
         venous, mask, spacing = largest_slice_input(images)
         inner = outer[n].subgridspec(2, 1 + len(clusters), wspace=0.05, hspace=0.32)
         for r, params in enumerate((published, variant)):
