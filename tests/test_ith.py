@@ -1,6 +1,8 @@
 """ITH stage: the fast local-feature engine against pyradiomics, the score, habitats, CLI."""
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,6 +99,28 @@ def test_fast_engine_equals_pyradiomics_on_hard_windows():
     ok = np.isclose(fast, ref, **TOL)
     names = lr.feature_columns()
     assert ok.all(), [names[i] for i in np.flatnonzero(~ok.all(0))]
+
+
+def test_the_pass_records_its_helpers_sources():
+    """numba's cache checks only the compiled function's own file: a change to a helper in
+    ctith/ith/kernels must also change local_radiomics.py, or a stale pass is loaded."""
+    assert lr.KERNELS_SHA256 == lr.kernels_sha256(), (
+        f"ctith/ith/kernels changed: set KERNELS_SHA256 = \"{lr.kernels_sha256()}\" in local_radiomics.py")
+
+
+def test_each_kernel_module_calls_only_its_own_functions():
+    """A cached helper holds the compiled code of what it calls; called across files, a
+    change to the callee would not reach the caller's cache."""
+    kernels = Path(lr.__file__).parent / "kernels"
+    allowed = {"__future__", "numpy", "numba"}
+    for path in sorted(kernels.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert {a.name for a in node.names} <= allowed, (path.name, ast.unparse(node))
+            elif isinstance(node, ast.ImportFrom):
+                ok = node.module in allowed or (node.level == 1 and node.module is None
+                                                 and [a.name for a in node.names] == ["EPS"])
+                assert ok, (path.name, ast.unparse(node))
 
 
 def test_feature_class_subset_and_bad_input():

@@ -10,12 +10,10 @@ import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ctith.cohort.eligibility import eligible_ids
 from ctith.errors import ConfigError, SheetError
 from ctith.io import read_table, write_tsv_if_changed
-from ctith.cohort.sheets import (PATH_COLUMNS, check_config, load_inputs, predict_patients, results_owner,
-                          results_owner_problem, study_inputs)
-from ctith.cohort.preflight import check_study, unlisted_clinical_rows
+from ctith.cohort.sheets import PATH_COLUMNS, check_config, predict_patients, results_owner, results_owner_problem
+from ctith.cohort.preflight import preflight
 from ctith.cohort.split import training_sheets
 
 
@@ -77,24 +75,22 @@ _owner_problem = results_owner_problem(OWNER_RECORD, config)
 if _owner_problem:
     raise WorkflowError(_owner_problem)
 ON_DEMO = _build_demo_if_needed()
+# The sheets, the study's rows and eligible patients, and what the institutions and the
+# cross-fitting folds make of the split: all said at once before any job, as `ctith
+# validate` says it.
 try:
-    INPUTS = load_inputs(config)
+    PREFLIGHT = preflight(config)
 except SheetError as exc:
     raise WorkflowError(str(exc)) from None
+if PREFLIGHT.problems:
+    raise WorkflowError(str(SheetError(PREFLIGHT.problems)))
+INPUTS, ELIGIBLE, STUDY_CHECK = PREFLIGHT.inputs, PREFLIGHT.eligible, PREFLIGHT.check
 # The schema contract, in Snakemake's own terms (the checks above already passed).
 validate(INPUTS.samples.replace("", None), schema="../schemas/samples.schema.yaml")
 SAMPLES = INPUTS.samples
 # Patients to predict (cohort `predict`) stay out of the study: its eligibility, split, fits
 # and tables. The frozen models score them one by one.
 PREDICT = predict_patients(INPUTS)
-STUDY = study_inputs(INPUTS)
-ELIGIBLE = eligible_ids(STUDY.clinical, STUDY.samples["institution"], config["eligibility"]["criteria"])
-# The split, with what the institutions and the cross-fitting folds make of it, all said at
-# once before any job (as `ctith validate` says it).
-STUDY_CHECK = check_study(config, STUDY.samples, STUDY.clinical, ELIGIBLE)
-STUDY_CHECK.warnings += unlisted_clinical_rows(SAMPLES.index, INPUTS.clinical.index)
-if INPUTS.problems or STUDY_CHECK.problems:
-    raise WorkflowError(str(SheetError(INPUTS.problems + STUDY_CHECK.problems)))
 if workflow.is_main_process:  # not again in every cluster job's parse
     for line in STUDY_CHECK.warnings:
         print(f"warning: {line}", file=sys.stderr)

@@ -111,32 +111,27 @@ def _inputs(args, check_files=False):
 
 
 def cmd_validate(args) -> None:
-    from ..cohort.eligibility import eligible_ids
     from ..errors import SheetError
-    from ..cohort.preflight import check_study, unlisted_clinical_rows
-    from ..cohort.sheets import DEFAULT_CONFIG, check_config, load_config, load_inputs, study_inputs
+    from ..cohort.preflight import preflight
+    from ..cohort.sheets import DEFAULT_CONFIG, check_config, load_config
 
     config = load_config(args.config, defaults=args.defaults or DEFAULT_CONFIG)
     check_config(config)
     # The config's relative paths read from the run's folder, as snakemake --directory
     # reads them (its --configfile paths from where it was started).
     with contextlib.chdir(args.directory or "."):
-        inputs = load_inputs(config)
-        study = study_inputs(inputs)
-        eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
-        check = check_study(config, study.samples, study.clinical, eligible)
-        check.warnings += unlisted_clinical_rows(inputs.samples.index, inputs.clinical.index)
+        pre = preflight(config)
         if not args.no_images:  # the one check that reads files: every mask, for its label
             from ..cohort.mask_labels import mask_label_problems
 
-            check.problems += mask_label_problems(inputs.samples, config["ingest"]["mask_label"])
-    if inputs.problems or check.problems:
-        raise SheetError(inputs.problems + check.problems)
-    for line in check.warnings:
+            pre.check.problems += mask_label_problems(pre.inputs.samples, config["ingest"]["mask_label"])
+    if pre.problems:
+        raise SheetError(pre.problems)
+    for line in pre.check.warnings:
         print(f"warning: {line}", file=sys.stderr)
-    counts = ", ".join(f"{c} {n}" for c, n in check.split["cohort"].value_counts().sort_index().items())
-    print(f"OK: {len(inputs.samples)} patients in '{config['samples']}', clinical table '{config['clinical']}' "
-          f"complete; {len(eligible)} eligible: {counts}")
+    counts = ", ".join(f"{c} {n}" for c, n in pre.check.split["cohort"].value_counts().sort_index().items())
+    print(f"OK: {len(pre.inputs.samples)} patients in '{config['samples']}', clinical table '{config['clinical']}' "
+          f"complete; {len(pre.eligible)} eligible: {counts}")
 
 
 def cmd_template(args) -> None:

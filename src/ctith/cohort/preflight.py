@@ -3,8 +3,8 @@ contract (``ctith.cohort.sheets``): whether the configured institutions cover th
 the split leaves the cross-fitting folds enough patients of each outcome, and whether
 the validation cohorts are large enough to say anything.
 
-``check_study`` runs at parse (``workflow/rules/common.smk``) and in ``ctith validate``, so
-both say the same, each problem as one line, all at once. Nothing here reads an image:
+:func:`preflight` runs at parse (``workflow/rules/common.smk``) and in ``ctith validate``,
+so both say the same, each problem as one line, all at once. Nothing here reads an image:
 every cluster job re-parses the workflow.
 """
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import CtithError
+from .eligibility import eligible_ids
+from .sheets import Inputs, load_inputs, study_inputs
 from .split import split_cohorts, unplaced
 
 # Below these a validation cohort's C-index is mostly noise. On the former 8-patient demo
@@ -34,6 +36,32 @@ class StudyCheck:
     split: pd.DataFrame | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Preflight:
+    """The sheets as read (``inputs``: every row, patients to predict included), the study's
+    rows (``study``), its eligible patients and what :func:`check_study` says of them."""
+
+    inputs: Inputs
+    study: Inputs
+    eligible: list
+    check: StudyCheck
+
+    @property
+    def problems(self) -> list[str]:
+        return self.inputs.problems + self.check.problems
+
+
+def preflight(config: dict) -> Preflight:
+    """Read and validate the config's sheets (a ``SheetError`` if they cannot be read), and
+    check the study they make: what both the workflow's parse and ``ctith validate`` say."""
+    inputs = load_inputs(config)
+    study = study_inputs(inputs)
+    eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])
+    check = check_study(config, study.samples, study.clinical, eligible)
+    check.warnings += unlisted_clinical_rows(inputs.samples.index, inputs.clinical.index)
+    return Preflight(inputs, study, eligible, check)
 
 
 def institution_problems(samples: pd.DataFrame, internal, external) -> list[str]:
