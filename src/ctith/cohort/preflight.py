@@ -54,8 +54,9 @@ class Preflight:
 
 
 def preflight(config: dict) -> Preflight:
-    """Read and validate the config's sheets (a ``SheetError`` if they cannot be read), and
-    check the study they make: what both the workflow's parse and ``ctith validate`` say."""
+    """Read and validate the config's sheets (a ``SheetError`` if they cannot be read or break
+    their contract), and check the study they make: what both the workflow's parse and
+    ``ctith validate`` say."""
     inputs = load_inputs(config)
     study = study_inputs(inputs)
     eligible = eligible_ids(study.clinical, study.samples["institution"], config["eligibility"]["criteria"])

@@ -10,8 +10,8 @@ Calling pyradiomics once per window (:func:`reference_local_features`, kept as t
 reference) costs milliseconds per pixel. :func:`local_features` computes the same 93
 features for all windows in one compiled (numba) pass: each window's matrices are a few
 grey levels wide, so pyradiomics' formulas are evaluated as small loops over the levels
-present in the window. Equality with the reference, feature by feature and pixel by
-pixel, is a test.
+present in the window, one compiled helper per feature class (:mod:`ctith.ith.kernels`).
+Equality with the reference, feature by feature and pixel by pixel, is a test.
 """
 
 from __future__ import annotations
@@ -134,14 +134,15 @@ def window_stack(image: np.ndarray, centres: tuple[np.ndarray, np.ndarray], wind
 
 # --------------------------------------------------------------------------- kernel
 # One compiled pass over the windows; per window, one helper per feature class
-# (ctith.ith.kernels), each writing its columns of the row at _OFFSETS[class].
+# (ctith.ith.kernels), each writing its columns of the row from _OFFSETS[class] on.
 # numba's cache notices a change only in the file of the function it compiled, and the
-# pass holds its helpers' compiled code. So this file records the helpers' sources
-# (kernels_sha256()): a change there changes this line too, and the pass is recompiled.
-# A test says when it is out of date.
-KERNELS_SHA256 = "2e8ecd17c2ee37836f2a92b53e05e88c66dfef67b5061860b58058ac8bb5ee83"
-_OFFSETS = {"firstorder": 0, "glcm": 18, "gldm": 42, "glrlm": 56, "glszm": 72, "ngtdm": 88}
-N_FEATURES = 93
+# pass holds its helpers' compiled code. So this file records the helpers' sources: a
+# change there must change this line too (the pass then recompiles); until it does,
+# window_features refuses to run, and a test fails, printing the new value.
+KERNELS_SHA256 = "a9f9566be821b2983bdc98950a0d2ef036001e3bb8f775a5c51182a7dc787fae"
+N_FEATURES = sum(len(names) for names in _KERNEL_ORDER.values())
+_OFFSETS = dict(zip(_KERNEL_ORDER, np.cumsum([0] + [len(names) for names in _KERNEL_ORDER.values()]).tolist()))
+_FO, _CM, _DM, _RL, _SZ, _NT = _OFFSETS.values()  # constants of the compiled pass
 
 
 def kernels_sha256() -> str:
@@ -151,6 +152,14 @@ def kernels_sha256() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _check_kernels_recorded() -> None:
+    current = kernels_sha256()
+    if current != KERNELS_SHA256:
+        raise RuntimeError(f"ctith/ith/kernels changed, so numba's cached window pass may be stale: set "
+                           f'KERNELS_SHA256 = "{current}" in {Path(__file__).name}')
 
 
 @njit(cache=True, error_model="numpy")
@@ -181,14 +190,14 @@ def _window_pass(values, bin_width, side, pair_from, pair_to, pair_dir, run_orde
             rank_of = np.zeros(kbuf.size, np.int64)
         levels.sort_values(x, xs)
         m = levels.rank_levels(g, ng, rank_of, lv, r, cnt)
-        firstorder.firstorder(x, xs, cnt, m, q, out[w, 0:18])
+        firstorder.firstorder(x, xs, cnt, m, q, out[w, _FO:_CM])
         glcm.glcm_counts(P, m, r, pair_from, pair_to, pair_dir)
-        glcm.glcm(P, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f, out[w, 18:42])
-        size_matrices.glrlm(Pr, m, lv, g, r, run_order, run_start, run_bounds, pg, ps, st, f, out[w, 56:72])
-        size_matrices.glszm(Pz, m, lv, g, r, lab, stack, nb_ptr, nb_list, pg, ps, st, out[w, 72:88])
+        glcm.glcm(P, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f, out[w, _CM:_DM])
+        size_matrices.glrlm(Pr, m, lv, g, r, run_order, run_start, run_bounds, pg, ps, st, f, out[w, _RL:_SZ])
+        size_matrices.glszm(Pz, m, lv, g, r, lab, stack, nb_ptr, nb_list, pg, ps, st, out[w, _SZ:_NT])
         dmax = size_matrices.neighbourhoods(Pd, s_i, m, g, r, nb_ptr, nb_list)
-        size_matrices.gldm(Pd, m, lv, dmax, S, pg, ps, st, out[w, 42:56])
-        ngtdm.ngtdm(cnt, s_i, lv, m, S, out[w, 88:93])
+        size_matrices.gldm(Pd, m, lv, dmax, S, pg, ps, st, out[w, _DM:_RL])
+        ngtdm.ngtdm(cnt, s_i, lv, m, S, out[w, _NT:N_FEATURES])
 
 
 def window_features(values: np.ndarray, window: int = 2, bin_width: float = 25.0,
@@ -197,6 +206,7 @@ def window_features(values: np.ndarray, window: int = 2, bin_width: float = 25.0
 
     Columns follow :func:`feature_columns` (``classes`` in the given order).
     """
+    _check_kernels_recorded()
     geo = _geometry(window)
     values = np.ascontiguousarray(values, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != geo.cells:

@@ -11,12 +11,9 @@ and zero entries add nothing to its sums).
   the statistics GLRLM, GLSZM and GLDM share;
 - ``ngtdm``: the neighbourhood grey-tone difference features.
 
-Each module is self-contained: its functions call only functions of the same file,
-because numba's cache notices a change only in the file of the function it compiled.
-For the same reason the pass that calls them (:mod:`ctith.ith.local_radiomics`) records
-their sources' sha256 in its own file. Tests check both.
+Each module is self-contained: its functions use only functions and constants of the same
+file, because numba's cache notices a change only in the file of the function it
+compiled (and freezes the globals it read). For the same reason the pass that calls them
+(:mod:`ctith.ith.local_radiomics`) records their sources' sha256 in its own file, and
+refuses to run when that record is out of date. Tests check both.
 """
-
-import numpy as np
-
-EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import EPS
+EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
 
 @njit(cache=True, error_model="numpy")
 def _moments(x):
-    """Sum, energy, and the 2nd, 3rd and 4th central moments and mean absolute deviation."""
+    """Mean, energy, the 2nd, 3rd and 4th central moments, and the mean absolute deviation."""
     S = x.size
     total = 0.0
     energy = 0.0

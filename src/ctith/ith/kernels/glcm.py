@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import EPS
+EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
 
 @njit(cache=True, error_model="numpy")
@@ -241,7 +241,8 @@ def _imc(hx, hy, hxy, hxy1, hxy2):
 
 @njit(cache=True, error_model="numpy")
 def _angle(Pa, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f):
-    """Add one angle's 24 features to ``f``; return whether Imc2 and MCC were defined."""
+    """Add one angle's 24 features to ``f`` (MCC only where m >= 2); return whether Imc2 was
+    defined."""
     ux, uy = _marginals(Pa, m, lv, px, py, lpx, lpy)
     kbuf[: 3 * ng + 2] = 0.0  # [0, 2ng]: sums i+j ; [2ng+1, 3ng+1): differences |i-j|
     dbase = 2 * ng + 1

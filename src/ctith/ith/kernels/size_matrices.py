@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import EPS
+EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
 # Where each feature, in the kernel's order, lies in :func:`_size_matrix`'s statistics
 # (-1: the run or zone percentage, counted / Np).
