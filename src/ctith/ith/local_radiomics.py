@@ -139,7 +139,7 @@ def window_stack(image: np.ndarray, centres: tuple[np.ndarray, np.ndarray], wind
 # pass holds its helpers' compiled code. So this file records the helpers' sources: a
 # change there must change this line too (the pass then recompiles); until it does,
 # window_features refuses to run, and a test fails, printing the new value.
-KERNELS_SHA256 = "a9f9566be821b2983bdc98950a0d2ef036001e3bb8f775a5c51182a7dc787fae"
+KERNELS_SHA256 = "eda14480c1eba9e8964973067fcfd3443d03a74b16f755d7438b00bcc232fe97"
 N_FEATURES = sum(len(names) for names in _KERNEL_ORDER.values())
 _OFFSETS = dict(zip(_KERNEL_ORDER, np.cumsum([0] + [len(names) for names in _KERNEL_ORDER.values()]).tolist()))
 _FO, _CM, _DM, _RL, _SZ, _NT = _OFFSETS.values()  # constants of the compiled pass

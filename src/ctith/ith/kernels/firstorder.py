@@ -8,7 +8,7 @@ from numba import njit
 EPS = np.spacing(1)  # pyradiomics' epsilon inside log2(p + eps)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _moments(x):
     """Mean, energy, the 2nd, 3rd and 4th central moments, and the mean absolute deviation."""
     S = x.size
@@ -28,7 +28,7 @@ def _moments(x):
     return mean, energy, m2 / S, m3 / S, m4 / S, mad / S
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _percentiles(xs, q):
     """The 10th, 25th, 50th, 75th and 90th percentiles (numpy's linear rule) into ``q``."""
     S = xs.size
@@ -40,7 +40,7 @@ def _percentiles(xs, q):
         q[t] = xs[lo_i] + (xs[hi_i] - xs[lo_i]) * frac
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _robust_mad(x, lo, hi):
     """Mean absolute deviation of the values within [lo, hi] (the 10th-90th percentiles)."""
     sub_n = 0
@@ -57,7 +57,7 @@ def _robust_mad(x, lo, hi):
     return rmad / sub_n
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def firstorder(x, xs, cnt, m, q, out):
     """The 18 first-order features, in the kernel's order, into ``out``.
 

@@ -106,7 +106,7 @@ def _second_eigen_magnitude(A, m, v, work):
 
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def glcm_counts(P, m, r, pair_from, pair_to, pair_dir):
     """Symmetric co-occurrence counts P[angle, rank i, rank j] of the window's pairs."""
     P[:, :m, :m] = 0.0
@@ -116,7 +116,7 @@ def glcm_counts(P, m, r, pair_from, pair_to, pair_dir):
         P[a, j, i] += 1.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _marginals(Pa, m, lv, px, py, lpx, lpy):
     """Normalise one angle's matrix; its marginals, their log2, and the means ux, uy."""
     tot = 0.0
@@ -143,7 +143,7 @@ def _marginals(Pa, m, lv, px, py, lpx, lpy):
     return ux, uy
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _joint_sums(Pa, m, lv, px, py, lpx, lpy, ux, uy, kbuf, dbase):
     """The sums over the joint probabilities; p(i+j) and p(|i-j|) into ``kbuf``."""
     ac = cp = cs = ct = con = sx = sy = cm = je = hxy = hxy1 = hxy2 = mp = 0.0
@@ -174,7 +174,7 @@ def _joint_sums(Pa, m, lv, px, py, lpx, lpy, ux, uy, kbuf, dbase):
     return ac, cp, cs, ct, con, sx, sy, cm, je, hxy, hxy1, hxy2, mp
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _difference_sums(kbuf, dbase, ng):
     """Difference average, entropy and variance, the inverse-difference family, and the
     inverse variance, from p(|i-j|) at ``kbuf[dbase:]``."""
@@ -198,7 +198,7 @@ def _difference_sums(kbuf, dbase, ng):
     return da, de, dv, idm, idmn, idv, idn, iv
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _sum_sums(kbuf, ng):
     """Sum average and sum entropy from p(i+j) at ``kbuf[:2 ng + 1]``."""
     sa = se = 0.0
@@ -211,7 +211,7 @@ def _sum_sums(kbuf, ng):
     return sa, se
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _mcc(Pa, m, px, vsq, A, work):
     """Maximal correlation coefficient of one angle.
 
@@ -227,7 +227,7 @@ def _mcc(Pa, m, px, vsq, A, work):
     return _second_eigen_magnitude(A, m, vsq, work)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _imc(hx, hy, hxy, hxy1, hxy2):
     """Informational measures of correlation 1 and 2."""
     div = max(hx, hy)
@@ -239,7 +239,7 @@ def _imc(hx, hy, hxy, hxy1, hxy2):
     return imc1, imc2
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _angle(Pa, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f):
     """Add one angle's 24 features to ``f`` (MCC only where m >= 2); return whether Imc2 was
     defined."""
@@ -262,10 +262,24 @@ def _angle(Pa, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f):
         f[14] += imc2
     if m >= 2:
         f[19] += _mcc(Pa, m, px, vsq, A, work)
-    for k, v in enumerate((ac, cp, cs, ct, con, corr, da, de, dv, idv, idm, idmn, idn, imc1)):
-        f[k] += v
-    for k, v in enumerate((iv, ux, je, hxy)):
-        f[15 + k] += v
+    f[0] += ac
+    f[1] += cp
+    f[2] += cs
+    f[3] += ct
+    f[4] += con
+    f[5] += corr
+    f[6] += da
+    f[7] += de
+    f[8] += dv
+    f[9] += idv
+    f[10] += idm
+    f[11] += idmn
+    f[12] += idn
+    f[13] += imc1
+    f[15] += iv
+    f[16] += ux
+    f[17] += je
+    f[18] += hxy
     f[20] += mp
     f[21] += sa
     f[22] += se
@@ -273,7 +287,7 @@ def _angle(Pa, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f):
     return has_imc2
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def glcm(P, m, lv, ng, px, py, lpx, lpy, kbuf, vsq, A, work, f, out):
     """The 24 GLCM features, averaged over the 4 angles, into ``out`` (``P`` from
     :func:`glcm_counts`; the rest scratch: f of 24, kbuf of at least 3 ng + 2)."""

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def bin_window(row, bin_width, x, g):
     """Copy the window's values into ``x`` and their grey levels into ``g``; return the top level.
 
@@ -32,7 +32,7 @@ def bin_window(row, bin_width, x, g):
     return ng
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def sort_values(x, xs):
     """The window's values ascending, into ``xs`` (insertion sort: faster than a library sort
     for ~25 values)."""
@@ -45,7 +45,7 @@ def sort_values(x, xs):
         xs[k + 1] = v
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def rank_levels(g, ng, rank_of, lv, r, cnt):
     """The m levels present, ascending, into ``lv``; each cell's rank among them into ``r``;
     the cells per rank into ``cnt``. Returns m. ``rank_of`` is scratch of at least ng + 1."""

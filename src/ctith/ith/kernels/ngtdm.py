@@ -5,7 +5,7 @@ from __future__ import annotations
 from numba import njit
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def ngtdm(cnt, s_i, lv, m, S, out):
     """The 5 NGTDM features into ``out``: ``cnt`` cells and ``s_i`` the summed differences
     (:func:`ctith.ith.kernels.size_matrices.neighbourhoods`) of each of the m levels ``lv``

@@ -16,7 +16,7 @@ _GLSZM_STATS = np.array([2, 3, 6, 10, 1, 14, 13, 9, 4, 5, 0, 12, 11, 8, -1, 7])
 _GLDM_STATS = np.array([8, 4, 5, 7, 2, 6, 10, 1, 14, 13, 9, 0, 12, 11])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _size_matrix(P, m, J, lv, Nz, pg, ps, st):
     """Statistics of an m x J (grey level x size) count matrix holding Nz entries, into ``st``.
 
@@ -60,12 +60,13 @@ def _size_matrix(P, m, J, lv, Nz, pg, ps, st):
         glv += pg[i] / Nz * (lv[i] - ui) ** 2
     for j in range(J):
         szv += ps[j] / Nz * (j + 1.0 - uj) ** 2
-    for k, v in enumerate((sml / Nz, lrg / Nz, gln / Nz, gln / (Nz * Nz), szn / Nz, szn / (Nz * Nz), glv, szv,
-                           ent, lo / Nz, hi / Nz, slo / Nz, shi / Nz, llo / Nz, lhi / Nz, Np)):
-        st[k] = v
+    st[0], st[1], st[2], st[3] = sml / Nz, lrg / Nz, gln / Nz, gln / (Nz * Nz)
+    st[4], st[5], st[6], st[7] = szn / Nz, szn / (Nz * Nz), glv, szv
+    st[8], st[9], st[10], st[11] = ent, lo / Nz, hi / Nz, slo / Nz
+    st[12], st[13], st[14], st[15] = shi / Nz, llo / Nz, lhi / Nz, Np
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _runs(Pr, m, g, r, run_order, run_start, first, last):
     """Run-length counts Pr[rank, length - 1] along the lines ``run_order[first:last]``;
     returns the number of runs."""
@@ -91,7 +92,7 @@ def _runs(Pr, m, g, r, run_order, run_start, first, last):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def glrlm(Pr, m, lv, g, r, run_order, run_start, run_bounds, pg, ps, st, f, out):
     """The 16 GLRLM features, averaged over the 4 angles, into ``out``; ``f`` of 16 is scratch."""
     side = Pr.shape[1]
@@ -105,7 +106,7 @@ def glrlm(Pr, m, lv, g, r, run_order, run_start, run_bounds, pg, ps, st, f, out)
         out[k] = f[k] / 4.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _zones(Pz, m, g, r, lab, stack, nb_ptr, nb_list):
     """Zone counts Pz[rank, size - 1] of the 8-connected zones of equal level; returns the
     number of zones and the largest size."""
@@ -136,7 +137,7 @@ def _zones(Pz, m, g, r, lab, stack, nb_ptr, nb_list):
     return nz, zmax
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def glszm(Pz, m, lv, g, r, lab, stack, nb_ptr, nb_list, pg, ps, st, out):
     """The 16 GLSZM features into ``out``."""
     nz, zmax = _zones(Pz, m, g, r, lab, stack, nb_ptr, nb_list)
@@ -145,7 +146,7 @@ def glszm(Pz, m, lv, g, r, lab, stack, nb_ptr, nb_list, pg, ps, st, out):
         out[k] = nz / st[15] if _GLSZM_STATS[k] < 0 else st[_GLSZM_STATS[k]]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def neighbourhoods(Pd, s_i, m, g, r, nb_ptr, nb_list):
     """Each cell's 8-neighbourhood: dependence counts Pd[rank, dependents] (GLDM, alpha 0)
     and the NGTDM sums s_i of |level - neighbours' mean| per rank. Returns the largest
@@ -168,7 +169,7 @@ def neighbourhoods(Pd, s_i, m, g, r, nb_ptr, nb_list):
     return dmax
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def gldm(Pd, m, lv, dmax, S, pg, ps, st, out):
     """The 14 GLDM features of a window of S cells into ``out`` (``Pd`` from :func:`neighbourhoods`)."""
     _size_matrix(Pd, m, dmax + 1, lv, float(S), pg, ps, st)
