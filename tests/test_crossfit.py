@@ -6,7 +6,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sksurv.metrics import concordance_index_censored
 
-from ctith.cohort.crossfit import CrossfitError, assign_folds, fold_positions, training_or_refit, two_stage_scores
+from ctith.cohort.crossfit import (CrossfitError, assign_folds, fold_positions, merge_folds, training_or_refit,
+                                  two_stage_scores)
 from ctith.models.ith_model import TunedClassifier
 from ctith.radiomics.selection import RadScore, radscore_fitter
 
@@ -32,6 +33,26 @@ def test_folds_are_stratified_seeded_and_keyed_by_patient():
         assign_folds(ids[:10], [1, 1] + [0] * 8, 5, seed=0)
     with pytest.raises(CrossfitError, match="patient A061 is a training patient without"):
         fold_positions(folds, ids + ["A061"])
+
+
+def test_merged_folds_are_unions_of_the_shared_folds_and_stay_stratified():
+    """The network's fewer folds (dl.crossfit_folds): each a union of shared folds, so a patient
+    a fold net holds out is held out by no other; stratified as the shared folds are."""
+    rng = np.random.default_rng(1)
+    ids, event = _ids(68), rng.random(68) < 0.44
+    folds = assign_folds(ids, event, 10, seed=42)
+    merged = merge_folds(folds, 5)
+    assert merged.index.equals(folds.index) and sorted(set(merged)) == [0, 1, 2, 3, 4]
+    assert (merged == folds % 5).all()  # fold k -> k mod 5: folds 0 and 5 form group 0, ...
+    for k in range(5):
+        assert set(folds[merged == k]) == {k, k + 5}
+    size = merged.value_counts()
+    dm = pd.Series(event, index=ids).reindex(merged.index).groupby(merged).sum()
+    assert size.max() - size.min() <= 1 and dm.max() - dm.min() <= 1, (size, dm)
+    assert merge_folds(folds, 10).equals(folds) and merge_folds(folds, 12).equals(folds)
+    assert sorted(set(merge_folds(folds, 3))) == [0, 1, 2]
+    with pytest.raises(CrossfitError, match="at least 2 folds"):
+        merge_folds(folds, 1)
 
 
 def test_training_patients_take_the_fits_value_everyone_else_the_refits():
@@ -145,18 +166,23 @@ def _memorising_first_stage(ids, event, folds, rng, n_features=16):
     return net(train), {k: net(list(folds.index[folds != k])).loc[train] for k in sorted(set(folds))}
 
 
-def test_two_stage_cross_fitting_does_not_carry_a_memorising_network():
-    """DL_F's two stages: a network that memorises its training patients makes the refit's
-    LASSO-Cox look perfect in sample; the two-stage out-of-fold scores, from fold nets and
-    fold LASSOs that never saw the patient, are noise, as on validation patients."""
+def _two_stage_cohort(n_folds: int):
+    """90 patients (60 in training, 40% DM), their training folds and the Rad-score's fitter."""
     rng = np.random.default_rng(5)
     ids = _ids(90)
     event = rng.random(90) < 0.4
     time = pd.Series(np.where(event, rng.uniform(3, 40, 90), 60.0), index=ids)
+    folds = assign_folds(ids[:60], event[:60], n_folds, seed=42)
+    return rng, ids, event, folds, radscore_fitter(pd.Series(event, index=ids), time)
+
+
+def test_two_stage_cross_fitting_does_not_carry_a_memorising_network():
+    """DL_F's two stages: a network that memorises its training patients makes the refit's
+    LASSO-Cox look perfect in sample; the two-stage out-of-fold scores, from fold nets and
+    fold LASSOs that never saw the patient, are noise, as on validation patients."""
+    rng, ids, event, folds, fit = _two_stage_cohort(5)
     train = ids[:60]
-    folds = assign_folds(train, event[:60], 5, seed=42)
     refit_features, fold_features = _memorising_first_stage(ids, event, folds, rng)
-    fit = radscore_fitter(pd.Series(event, index=ids), time)
     table, model, fold_models = two_stage_scores(refit_features, fold_features, folds, fit, name="dl_f_score")
     t = table.set_index("patient_id")
     assert list(t["fit"]) == ["oof"] * 60 + ["refit"] * 30 and len(fold_models) == 5
@@ -175,3 +201,24 @@ def test_two_stage_cross_fitting_does_not_carry_a_memorising_network():
     assert np.array_equal(again.set_index("patient_id").loc[fold0, "dl_f_score"], t.loc[fold0, "dl_f_score"])
     with pytest.raises(CrossfitError, match="no first-stage model was fitted without fold 4"):
         two_stage_scores(refit_features, {k: f for k, f in fold_features.items() if k != 4}, folds, fit)
+
+
+def test_two_stage_cross_fitting_with_merged_folds():
+    """Fold nets that held out merged folds (dl.crossfit_folds): a training patient's score
+    comes from its group's net and LASSO, neither of which saw it; the LASSOs still tune on
+    the shared folds, so the refit's LASSO is the one of unmerged cross-fitting."""
+    rng, ids, event, folds, fit = _two_stage_cohort(10)
+    train = ids[:60]
+    groups = merge_folds(folds, 5)
+    refit_features, group_features = _memorising_first_stage(ids, event, groups, rng)
+    table, model, group_models = two_stage_scores(refit_features, group_features, folds, fit, name="dl_f_score",
+                                                  groups=groups)
+    t = table.set_index("patient_id")
+    assert sorted(group_models) == [0, 1, 2, 3, 4]
+    oof = roc_auc_score(event[:60], t.loc[train, "dl_f_score"])
+    assert abs(oof - 0.5) < 0.15, oof  # the memorising net does not leak through merged folds
+    unmerged_refit = fit(refit_features.loc[train], folds)
+    assert np.array_equal(model.predict(refit_features), unmerged_refit.predict(refit_features))
+    with pytest.raises(CrossfitError, match="no first-stage model was fitted without fold 4"):
+        two_stage_scores(refit_features, {k: f for k, f in group_features.items() if k != 4}, folds, fit,
+                         groups=groups)

@@ -103,6 +103,20 @@ def test_training_loss_falls_and_same_seed_gives_identical_weights():
     assert not torch.equal(c.model.stem[0].weight, a.model.stem[0].weight)
 
 
+def test_a_fixed_stop_epoch_trains_the_start_of_the_same_schedule():
+    """stop_epoch N (the refit at the fold nets' kept epoch): epochs 1..N of the `epochs`-long
+    cosine schedule, the same steps as a run that goes on, and epoch N's weights kept."""
+    x, y = blobs(n=24)
+    common = {**SMALL, "epochs": 6, "dropout": 0.0}
+    short = dl.train(x, y, dl.TrainParams(**common, stop_epoch=3), log=lambda s: None)
+    full = dl.train(x, y, dl.TrainParams(**common, min_epochs=1), log=lambda s: None)
+    assert short.info["epochs_run"] == short.info["best_epoch"] == 3
+    assert [h["lr"] for h in short.history] == [h["lr"] for h in full.history[:3]]
+    assert [h["train_loss"] for h in short.history] == [h["train_loss"] for h in full.history[:3]]
+    with pytest.raises(ValueError, match="outside the schedule's 6 epochs"):
+        dl.train(x, y, dl.TrainParams(**common, stop_epoch=7), log=lambda s: None)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_each_precision_gives_byte_identical_weights_twice(tmp_path, precision):
     """One machine, one config: the saved model.pt is the same bytes twice, in bf16 too.
@@ -186,7 +200,8 @@ def test_gradcam_shape_and_range():
 def test_cli_trains_on_training_patients_only(tmp_path, capsys):
     """dl-train sees training patients only: validation labels and images change nothing.
     The fold nets give every training patient an out-of-fold DL_E, and the DL_F signature
-    is cross-fitted on their features."""
+    is cross-fitted on their features. Two nets on four shared folds merged (--crossfit-folds):
+    fold net k holds out the shared folds k and k + 2."""
     x, y = blobs(n=40)
     ids = [f"P{i:02d}" for i in range(40)]
     cohort = ["train"] * 28 + ["internal_validation"] * 6 + ["external_validation"] * 6
@@ -199,19 +214,20 @@ def test_cli_trains_on_training_patients_only(tmp_path, capsys):
         paths.append(str(d / "input.npy"))
     write_tsv(pd.DataFrame({"patient_id": ids, "institution": "A", "cohort": cohort, "assigned_by": "sheet"}),
               tmp_path / "split.tsv")
-    folds = crossfit.assign_folds(ids[:28], y[:28], 2, seed=0)
+    folds = crossfit.assign_folds(ids[:28], y[:28], 4, seed=0)
     write_tsv(folds.reset_index(), tmp_path / "folds.tsv")
     months = np.random.default_rng(1).uniform(3, 60, 40).round(1)
 
     def run(tag, labels):
         write_tsv(pd.DataFrame({"patient_id": ids, "dm_event": labels, "dm_time_months": months}),
                   tmp_path / "clinical.tsv")
-        params = '{"depth": 18, "base_width": 8, "head_hidden": 16, "epochs": 3, "batch_size": 8}'
+        params = '{"depth": 18, "base_width": 8, "head_hidden": 16, "epochs": 4, "min_epochs": 1, "patience": 1, "batch_size": 8}'
         common = ["--inputs", *paths, "--split", str(tmp_path / "split.tsv"), "--clinical", str(tmp_path / "clinical.tsv")]
         out = tmp_path / tag
-        folds_file = ["--folds", str(tmp_path / "folds.tsv")]
-        for fit, fold in (("refit", []), ("fold0", [*folds_file, "--fold", "0"]),
-                          ("fold1", [*folds_file, "--fold", "1"])):
+        folds_file = ["--folds", str(tmp_path / "folds.tsv"), "--crossfit-folds", "2"]
+        stop_from = ["--stop-epoch-from", str(out / "fold0/training.json"), str(out / "fold1/training.json")]
+        for fit, fold in (("fold0", [*folds_file, "--fold", "0"]), ("fold1", [*folds_file, "--fold", "1"]),
+                          ("refit", stop_from)):
             assert cli.main(["dl-train", *common, "--params", params, "--device", "cpu", *fold,
                              "--out-dir", str(out / fit)]) == 0
         assert cli.main(["dl-predict", *common, "--model", str(out / "refit/model.pt"),
@@ -222,7 +238,8 @@ def test_cli_trains_on_training_patients_only(tmp_path, capsys):
                          "--figure", str(out / "s5.png")]) == 0
         assert cli.main(["dl-signature", "--dl-f", str(out / "dl_f.tsv"), "--fold-features",
                          str(out / "fold_features.tsv"), "--folds", str(tmp_path / "folds.tsv"), "--clinical",
-                         str(tmp_path / "clinical.tsv"), "--out-scores", str(out / "dl_f_signature.tsv"),
+                         str(tmp_path / "clinical.tsv"), "--crossfit-folds", "2",
+                         "--out-scores", str(out / "dl_f_signature.tsv"),
                          "--out-signature", str(out / "lasso.tsv"), "--out-report", str(out / "selection.json")]) == 0
         return out
 
@@ -239,16 +256,31 @@ def test_cli_trains_on_training_patients_only(tmp_path, capsys):
         assert (a / fit / "model.pt").read_bytes() == (b / fit / "model.pt").read_bytes()
     for name in ("dl_e.tsv", "fold_features.tsv", "dl_f_signature.tsv", "lasso.tsv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
-    assert read_json(a / "refit/training.json")["train_patients"] == ids[:28]
+    refit = read_json(a / "refit/training.json")
+    assert refit["train_patients"] == ids[:28]
+    # The refit trains to the middle of the fold nets' kept epochs, on their schedule.
+    kept = [read_json(a / f"fold{k}/training.json")["best_epoch"] for k in (0, 1)]
+    assert refit["fold_kept_epochs"] == kept and refit["params"]["stop_epoch"] == math.ceil(sum(kept) / 2)
+    assert refit["epochs_run"] == refit["best_epoch"] == refit["params"]["stop_epoch"]
     held = read_json(a / "fold1/training.json")
-    assert held["held_out_patients"] == sorted(folds.index[folds == 1]) and held["fold"] == 1
-    assert sorted(held["train_patients"]) == sorted(folds.index[folds == 0])
+    assert held["held_out_patients"] == sorted(folds.index[folds.isin([1, 3])]) and held["fold"] == 1
+    assert sorted(held["train_patients"]) == sorted(folds.index[folds.isin([0, 2])])
     dl_e = pd.read_csv(a / "dl_e.tsv", sep="\t")
     dl_f = pd.read_csv(a / "dl_f.tsv", sep="\t")
     assert list(dl_e["patient_id"]) == ids and dl_e["dl_e"].between(0, 1).all()
     assert list(dl_e["fit"]) == ["oof"] * 28 + ["refit"] * 12
     assert (dl_e["dl_e"][28:] == dl_e["dl_e_refit"][28:]).all() and (dl_e["dl_e"][:28] != dl_e["dl_e_refit"][:28]).any()
     assert np.allclose(dl_e["dl_e_logit"], np.log(dl_e["dl_e"] / (1 - dl_e["dl_e"])))
+    # DL_E's score: each net's log-odds standardised over the patients that net trained on.
+    fold1_rows = dl_e.index[dl_e["patient_id"].isin(held["held_out_patients"])]
+    for net, rows in (("refit", dl_e.index[28:]), ("fold1", fold1_rows)):
+        scale = read_json(a / net / "training.json")["dl_e_scale"]
+        expected = (dl_e.loc[rows, "dl_e_logit"] - scale["logit_mean"]) / scale["logit_sd"]
+        assert np.allclose(dl_e.loc[rows, "dl_e_score"], expected, atol=1e-9)
+    trained_on = np.log(dl_e["dl_e_refit"][:28] / (1 - dl_e["dl_e_refit"][:28]))
+    scale = refit["dl_e_scale"]
+    assert np.isclose(trained_on.mean(), scale["logit_mean"], atol=1e-4)
+    assert np.isclose(trained_on.std(ddof=0), scale["logit_sd"], rtol=1e-4)
     assert dl_f.shape == (40, 2 + 16) and list(dl_f.columns[:3]) == ["patient_id", "cohort", "dlf_000"]
     fold_features = pd.read_csv(a / "fold_features.tsv", sep="\t")
     assert len(fold_features) == 2 * 28 and list(fold_features.columns[:3]) == ["fold", "patient_id", "dlf_000"]

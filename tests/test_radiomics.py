@@ -142,6 +142,29 @@ def test_cli_per_patient_and_cohort_table(tiny_cohort, tmp_path):
     assert table.iloc[0].equals(read_feature_table(out[0]).iloc[0])
 
 
+def test_feature_tables_read_together_equal_each_read_alone(tmp_path):
+    """radiomics-table parses the patients' one-row files as one text: every value is the float
+    its own file gives (values with 17 digits, tiny and huge, NaN), a file of two rows and a
+    file with other columns included, each in its own table."""
+    from ctith.io import read_feature_tables
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, columns in enumerate((["f1", "f2", "f3"], ["f1", "f2", "f3"], ["f1", "f2", "f4"], ["f1", "f2", "f3"])):
+        n = 2 if i == 1 else 1
+        values = rng.normal(size=(n, 3)) * 10.0 ** rng.integers(-300, 300, size=(n, 3))
+        values[0, 1] = np.nan if i == 3 else values[0, 1]
+        table = pd.DataFrame(values, columns=columns, index=pd.Index([f"P{i}{k}" for k in range(n)], name="patient_id"))
+        paths.append(tmp_path / f"{i}.tsv")
+        table.to_csv(paths[-1], sep="\t", lineterminator="\n")
+    together = read_feature_tables(paths)
+    assert len(together) == 4
+    for path, table in zip(paths, together):
+        alone = read_feature_table(path)
+        pd.testing.assert_frame_equal(table, alone)
+        assert np.array_equal(table.to_numpy().view(np.int64), alone.to_numpy().view(np.int64))
+
+
 def test_cohort_table_rejects_mixed_parameter_files():
     a = radiomics.features_row(pd.Series({"f1": 1.0, "f2": 2.0}), "P1")
     b = radiomics.features_row(pd.Series({"f1": 1.0, "f3": 2.0}), "P2")

@@ -301,6 +301,40 @@ def check_survival_outputs(work, ids):
         assert (work / f"results/figures/{name}.png").stat().st_size > 5_000, name
 
 
+def test_the_nets_and_everything_they_wait_for_outrank_the_other_patients_measurements(work):
+    """The network's fits are the longest jobs: every job a dl_train job waits for (the training
+    patients' ingest and 2.5D input, the cross-fitting folds, the fold nets for the refit)
+    ranks at or above the nets, and the nets above the measurements (ITH, C-radiomics,
+    semantic), so that the nets start first and train beside them. A job ranked below would
+    hold the nets back until every patient is measured (as crossfit_folds once did)."""
+    proc = smk(work, "-n", "--cores", "1")
+    jobs, producer = [], {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if not m:
+            continue
+        field = {k: re.search(rf"^\s+{k}: (.*)$", block, re.M) for k in ("input", "output", "priority")}
+        job = {"rule": m.group(1), "priority": int(field["priority"].group(1)) if field["priority"] else 0,
+               "input": field["input"].group(1).split(", ") if field["input"] else []}
+        jobs.append(job)
+        for path in field["output"].group(1).split(", ") if field["output"] else []:
+            producer[path] = job
+    nets = [j for j in jobs if j["rule"] == "dl_train"]
+    network_priority = {j["priority"] for j in nets}
+    assert len(nets) == 3 and len(network_priority) == 1  # the refit and two fold nets
+    upstream, stack = {}, list(nets)
+    while stack:
+        for path in stack.pop()["input"]:
+            if path in producer and id(producer[path]) not in upstream:
+                upstream[id(producer[path])] = producer[path]
+                stack.append(producer[path])
+    low = sorted({(j["rule"], j["priority"]) for j in upstream.values() if j["priority"] < min(network_priority)})
+    assert not low, f"jobs the nets wait for, ranked below them: {low}"
+    assert {j["rule"] for j in upstream.values()} >= {"ingest", "dl_input", "crossfit_folds", "dl_train"}
+    measurements = {j["priority"] for j in jobs if j["rule"] in ("ith", "radiomics", "semantic")}
+    assert max(measurements) < min(network_priority)
+
+
 def test_lint_is_clean(work):
     proc = smk(work, "--lint", check=False)
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -99,6 +99,33 @@ def read_feature_table(path: str | os.PathLike) -> pd.DataFrame:
     return df.astype(float)
 
 
+def read_feature_tables(paths) -> list[pd.DataFrame]:
+    """Many feature tables (each as :func:`read_feature_table` reads it), parsed together: for a
+    one-row file pandas builds a Series per column, which with 1,130 features took 0.2 s a
+    file. Files with the same header are parsed as one text, by the same parser, so every
+    value is the float a file of its own would give."""
+    import io
+
+    import pandas as pd
+
+    texts = [Path(p).read_text() for p in paths]
+    tables, start = [], 0
+    while start < len(texts):
+        header = texts[start].split("\n", 1)[0]
+        end = start + 1
+        while end < len(texts) and texts[end].split("\n", 1)[0] == header:
+            end += 1
+        bodies = [t.split("\n", 1)[1] if "\n" in t else "" for t in texts[start:end]]
+        counts = [sum(1 for line in b.split("\n") if line) for b in bodies]
+        text = header + "\n" + "".join(b if b.endswith("\n") or not b else b + "\n" for b in bodies)
+        group = pd.read_csv(io.StringIO(text), sep="\t", dtype={"patient_id": str}).set_index("patient_id")
+        group = group.astype(float)
+        offsets = np.cumsum([0, *counts])
+        tables += [group.iloc[offsets[i]:offsets[i + 1]] for i in range(len(bodies))]
+        start = end
+    return tables
+
+
 def markdown_table(df: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no tabulate dependency needed)."""
     import pandas as pd

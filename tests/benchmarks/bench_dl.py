@@ -12,7 +12,13 @@ For each precision it prints images per second of
 and the loop-to-model ratio. Rounds alternate bare and loop, fp32 and bf16, so that a
 change in the machine's load falls on all of them; medians are printed.
 
+With ``--parallel N``, instead: N nets at once, each in its own process on one thread (as
+Snakemake runs ``dl_train`` with ``dl.threads: 1`` on N cores), against one net on N
+threads (``dl.threads: N``, one at a time), in the precision ``auto`` picks; rounds
+alternate the two. Printed: each way's images/s in all and per core.
+
     python tests/benchmarks/bench_dl.py [--patients 32] [--epochs 6] [--rounds 3] [--device auto]
+    python tests/benchmarks/bench_dl.py --parallel 2 [--patients 54]
 """
 
 from __future__ import annotations
@@ -73,6 +79,38 @@ def real_loop(params: dl.TrainParams, images: np.ndarray, labels: np.ndarray) ->
             "n_fit": result.info["n_fit"], "n_val": result.info["n_inner_val"]}
 
 
+def _loop_rate(threads: int, patients: int, size: int, epochs: int, batch_size: int) -> float:
+    """Images/s of the real loop in this process on ``threads`` threads (a worker's task)."""
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    images = rng.random((patients, 3, size, size), dtype=np.float32)
+    labels = (np.arange(patients) % 5 < 2).astype(int)
+    params = dl.TrainParams(epochs=epochs, min_epochs=1, patience=10**6, batch_size=batch_size, device="cpu")
+    return real_loop(params, images, labels)["rate"]
+
+
+def parallel(args) -> None:
+    """N one-thread nets at once against one N-thread net: images/s in all and per core."""
+    import multiprocessing
+
+    n = args.parallel
+    task = (args.patients, args.size, args.epochs, args.batch_size)
+    rates = {"one net on {} threads".format(n): [], f"{n} nets at once, one thread each": []}
+    ctx = multiprocessing.get_context("spawn")  # each worker its own torch thread pool
+    for _ in range(args.rounds):
+        with ctx.Pool(1) as pool:
+            rates[f"one net on {n} threads"].append(pool.apply(_loop_rate, (n, *task)))
+        with ctx.Pool(n) as pool:
+            rates[f"{n} nets at once, one thread each"].append(sum(pool.starmap(_loop_rate, [(1, *task)] * n)))
+    print(f"real loop, {args.patients} patients ({args.epochs} epochs, the first left out), batch {args.batch_size}, "
+          f"precision {Compute.of('cpu').precision}; medians of {args.rounds} rounds")
+    for way, r in rates.items():
+        med = statistics.median(r)
+        print(f"{way:<36}{med:>8.2f} img/s in all{med / n:>8.2f} img/s per core")
+    first, second = (statistics.median(r) for r in rates.values())
+    print(f"{n} one-thread nets / one {n}-thread net: {second / first:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patients", type=int, default=32,
@@ -83,7 +121,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--parallel", type=int, help="N one-thread nets at once against one N-thread net (CPU)")
     args = ap.parse_args()
+    if args.parallel:
+        return parallel(args)
     device = pick_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"device: {device} ({name}), torch {torch.__version__}, native bf16: {native_bf16(device)}")

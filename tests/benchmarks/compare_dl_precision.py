@@ -39,6 +39,17 @@ def survival_metrics(results: Path) -> pd.DataFrame:
     return m.set_index(["model", "metric", "cohort"])[["value", "ci_low", "ci_high"]]
 
 
+def print_metrics(metrics: dict, first: str, second: str) -> None:
+    """Each run's DL_E and DL_F metrics side by side, and the second minus the first."""
+    print(f"DL_E and DL_F survival models (value, bootstrap 95% CI), and {second} - {first}:")
+    print(f"{'model':<6}{'metric':<9}{'cohort':<21}{first:>22}{second:>22}{'diff':>8}")
+    for key in metrics[first].index:
+        a, b = metrics[first].loc[key], metrics[second].loc[key]
+        print(f"{key[0]:<6}{key[1]:<9}{key[2]:<21}"
+              + "".join(f"{m['value']:>8.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})" for m in (a, b))
+              + f"{b['value'] - a['value']:>+8.3f}")
+
+
 def outcomes(results: Path) -> pd.DataFrame:
     clinical = pd.read_csv(results / "cohort/study/clinical.tsv", sep="\t", dtype={"patient_id": str})
     split = pd.read_csv(results / "cohort/split.tsv", sep="\t", dtype={"patient_id": str})
@@ -68,7 +79,8 @@ def fold_net_spread(results: Path) -> tuple[pd.DataFrame, list[int]]:
     return pd.DataFrame(rows), kept
 
 
-def loss_figure(runs: dict, path: Path) -> None:
+def loss_figure(runs: dict, path: Path,
+                title: str = "Refit (bold) and the ten fold nets (faint) trained in each precision") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,34 +97,34 @@ def loss_figure(runs: dict, path: Path) -> None:
         for ax, column in zip(axes, ("train_loss", "val_loss")):
             ax.plot(loss["epoch"], loss[column], color=color, lw=2, label=f"{label} refit (kept epoch {kept})")
             ax.axvline(kept, color=color, ls=":", lw=1)
-    for ax, title in zip(axes, ("training loss", "early-stopping loss (inner split)")):
-        ax.set_title(title)
+    for ax, panel in zip(axes, ("training loss", "early-stopping loss (inner split)")):
+        ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.legend(frameon=False, fontsize=8)
     axes[0].set_ylabel("weighted binary cross-entropy")
-    fig.suptitle("Refit (bold) and the ten fold nets (faint) trained in each precision", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("fp32", type=Path, help="working directory of the fp32 run")
-    ap.add_argument("bf16", type=Path, help="working directory of the bf16 run")
+def two_runs(description: str, first: str, second: str):
+    """The command line of a comparison of two runs: the parsed arguments, the two results
+    folders and their DL_E and DL_F metrics, by the names ``first`` and ``second``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument(first, type=Path, help=f"working directory of the {first} run")
+    ap.add_argument(second, type=Path, help=f"working directory of the {second} run")
     ap.add_argument("--figure", type=Path, help="the loss curves of both runs, overlaid (PNG)")
     args = ap.parse_args()
-    runs = {"fp32": args.fp32 / "results", "bf16": args.bf16 / "results"}
-    metrics = {k: survival_metrics(r) for k, r in runs.items()}
+    runs = {name: getattr(args, name) / "results" for name in (first, second)}
+    return args, runs, {k: survival_metrics(r) for k, r in runs.items()}
+
+
+def main() -> None:
+    args, runs, metrics = two_runs(__doc__.splitlines()[0], "fp32", "bf16")
     for k, r in runs.items():
         precision = json.loads((r / "cohort/dl/refit/training.json").read_text()).get("precision", "fp32")
         assert precision == k, f"{r}: the refit was trained in {precision}, not {k}"
-    print("DL_E and DL_F survival models (value, bootstrap 95% CI), and bf16 - fp32:")
-    print(f"{'model':<6}{'metric':<9}{'cohort':<21}{'fp32':>22}{'bf16':>22}{'diff':>8}")
-    for key in metrics["fp32"].index:
-        a, b = metrics["fp32"].loc[key], metrics["bf16"].loc[key]
-        print(f"{key[0]:<6}{key[1]:<9}{key[2]:<21}"
-              + "".join(f"{m['value']:>8.3f} ({m['ci_low']:.3f}-{m['ci_high']:.3f})" for m in (a, b))
-              + f"{b['value'] - a['value']:>+8.3f}")
+    print_metrics(metrics, "fp32", "bf16")
     print("\nThe ten fold nets' DL_E on the validation cohorts (what training on nine tenths moves):")
     spreads = {}
     for k, r in runs.items():

@@ -34,11 +34,39 @@ os.environ.setdefault("CTITH_SOURCE", REPOSITORY)
 wildcard_constraints:
     patient=r"[A-Za-z0-9][A-Za-z0-9_-]*",
 
-# A patient's measurements run before the next patient is ingested. Each finished patient
-# is then complete on disk, and the queue of ready jobs stays short: Snakemake stats the
-# input files of every ready job at every scheduling round, which with all patients'
-# jobs ready at once took half a core on the demo.
+# Jobs run highest priority first. The network's fits are the longest jobs and need only the
+# training patients' 2.5D inputs: those patients are ingested and their inputs made first, so
+# the nets train beside the other patients' measurements and no run ends waiting on them
+# alone (on 16 cores, a paper-size net takes as long as the whole per-patient phase).
+# Otherwise a patient's measurements run before the next patient is ingested: each finished
+# patient is then complete on disk, and the queue of ready jobs stays short (Snakemake stats
+# the input files of every ready job at every scheduling round, which with all patients'
+# jobs ready at once took half a core on the demo).
 PATIENT_PRIORITY = 1
+NETWORK_PRIORITY = 2
+TRAINING_INPUT_PRIORITY = 3
+
+
+def training_first(otherwise):
+    """The priority of ingest and dl_input: a training patient's before the nets, another's
+    ``otherwise``."""
+
+    def priority(wildcards):
+        return TRAINING_INPUT_PRIORITY if wildcards.patient in TRAIN_SET else otherwise
+
+    return priority
+
+
+def stop_rescheduling_timers():
+    """Stop the scheduler's pending re-evaluation timers once the run is over. Snakemake starts
+    one (a non-daemon threading.Timer of max-jobs-per-timespan's span) after every scheduling
+    loop, and the process waits for the last of them before it exits: up to a timespan of
+    idling after the last job (the default profile's 60 s). Nothing else runs on such timers."""
+    import threading
+
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
 
 
 def _build_demo_if_needed():
@@ -146,6 +174,7 @@ def _check_ingested_scans():
 
 _check_ingested_scans()
 TRAIN = SPLIT.loc[SPLIT["cohort"] == "train", "patient_id"].tolist()
+TRAIN_SET = set(TRAIN)
 
 
 def sample(patient, column):
@@ -350,8 +379,10 @@ def dl_train_params():
     return shlex.quote(json.dumps({k: config["dl"][k] for k in keep}))
 
 
-# The network's fits: the refit on every training patient and one net per cross-fitting fold.
-DL_FITS = ["refit"] + [f"fold{k}" for k in range(config["crossfit"]["folds"])]
+# The network's fits: the refit on every training patient and one net per cross-fitting fold,
+# the shared folds merged into dl.crossfit_folds (at most crossfit.folds).
+DL_CROSSFIT_FOLDS = min(config["dl"]["crossfit_folds"] or config["crossfit"]["folds"], config["crossfit"]["folds"])
+DL_FITS = ["refit"] + [f"fold{k}" for k in range(DL_CROSSFIT_FOLDS)]
 DL_FIT_PATTERN = "refit|fold[0-9]+"
 
 
@@ -360,11 +391,26 @@ def dl_fit_files(name, folds_only=False):
 
 
 def dl_train_inputs(wildcards):
-    return {} if wildcards.fit == "refit" else {"folds": "results/cohort/crossfit_folds.tsv"}
+    """A fold net's: the folds. The refit's: the fold nets' records, whose kept epochs it stops at
+    (dl.refit_epochs: fold_median), so that its DL_E of validation patients and the fold nets'
+    out-of-fold DL_E share one scale."""
+    if wildcards.fit != "refit":
+        return {"folds": "results/cohort/crossfit_folds.tsv"}
+    if config["dl"]["refit_epochs"] == "fold_median":
+        return {"fold_training": dl_fit_files("training.json", folds_only=True)}
+    return {}
 
 
 def dl_fold_option(wildcards, input):
-    return "" if wildcards.fit == "refit" else f"--folds {input.folds} --fold {wildcards.fit[len('fold'):]}"
+    if wildcards.fit == "refit":
+        return f"--stop-epoch-from {' '.join(input.fold_training)}" if "fold_training" in input.keys() else ""
+    return f"--folds {input.folds} --fold {wildcards.fit[len('fold'):]}"
+
+
+def dl_crossfit_option(wildcards):
+    """A fold net's merged folds: a params function of the wildcards only, so that a changed
+    dl.crossfit_folds retrains the fold nets (and not the refit)."""
+    return "" if wildcards.fit == "refit" else f"--crossfit-folds {DL_CROSSFIT_FOLDS}"
 
 
 def ith_model_name(clusters):

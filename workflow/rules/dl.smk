@@ -8,7 +8,7 @@ rule dl_input:
         preview="results/patients/{patient}/dl/preview.png",
     params:
         options=shlex.quote(json.dumps(config["dl_input"])),
-    priority: PATIENT_PRIORITY
+    priority: training_first(PATIENT_PRIORITY)
     resources:
         mem_mb=1000,
     log:
@@ -44,9 +44,11 @@ rule dl_train:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         train=dl_train_params(),
         fold=dl_fold_option,
+        nets=dl_crossfit_option,
         device=config["dl"]["device"],
         seed=config["seed"],
     threads: config["dl"]["threads"]
+    priority: NETWORK_PRIORITY
     resources:
         mem_mb=4000,
         gpu=config["dl"]["gpus"],
@@ -57,7 +59,7 @@ rule dl_train:
     conda:
         "../../envs/dl.yaml"
     shell:
-        "ctith dl-train --inputs {input.tensors} --split {input.split} {params.clinical} {params.fold}"
+        "ctith dl-train --inputs {input.tensors} --split {input.split} {params.clinical} {params.fold} {params.nets}"
         " --params {params.train} --seed {params.seed} --device {params.device} --threads {threads}"
         " --out-dir $(dirname {output.model}) > {log} 2>&1"
 
@@ -81,6 +83,7 @@ rule dl_train_features:
     params:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
     threads: config["dl"]["threads"]
+    priority: NETWORK_PRIORITY
     resources:
         mem_mb=2000,
     log:
@@ -135,6 +138,7 @@ rule dl_predict:
         clinical=clinical_options(),
         n=config["dl"]["gradcam_patients"],
     threads: config["dl"]["threads"]
+    priority: NETWORK_PRIORITY
     resources:
         mem_mb=2000,
     log:
@@ -167,6 +171,7 @@ rule dl_signature:
     params:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         s=config["selection"],
+        nets=DL_CROSSFIT_FOLDS,
         seed=config["seed"],
     resources:
         mem_mb=1000,
@@ -178,6 +183,7 @@ rule dl_signature:
         "../../envs/modeling.yaml"
     shell:
         "ctith dl-signature --dl-f {input.dl_f} --fold-features {input.fold_features} --folds {input.folds}"
+        " --crossfit-folds {params.nets}"
         " {params.clinical} --variance-threshold {params.s[variance_threshold]}"
         " --correlation-cutoff {params.s[correlation_cutoff]} --n-alphas {params.s[n_alphas]}"
         " --alpha-min-ratio {params.s[alpha_min_ratio]} --alpha-rule {params.s[alpha_rule]} --seed {params.seed}"

@@ -70,6 +70,7 @@ rule crossfit_folds:
         clinical=clinical_options(TRAIN_SHEETS["clinical"]),
         folds=config["crossfit"]["folds"],
         seed=config["seed"],
+    priority: TRAINING_INPUT_PRIORITY  # the fold nets wait for it
     resources:
         mem_mb=1000,
     log:

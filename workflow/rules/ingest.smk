@@ -8,6 +8,7 @@ rule ingest:
     params:
         options=ingest_options,
         settings=ingest_settings(),
+    priority: training_first(0)
     resources:
         mem_mb=2000,
     log:

@@ -4,7 +4,10 @@ CAM, the DL_F signature.
 
 from __future__ import annotations
 
+import math
+import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import CtithError
@@ -52,6 +55,34 @@ def _dl_inputs(paths) -> tuple[list[str], object]:
     return ids, np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 3, 1, 1), np.float32)
 
 
+def _net_folds(args):
+    """The cross-fitting folds of the nets: the shared folds, merged into --crossfit-folds."""
+    from ..cohort.crossfit import merge_folds, read_folds
+
+    folds = read_folds(args.folds)
+    return folds if args.crossfit_folds is None else merge_folds(folds, args.crossfit_folds)
+
+
+def _dl_e_scale(info: dict, model_path) -> dict:
+    if "dl_e_scale" not in info:
+        raise CtithError(f"network '{model_path}': its training.json has no dl_e_scale (trained by an older "
+                         "ctith); retrain it")
+    return info["dl_e_scale"]
+
+
+def _fold_kept_epochs(paths) -> list[int]:
+    """The kept epoch of each fold net (their training.json)."""
+    from ..io import read_json
+
+    kept = []
+    for path in paths or []:
+        info = read_json(path)
+        if info.get("fold") is None:
+            raise CtithError(f"'{path}' is not a fold net's training record")
+        kept.append(int(info["best_epoch"]))
+    return kept
+
+
 def _dl_params(args):
     from ..dl.training import TrainParams
 
@@ -67,6 +98,8 @@ def cmd_dl_train(args) -> None:
 
     if (args.folds is None) != (args.fold is None):
         raise CtithError("a cross-fitting net needs both --folds (the folds table) and --fold (the fold it holds out)")
+    if args.stop_epoch_from and args.fold is not None:
+        raise CtithError("--stop-epoch-from is the refit's: a fold net stops early on its own inner split")
     torch.set_num_threads(args.threads)
     ids, images = _dl_inputs(args.inputs)
     cohorts = read_cohorts(args.split)
@@ -76,9 +109,7 @@ def cmd_dl_train(args) -> None:
         raise CtithError(f"split '{args.split}' puts none of the {len(ids)} patients in the train cohort")
     held_out = []
     if args.fold is not None:  # a cross-fitting net: the training patients of the other folds
-        from ..cohort.crossfit import read_folds
-
-        folds = read_folds(args.folds)
+        folds = _net_folds(args)
         unknown = [ids[i] for i in train if ids[i] not in folds.index]
         if unknown:
             raise CtithError(f"patient {unknown[0]}: a training patient without a fold in '{args.folds}'")
@@ -88,6 +119,9 @@ def cmd_dl_train(args) -> None:
         train = [i for i in train if folds[ids[i]] != args.fold]
     labels = pd.to_numeric(clinical.loc[[ids[i] for i in train], "dm_event"]).to_numpy().astype(int)
     params = _dl_params(args)
+    fold_kept = _fold_kept_epochs(args.stop_epoch_from)
+    if fold_kept:  # the refit stops where the fold nets did (the middle of their kept epochs)
+        params = replace(params, stop_epoch=math.ceil(statistics.median(fold_kept)))
     what = "DL training" if args.fold is None else f"DL training without fold {args.fold}"
     try:
         result = dl.train(images[train], labels, params, log=lambda s: print(s, flush=True))
@@ -99,7 +133,9 @@ def cmd_dl_train(args) -> None:
     # with one seed write identical bytes.
     write_tsv(pd.DataFrame(result.history).drop(columns=list(dl.TIMING_FIELDS), errors="ignore"), out / "loss.tsv")
     i = {k: v for k, v in result.info.items() if k not in dl.TIMING_FIELDS}
-    write_json({**i, "fold": args.fold, "train_patients": [ids[j] for j in train],
+    i["dl_e_scale"] = dl.logit_scale(result.model, images[train])
+    write_json({**i, "fold": args.fold, **({"fold_kept_epochs": fold_kept} if fold_kept else {}),
+                "train_patients": [ids[j] for j in train],
                 "held_out_patients": held_out}, out / "training.json")
     print(f"{what} on {i['device']}: {i['n_fit']} patients ({i['fit_events']} DM), {i['n_inner_val']} for early "
           f"stopping; kept epoch {i['best_epoch']} of {i['epochs_run']} ({result.info['seconds']} s)")
@@ -127,8 +163,10 @@ def cmd_dl_predict(args) -> None:
     cohort = [cohorts.get(pid, "") for pid in ids]
     names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
     # DL_E as a signature: each training patient's probability from the fold net that never
-    # saw them, everyone else's from the refit (crossfit.py).
+    # saw them, everyone else's from the refit (crossfit.py); its score standardised by the
+    # scale of the net that gave it (one scale for all, dl.logit_scale).
     dl_e = pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob, "fit": "refit", "dl_e_refit": prob})
+    score = dl.dl_e_score(prob, _dl_e_scale(refit_info, args.model))
     row = {pid: i for i, pid in enumerate(ids)}
     fold_rows = []
     for path in args.fold_models or []:
@@ -139,6 +177,7 @@ def cmd_dl_predict(args) -> None:
         held = np.isin([ids[i] for i in train], info["held_out_patients"])
         dl_e.loc[np.array(train)[held], "dl_e"] = p_fold[held]
         dl_e.loc[np.array(train)[held], "fit"] = "oof"
+        score[np.array(train)[held]] = dl.dl_e_score(p_fold[held], _dl_e_scale(info, path))
         fold_rows.append(pd.DataFrame(f_fold, columns=names).assign(
             fold=info["fold"], patient_id=[ids[i] for i in train])[["fold", "patient_id", *names]])
     if args.fold_models:
@@ -148,9 +187,10 @@ def cmd_dl_predict(args) -> None:
                              "fold nets trained with other cross-fitting folds?")
         if args.out_fold_features:
             write_tsv(pd.concat(fold_rows, ignore_index=True), args.out_fold_features)
-    # The survival models take DL_E on the logit scale (a probability is bounded; its log-odds is not).
-    p = np.clip(dl_e["dl_e"].to_numpy(float), 1e-6, 1 - 1e-6)
-    dl_e.insert(3, "dl_e_logit", np.log(p / (1 - p)))
+    # The survival models take DL_E's score: its log-odds (a probability is bounded; its
+    # log-odds is not), standardised per net.
+    dl_e.insert(3, "dl_e_logit", dl.logit(dl_e["dl_e"].to_numpy(float)))
+    dl_e.insert(4, "dl_e_score", score)
     write_tsv(dl_e, args.out_dl_e)
     dlf = pd.DataFrame(feats, columns=names)
     dlf.insert(0, "cohort", cohort)
@@ -194,6 +234,7 @@ def cmd_dl_signature(args) -> None:
     cohorts = refit.pop("cohort") if "cohort" in refit else None
     refit = refit.apply(pd.to_numeric)
     folds = read_folds(args.folds)
+    groups = _net_folds(args)  # whom each fold net held out; the LASSOs tune on the shared folds
     fold_table = read_table(args.fold_features)
     fold_features = {int(k): g.drop(columns="fold").set_index("patient_id").apply(pd.to_numeric)
                      for k, g in fold_table.groupby("fold")}
@@ -207,7 +248,8 @@ def cmd_dl_signature(args) -> None:
                                     correlation_cutoff=args.correlation_cutoff, n_alphas=args.n_alphas,
                                     alpha_min_ratio=args.alpha_min_ratio, alpha_rule=args.alpha_rule, seed=args.seed)
     try:
-        table, model, fold_models = two_stage_scores(refit, fold_features, folds, fit, name="dl_f_score")
+        table, model, fold_models = two_stage_scores(refit, fold_features, folds, fit, name="dl_f_score",
+                                                     groups=groups)
     except selection.SelectionError as exc:
         raise CtithError(f"DL_F signature: {exc}") from None
     if cohorts is not None:
@@ -239,6 +281,10 @@ def register(sub) -> None:
     dt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     dt.add_argument("--folds", help="cross-fitting folds (TSV); with --fold only")
     dt.add_argument("--fold", type=int, help="train without this fold's training patients (a cross-fitting net)")
+    dt.add_argument("--stop-epoch-from", nargs="+",
+                    help="the fold nets' training.json: train to the middle of their kept epochs, no early stopping")
+    dt.add_argument("--crossfit-folds", type=int,
+                    help="merge the folds into this many (fold k -> k mod N) before --fold picks one")
     dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
     dt.set_defaults(func=cmd_dl_train)
 
@@ -259,6 +305,7 @@ def register(sub) -> None:
     ds.add_argument("--dl-f", required=True, help="dl_f.tsv: every patient's deep features from the refit net")
     ds.add_argument("--fold-features", required=True, help="the training patients' deep features per fold net")
     ds.add_argument("--folds", required=True, help="cross-fitting folds (TSV)")
+    ds.add_argument("--crossfit-folds", type=int, help="the fold nets' merged folds (as dl-train's)")
     clinical_args(ds)
     selection_args(ds)
     ds.add_argument("--out-scores", required=True)

@@ -40,9 +40,9 @@ def cmd_radiomics(args) -> None:
 
 def cmd_radiomics_table(args) -> None:
     from ..radiomics import extraction as radiomics
-    from ..io import read_feature_table, write_tsv
+    from ..io import read_feature_tables, write_tsv
 
-    rows = [read_feature_table(p) for p in args.features]
+    rows = read_feature_tables(args.features)
     table = radiomics.cohort_table(rows)
     write_tsv(table, args.out, index=True)
     print(f"{table.shape[0]} patients x {table.shape[1]} features -> {args.out}")

@@ -10,7 +10,7 @@ from ..errors import CtithError
 from ._common import clinical_args, json_arg, read_clinical, read_cohorts
 
 
-SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_logit", "dl_f": "dl_f_score"}
+SIGNATURE_COLUMNS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_score", "dl_f": "dl_f_score"}
 
 
 def _covariates(args, ids, clinical, outcome, train, fitted=None):

@@ -61,6 +61,20 @@ def assign_folds(patient_ids, event, n_folds: int, seed: int) -> pd.Series:
     return pd.Series(fold, index=y.index, name="fold")
 
 
+def merge_folds(folds: pd.Series, n_groups: int) -> pd.Series:
+    """Fold k becomes group k mod ``n_groups``: fewer, larger folds for a costly model (the
+    network's cross-fitting needs out-of-fold scores, not ten nets), while the cheap ones keep
+    ``folds``. Stratified folds deal each DM class round-robin, so the unions stay stratified;
+    modulo pairs the first (larger) folds with the last. ``n_groups`` at or above the number of
+    folds leaves them as they are."""
+    n_folds = len(set(folds.tolist()))
+    if n_groups < 2:
+        raise CrossfitError(f"cross-fitting needs at least 2 folds, not {n_groups}")
+    if n_groups >= n_folds:
+        return folds.copy()
+    return (folds % n_groups).rename(folds.name)
+
+
 def fold_positions(folds: pd.Series, patient_ids) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, held-out rows) per fold, as positions in ``patient_ids``' order."""
     ids = list(patient_ids)
@@ -79,7 +93,7 @@ def read_folds(path) -> pd.Series:
 
 
 def two_stage_scores(refit_features: pd.DataFrame, fold_features: dict, folds: pd.Series, fit,
-                     name: str = "score") -> tuple[pd.DataFrame, object, dict]:
+                     name: str = "score", groups: pd.Series | None = None) -> tuple[pd.DataFrame, object, dict]:
     """Cross-fit a score computed from features that a fitted model made (e.g. DL_F: the
     network's deep features, then a LASSO-Cox on them).
 
@@ -87,12 +101,15 @@ def two_stage_scores(refit_features: pd.DataFrame, fold_features: dict, folds: p
     training patients. ``fold_features``: fold k -> the training patients' features from
     the first-stage model fitted without fold k. ``fit(X, folds)`` fits the second stage on
     the rows of X (training patients; ``folds`` gives their folds, for its own tuning) and
-    returns an object with ``predict(X) -> Series``.
+    returns an object with ``predict(X) -> Series``. ``groups`` (default ``folds``): the
+    cross-fitting group of each training patient, when the first stage held out merged folds
+    (:func:`merge_folds`); ``fold_features`` is then keyed by group, and the second stages
+    still tune on ``folds``.
 
-    A training patient of fold k is scored by fold k's second stage on fold k's features
+    A training patient of group k is scored by group k's second stage on group k's features
     (neither stage saw them); every other patient by the refit of both stages. Returns the
     table (patient_id, ``name``, fit, ``name``_refit) in ``refit_features``' row order, the
-    refitted second stage and the fold second stages.
+    refitted second stage and the group second stages.
     """
     import pandas as pd
 
@@ -103,12 +120,15 @@ def two_stage_scores(refit_features: pd.DataFrame, fold_features: dict, folds: p
     refit = fit(refit_features.loc[train], folds)
     refit_score = refit.predict(refit_features)
     score = refit_score.copy()
+    groups = folds if groups is None else groups.reindex(train)
+    if groups.isna().any():
+        raise CrossfitError(f"patient {groups.index[groups.isna()][0]} has a cross-fitting fold but no group")
     models = {}
-    for k in sorted(set(folds.tolist())):
+    for k in sorted(set(groups.tolist())):
         if k not in fold_features:
             raise CrossfitError(f"no first-stage model was fitted without fold {k}")
         feats = fold_features[k]
-        held, rest = train[(folds == k).to_numpy()], train[(folds != k).to_numpy()]
+        held, rest = train[(groups == k).to_numpy()], train[(groups != k).to_numpy()]
         absent = held.append(rest).difference(feats.index)
         if len(absent):
             raise CrossfitError(f"patient {absent[0]}: no features from the model fitted without fold {k}")

@@ -4,7 +4,8 @@
 - ``augment``: random horizontal and vertical flips and rotations in 45-degree steps, on
   whatever device the batch is on (one ``grid_sample`` call per batch).
 - ``train``: the training cohort only, with an inner stratified validation split of it
-  for early stopping after a warm-up of ``min_epochs`` (as Keras' ``start_from_epoch``);
+  for early stopping after a warm-up of ``min_epochs`` (as Keras' ``start_from_epoch``), or
+  a fixed ``stop_epoch`` of the same schedule (the refit, at the fold nets' median kept epoch);
   class imbalance by the positive-class weight of the loss; AdamW; seeded; in bf16 autocast
   with channels_last where the device computes bf16 natively, float32 elsewhere
   (``dl_device``).
@@ -61,8 +62,8 @@ class TrainParams:
     head_hidden: int = 64
     dropout: float = 0.5
     epochs: int = 40
-    min_epochs: int = 15  # warm-up: no early stop and no weights kept before it
-    patience: int = 10
+    min_epochs: int = 10  # warm-up: no early stop and no weights kept before it
+    patience: int = 6
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -71,6 +72,9 @@ class TrainParams:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 (dl_device)
+    # 0: early stopping. N: train epochs 1..N of the `epochs`-long schedule and keep epoch N
+    # (the refit stops where the fold nets did: its DL_E on their out-of-fold scale).
+    stop_epoch: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -181,10 +185,14 @@ def train(images: np.ndarray, labels: np.ndarray, params: TrainParams = TrainPar
     opt = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=params.epochs)
     gen = torch.Generator().manual_seed(params.seed)
-    stopping = EarlyStopping(min(params.min_epochs, params.epochs), params.patience)
+    if not 0 <= params.stop_epoch <= params.epochs:
+        raise ValueError(f"stop_epoch {params.stop_epoch} is outside the schedule's {params.epochs} epochs")
+    last = params.stop_epoch or params.epochs
+    stopping = (EarlyStopping(last, patience=last) if params.stop_epoch  # keeps epoch `last`, never stops early
+                else EarlyStopping(min(params.min_epochs, params.epochs), params.patience))
 
     history = []
-    for epoch in range(1, params.epochs + 1):
+    for epoch in range(1, last + 1):
         t_epoch = time.perf_counter()
         train_loss, seen = _fit_epoch(model, opt, loss_fn, x_all, y_all, torch.as_tensor(fit_idx).to(device),
                                       params, compute, gen)
@@ -236,6 +244,30 @@ def predict(model: CBAMResNet, images: np.ndarray, batch_size: int = 32) -> tupl
         feats.append(f.numpy())
         probs.append(torch.sigmoid(model.head(f).squeeze(1)).numpy())
     return np.concatenate(probs), np.concatenate(feats)
+
+
+def logit(prob: np.ndarray) -> np.ndarray:
+    """DL_E's log-odds (the probability clipped to [1e-6, 1 - 1e-6])."""
+    p = np.clip(np.asarray(prob, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def logit_scale(model: CBAMResNet, images: np.ndarray) -> dict:
+    """The mean and SD of a net's DL_E log-odds over the patients it was trained on (``images``).
+
+    Each net's logits spread by how far it trained: fold nets that stopped at epochs 10-14 of
+    one demo run spread 0.3 to 1.6. DL_E enters the survival models as the logit standardised
+    by these two numbers of its own net (:func:`dl_e_score`), as each Rad-score LASSO's score
+    is put on unit SD over the patients it was fitted on; the out-of-fold scores of five nets
+    and the refit's scores of new patients then share one scale. Training images only: a
+    fitted constant of the net, frozen with it."""
+    values = logit(predict(model, images)[0])
+    return {"logit_mean": float(values.mean()), "logit_sd": float(values.std())}
+
+
+def dl_e_score(prob: np.ndarray, scale: dict) -> np.ndarray:
+    """DL_E as a survival covariate: the log-odds standardised by its net's ``logit_scale``."""
+    return (logit(prob) - scale["logit_mean"]) / max(scale["logit_sd"], 1e-12)
 
 
 def save_weights(model: CBAMResNet, path) -> None:

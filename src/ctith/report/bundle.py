@@ -126,7 +126,7 @@ def network_record(training: dict) -> dict:
     """What scoring needs of a network's ``training.json``: its architecture and how it was
     trained, without the training patients' IDs or the time it took (a bundle leaves the
     study's data behind, and two runs of one seed give the same bundle)."""
-    keep = ("params", "torch", "device", "precision", "best_epoch", "epochs_run", "n_fit")
+    keep = ("params", "torch", "device", "precision", "best_epoch", "epochs_run", "n_fit", "dl_e_scale")
     return {k: training[k] for k in keep if k in training}
 
 

@@ -29,7 +29,7 @@ from . import bundle as bundle_io
 from ..errors import CtithError
 
 # Survival covariate source -> the signature value it takes.
-SIGNATURE_KEYS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_logit", "dl_f": "dl_f_score"}
+SIGNATURE_KEYS = {"ith": "ith_signature", "radscore": "rad_score", "dl_e": "dl_e_score", "dl_f": "dl_f_score"}
 OUTCOME_COLUMNS = ("dm_event", "dm_time_months")
 
 
@@ -156,6 +156,7 @@ def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> 
     names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
     dl_f = pd.DataFrame(feats, columns=names, index=[patient_id])
     out["signatures"].update({"dl_e": float(prob[0]), "dl_e_logit": float(np.log(p / (1 - p))),
+                              "dl_e_score": float(dl.dl_e_score(prob, network["dl_e_scale"])[0]),
                               "dl_f_score": float(apply_signature(models.table("dl/dl_f_lasso.tsv"), dl_f).iloc[0])})
     return net, image[0]
 
