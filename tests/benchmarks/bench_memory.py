@@ -66,22 +66,34 @@ def peak_rss(results: Path) -> dict:
 
 
 def paper_patient(work: Path, seed: int) -> str:
-    """The paper preset's largest eligible tumour, with a plain CT and both
-    re-delineations, written as a one-patient external-validation cohort into ``work``."""
+    """The paper preset's largest eligible tumour, with a plain CT and both re-delineations,
+    written into ``work`` as a training cohort with three copies of itself under other IDs:
+    the sheets' check wants a training cohort that can cross-fit (two folds, two patients of
+    each outcome), and only the first patient's rules are asked for."""
     specs, clinical = simulate_cohort("paper", seed)
     spec = max((s for s in specs if not s.ineligible_reason), key=lambda s: s.tumour_diameter_mm)
     spec = replace(spec, has_reader2=True, has_plain_ct=True, image_format="nifti")
-    row = write_patient(spec, render_patient(spec), work / "cohort")
-    row["cohort"] = "external_validation"
-    write_tsv(pd.DataFrame([row]), work / "cohort" / "samples.tsv")
-    write_tsv(clinical[clinical["patient_id"] == spec.patient_id], work / "cohort" / "clinical.tsv")
+    cohort = work / "cohort"
+    row = write_patient(spec, render_patient(spec), cohort)
+    pid = spec.patient_id
+    rows = [row]
+    for i in range(1, 4):
+        copy = f"{pid}C{i}"
+        shutil.copytree(cohort / pid, cohort / copy)
+        rows.append({k: (v.replace(f"{pid}/", f"{copy}/", 1) if isinstance(v, str) else v) for k, v in row.items()}
+                    | {"patient_id": copy})
+    write_tsv(pd.DataFrame(rows).assign(cohort="train"), cohort / "samples.tsv")
+    own = clinical[clinical["patient_id"] == pid]
+    outcomes = pd.concat([own.assign(patient_id=r["patient_id"]) for r in rows]).assign(dm_event=[1, 0, 1, 0])
+    write_tsv(outcomes, cohort / "clinical.tsv")
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
     config["demo"]["generate"] = False
+    config["crossfit"]["folds"] = 2
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    print(f"paper patient {spec.patient_id}: tumour {spec.tumour_diameter_mm:.0f} mm, "
+    print(f"paper patient {pid}: tumour {spec.tumour_diameter_mm:.0f} mm, "
           f"matrix {spec.matrix}, spacing {spec.spacing_xy} mm")
-    return spec.patient_id
+    return pid
 
 
 def main(argv=None) -> int:
