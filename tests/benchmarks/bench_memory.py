@@ -65,6 +65,16 @@ def peak_rss(results: Path) -> dict:
     return out
 
 
+def write_config(root: Path, samples: str, clinical: str, overrides: dict | None = None) -> Path:
+    """The repository's config.yaml with these sheets and top-level sections, no demo, in root."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(samples=samples, clinical=clinical, **(overrides or {}))
+    config["demo"]["generate"] = False
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def paper_patient(work: Path, seed: int) -> str:
     """The paper preset's largest eligible tumour, with a plain CT and both re-delineations,
     written into ``work`` as a training cohort with three copies of itself under other IDs:
@@ -86,11 +96,7 @@ def paper_patient(work: Path, seed: int) -> str:
     own = clinical[clinical["patient_id"] == pid]
     outcomes = pd.concat([own.assign(patient_id=r["patient_id"]) for r in rows]).assign(dm_event=[1, 0, 1, 0])
     write_tsv(outcomes, cohort / "clinical.tsv")
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update(samples="cohort/samples.tsv", clinical="cohort/clinical.tsv")
-    config["demo"]["generate"] = False
-    config["crossfit"]["folds"] = 2
-    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    write_config(work, "cohort/samples.tsv", "cohort/clinical.tsv", {"crossfit": {"folds": 2}})
     print(f"paper patient {pid}: tumour {spec.tumour_diameter_mm:.0f} mm, "
           f"matrix {spec.matrix}, spacing {spec.spacing_xy} mm")
     return pid

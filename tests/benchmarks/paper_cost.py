@@ -42,25 +42,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from bench_memory import PER_PATIENT  # noqa: E402  (the per-patient targets)
+from bench_memory import PER_PATIENT, write_config  # noqa: E402  (the per-patient targets)
 from run_cost import plan, read_benchmarks, replay  # noqa: E402
 
 PER_PATIENT_RULES = ("ingest", "semantic", "ith", "radiomics", "radiomics_resegmented", "dl_input")
 PRESET = "paper"
-
-
-def write_config(root: Path, samples: str, clinical: str, overrides: dict | None = None) -> Path:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update(samples=samples, clinical=clinical, **(overrides or {}))
-    config["demo"]["generate"] = False
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 def placeholder_cohort(root: Path, specs, clinical: pd.DataFrame) -> Path:

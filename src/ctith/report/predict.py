@@ -152,10 +152,12 @@ def _dl(models: FrozenModels, patient_dir: Path, patient_id: str, out: dict) -> 
     network = models.json("dl/network.json")
     net = dl.load_model(models.path("dl/model.pt"), dl.TrainParams(**network["params"]))
     prob, feats = dl.predict(net, image)
-    p = float(np.clip(prob[0], 1e-6, 1 - 1e-6))
+    if "dl_e_scale" not in network:
+        raise PredictError(f"patient {patient_id}: the bundle's network has no dl_e_scale (made by an older "
+                           "ctith); rebuild the bundle")
     names = [f"dlf_{j:03d}" for j in range(feats.shape[1])]
     dl_f = pd.DataFrame(feats, columns=names, index=[patient_id])
-    out["signatures"].update({"dl_e": float(prob[0]), "dl_e_logit": float(np.log(p / (1 - p))),
+    out["signatures"].update({"dl_e": float(prob[0]), "dl_e_logit": float(dl.logit(prob)[0]),
                               "dl_e_score": float(dl.dl_e_score(prob, network["dl_e_scale"])[0]),
                               "dl_f_score": float(apply_signature(models.table("dl/dl_f_lasso.tsv"), dl_f).iloc[0])})
     return net, image[0]
