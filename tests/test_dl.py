@@ -294,6 +294,42 @@ def test_cli_trains_on_training_patients_only(tmp_path, capsys):
     assert list(loss.columns[:2]) == ["epoch", "train_loss"] and "val_loss" in loss
     assert (a / "s3.png").stat().st_size > 10_000 and (a / "s5.png").stat().st_size > 10_000
 
+    # The workflow's way: each net scored its training (and held-out) patients when trained
+    # (scores.tsv); dl-train-features assembles the training patients' tables from them, the
+    # same as scoring them again; dl_predict takes those rows and scores only the others.
+    split = ["--split", str(tmp_path / "split.tsv"), "--clinical", str(tmp_path / "clinical.tsv")]
+    assert cli.main(["dl-predict", "--inputs", *paths[:28], *split, "--model", str(a / "refit/model.pt"),
+                     "--fold-models", str(a / "fold0/model.pt"), str(a / "fold1/model.pt"),
+                     "--out-dl-e", str(a / "rescored_dl_e.tsv"), "--out-dl-f", str(a / "rescored_dl_f.tsv"),
+                     "--out-fold-features", str(a / "rescored_fold_features.tsv")]) == 0
+    assert cli.main(["dl-train-features", "--refit", str(a / "refit"), "--fold-nets", str(a / "fold0"),
+                     str(a / "fold1"), "--out-dl-e", str(a / "train_dl_e.tsv"), "--out-dl-f",
+                     str(a / "train_dl_f.tsv"), "--out-fold-features", str(a / "train_fold_features.tsv")]) == 0
+    for name in ("dl_e", "dl_f", "fold_features"):
+        assembled = pd.read_csv(a / f"train_{name}.tsv", sep="\t")
+        pd.testing.assert_frame_equal(assembled, pd.read_csv(a / f"rescored_{name}.tsv", sep="\t"), rtol=1e-5,
+                                      atol=1e-6)
+    # The refit scores its training patients in the same batches either way: the same bytes.
+    assert (a / "train_dl_f.tsv").read_bytes() == (a / "rescored_dl_f.tsv").read_bytes()
+    train_rows = ["--train-dl-e", str(a / "train_dl_e.tsv"), "--train-dl-f", str(a / "train_dl_f.tsv")]
+    assert cli.main(["dl-predict", "--inputs", *paths, *split, "--model", str(a / "refit/model.pt"), *train_rows,
+                     "--out-dl-e", str(a / "dl_e2.tsv"), "--out-dl-f", str(a / "dl_f2.tsv")]) == 0
+    for name in ("dl_e", "dl_f"):
+        once = pd.read_csv(a / f"{name}2.tsv", sep="\t")
+        pd.testing.assert_frame_equal(once, pd.read_csv(a / f"{name}.tsv", sep="\t"), rtol=1e-5, atol=1e-6)
+        train_text = (a / f"train_{name}.tsv").read_text().splitlines()
+        assert (a / f"{name}2.tsv").read_text().splitlines()[:29] == train_text  # header and rows, as written
+    # Both tables or neither, and every training patient in them.
+    assert cli.main(["dl-predict", "--inputs", *paths, *split, "--model", str(a / "refit/model.pt"),
+                     *train_rows[:2], "--out-dl-e", str(a / "x.tsv"), "--out-dl-f", str(a / "y.tsv")]) == 1
+    assert "go together" in capsys.readouterr().err
+    write_tsv(pd.read_csv(a / "train_dl_f.tsv", sep="\t").iloc[1:], a / "short_dl_f.tsv")
+    assert cli.main(["dl-predict", "--inputs", *paths, *split, "--model", str(a / "refit/model.pt"),
+                     *train_rows[:3], str(a / "short_dl_f.tsv"), "--out-dl-e", str(a / "x.tsv"),
+                     "--out-dl-f", str(a / "y.tsv")]) == 1
+    assert f"patient {ids[0]}: a training patient missing from" in capsys.readouterr().err
+    assert not (a / "x.tsv").exists()
+
 
 def test_inner_split_stratified_and_unchanged_by_the_small_fold_rule():
     from sklearn.model_selection import train_test_split

@@ -1,5 +1,7 @@
 """SMOTE + random forest tuned by optuna (Appendix 6), its threshold, leakage and null tests, Table S2."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,6 +153,36 @@ def test_model_file_is_skops_reproducible_and_refuses_foreign_types(tmp_path):
     (tmp_path / "pickle.skops").write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n")  # a pickle by another name
     with pytest.raises(models.ModelError, match="pickle.skops' is not a skops model file"):
         models.load_model(tmp_path / "pickle.skops")
+
+
+def test_model_file_loads_without_torch_and_with_skops_own_trusted_types(tmp_path):
+    """A forest loads in a fresh process without importing torch (skops' estimator walk
+    would, through scikit-learn's array-API shim), with the same trusted types skops lists
+    when imported plainly; the shim is the real one when asked for afterwards."""
+    import subprocess
+    import sys
+
+    X, y, cohort = ith_cohort()
+    train = (cohort == "train").to_numpy()
+    pipeline = models.make_pipeline({"n_estimators": 5, "max_depth": 2, "min_samples_leaf": 1, "max_features": 1.0},
+                                    3, 0).fit(X[train], y[train])
+    models.save_model(pipeline, tmp_path / "m.skops")
+    code = f"""
+import sys, json
+from ctith.models import ith_model
+ith_model.load_model({str(tmp_path / "m.skops")!r})
+from skops.io._trusted_types import SKLEARN_ESTIMATOR_TYPE_NAMES as ours
+torch_before = "torch" in sys.modules
+import sklearn.externals.array_api_compat.torch as shim
+print(json.dumps([torch_before, sorted(ours), hasattr(shim, "asarray")]))
+"""
+    torch_before, ours, real_shim = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                                              text=True, check=True).stdout)
+    plain = subprocess.run([sys.executable, "-c", "import json, skops.io._trusted_types as t; "
+                            "print(json.dumps(sorted(t.SKLEARN_ESTIMATOR_TYPE_NAMES)))"],
+                           capture_output=True, text=True, check=True).stdout
+    assert not torch_before and real_shim
+    assert ours == json.loads(plain) and len(ours) > 100
 
 
 def write_inputs(root, X, y, cohort):

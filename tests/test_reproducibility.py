@@ -85,6 +85,31 @@ def test_feature_icc_and_filter():
         rp.feature_icc(r1, r2.drop(columns="flat"))
 
 
+@pytest.mark.parametrize("form", rp.ICC_FORMS)
+def test_feature_icc_vectorised_equals_pingouin_feature_by_feature(wine, form):
+    """feature_icc's one pass over every feature gives pingouin's ICC and CI of each, feature by
+    feature: pingouin's wine example, noisy, offset, heavy-tailed, flat, identical columns, and
+    one with a missing value (pingouin on the patients both rated)."""
+    _, a, b = wine
+    rng = np.random.default_rng(5)
+    truth = rng.normal(50, 10, (8, 5))
+    r1 = pd.DataFrame(truth + rng.normal(0, 4, (8, 5)), index=a.index)
+    r2 = pd.DataFrame(truth + rng.normal(0, 4, (8, 5)) + [0, 9, 0, 0, 0], index=a.index)
+    r1[2], r2[2] = np.exp(r1[2] / 10), np.exp(r2[2] / 10)
+    r1["wine"], r2["wine"] = a, b
+    r1["flat"], r2["flat"] = 3.0, 3.0
+    r1["same"] = r2["same"] = rng.normal(size=8)
+    r2.loc[a.index[3], 4] = np.nan
+    table = rp.feature_icc(r1, r2, form).set_index("feature")
+    for name in r1.columns:
+        value, lo, hi, n = rp.icc(r1[name], r2[name], form)
+        got = table.loc[name]
+        assert got["n"] == n == (7 if name == 4 else 8)
+        for mine, ref in zip((got["icc"], got["ci_low"], got["ci_high"]), (value, lo, hi)):
+            assert (np.isnan(mine) and np.isnan(ref)) or mine == pytest.approx(ref, abs=1e-12), name
+    assert np.isnan(table.loc["flat", "icc"]) and tuple(table.loc["same", ["icc", "ci_low", "ci_high"]]) == (1, 1, 1)
+
+
 def test_intra_observer_icc_on_a_hand_computed_example():
     """Reader 1 twice on five patients: 9/10, 6/7, 8/8, 7/5, 10/9. By hand, grand mean 7.9;
     MSR = 2 x 10.7 / 4 = 5.35, MSC = 5 x 0.02 / 1 = 0.1, SSE = 24.9 - 21.4 - 0.1 = 3.4,

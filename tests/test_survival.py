@@ -319,7 +319,8 @@ def test_td_roc_curve_has_scikit_survivals_auc():
 def test_calibration_and_decision_curves_of_a_true_model(tmp_path):
     """The data-generating model is calibrated: observed Kaplan-Meier risk by quintile is
     close to the predicted; its net benefit beats treat-all at moderate thresholds."""
-    from ctith.survival.metrics import calibration_points, decision_curves
+    from ctith.survival.decision import decision_curves
+    from ctith.survival.metrics import calibration_points
 
     rng = np.random.default_rng(40)
     n = 2000
@@ -339,6 +340,37 @@ def test_calibration_and_decision_curves_of_a_true_model(tmp_path):
     nb = d.pivot(index="threshold", columns="model", values="net_benefit")
     assert set(nb.columns) == {"true", "noise", "all", "none"}
     assert (nb["true"] > nb["all"]).all() and (nb["true"] > nb["noise"]).all() and (nb["none"] == 0).all()
+
+
+@pytest.mark.parametrize("cohort", ["demo-like", "short follow-up"])
+def test_decision_curves_equal_dcurves(cohort):
+    """The numpy decision curves give dcurves' table, column by column: tied months, risks of
+    exactly 0 and 1, thresholds that leave nobody test-positive, and (short follow-up) groups
+    whose Kaplan-Meier ends before 36 months."""
+    from dcurves import dca
+
+    from ctith.survival.decision import decision_curves
+
+    rng = np.random.default_rng(7)
+    n = 26
+    x = rng.normal(size=n)
+    time = np.round(rng.exponential(40 * np.exp(-0.8 * x)), 0) + 1
+    follow = rng.uniform(20, 80, n) if cohort == "demo-like" else rng.uniform(10, 40, n)
+    event = (time <= follow).astype(int)
+    time = np.minimum(time, np.round(follow))
+    risk = 1 / (1 + np.exp(-(x - 0.5)))
+    frame = pd.DataFrame({"dm_time_months": time, "dm_event": event, "model": risk,
+                          "edges": np.where(x > 1, 1.0, np.where(x < -1, 0.0, risk)),
+                          "noise": rng.permutation(risk)})
+    ours = decision_curves(frame, ["model", "edges", "noise"], 36.0)
+    ref = dca(data=frame, outcome="dm_event", modelnames=["model", "edges", "noise"],
+              thresholds=np.round(np.arange(0.0, 0.81, 0.01), 2), time=36.0, time_to_outcome_col="dm_time_months")
+    assert list(ours.columns) == list(ref.columns) and list(ours["model"]) == list(ref["model"])
+    for column in ref.columns[1:]:
+        np.testing.assert_allclose(ours[column].to_numpy(float), ref[column].to_numpy(float), rtol=1e-12,
+                                   atol=1e-14, err_msg=column)
+    if cohort == "short follow-up":
+        assert ours["net_benefit"].isna().any() and ours["net_benefit"].notna().any()
 
 
 @pytest.mark.parametrize("ties", [False, True])

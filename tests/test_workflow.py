@@ -80,6 +80,7 @@ def fitted_files(results: Path) -> dict:
     cohort = results / "cohort"
     paths = [*(cohort / "train").iterdir(), *(results / "model_bundle").rglob("*"), *(cohort / "dl").rglob("*.pt"),
              *(cohort / "dl").rglob("training.json"), *(cohort / "dl").rglob("loss.tsv"),
+             *(cohort / "dl").rglob("scores.tsv"),
              cohort / "dl/fold_features.tsv", cohort / "dl/dl_f_lasso.tsv", cohort / "dl/dl_f_selection.json",
              cohort / "crossfit_folds.tsv", cohort / "radiomics_icc.tsv", cohort / "combat_estimates.json",
              cohort / "radiomics_signature.tsv", cohort / "radiomics_lasso_cv.tsv", cohort / "radiomics_selection.json",

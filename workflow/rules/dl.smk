@@ -38,6 +38,8 @@ rule dl_train:
         model="results/cohort/dl/{fit}/model.pt",
         loss="results/cohort/dl/{fit}/loss.tsv",
         training="results/cohort/dl/{fit}/training.json",
+        # DL_E and DL_F of the net's training patients and, a fold net, of those it held out.
+        scores="results/cohort/dl/{fit}/scores.tsv",
     wildcard_constraints:
         fit=DL_FIT_PATTERN,
     params:
@@ -68,39 +70,31 @@ rule dl_train:
 # held out (out-of-fold). All that the DL_F signature and the survival models fit on.
 rule dl_train_features:
     input:
-        tensors=train_files("results/patients/{patient}/dl/input.npy"),
-        qc=train_files("results/patients/{patient}/dl/qc.json"),
-        split=TRAIN_SHEETS["split"],
-        clinical=TRAIN_SHEETS["clinical"],
-        model="results/cohort/dl/refit/model.pt",
-        training="results/cohort/dl/refit/training.json",
-        fold_models=dl_fit_files("model.pt", folds_only=True),
-        fold_training=dl_fit_files("training.json", folds_only=True),
+        refit=multiext("results/cohort/dl/refit/", "training.json", "scores.tsv"),
+        folds=dl_fit_files("training.json", folds_only=True) + dl_fit_files("scores.tsv", folds_only=True),
     output:
         dl_e="results/cohort/train/dl_e.tsv",
         dl_f="results/cohort/train/dl_f.tsv",
         fold_features="results/cohort/dl/fold_features.tsv",
     params:
-        clinical=clinical_options(TRAIN_SHEETS["clinical"]),
-    threads: config["dl"]["threads"]
+        fold_nets=[f"results/cohort/dl/{fit}" for fit in DL_FITS if fit != "refit"],
     priority: NETWORK_PRIORITY
     resources:
-        mem_mb=2000,
+        mem_mb=1000,
     log:
         "results/logs/dl_train_features.log",
     benchmark:
         "results/benchmarks/dl_train_features.tsv"
     conda:
-        "../../envs/dl.yaml"
+        "../../envs/modeling.yaml"
     shell:
-        "ctith dl-predict --inputs {input.tensors} --split {input.split} {params.clinical}"
-        " --model {input.model} --fold-models {input.fold_models} --threads {threads}"
+        "ctith dl-train-features --refit $(dirname {input.refit[0]:q}) --fold-nets {params.fold_nets}"
         " --out-dl-e {output.dl_e} --out-dl-f {output.dl_f} --out-fold-features {output.fold_features}"
         " > {log} 2>&1"
 
 
 # Every patient's DL_E (out-of-fold for training patients) and DL_F; Grad-CAM of the
-# validation patients; Figures S3 and S5.
+# validation patients; Figures S3 and S5. The refit scores the patients who are not training.
 rule dl_predict:
     input:
         tensors=eligible_files("results/patients/{patient}/dl/input.npy"),
@@ -110,8 +104,10 @@ rule dl_predict:
         model="results/cohort/dl/refit/model.pt",
         training="results/cohort/dl/refit/training.json",
         loss="results/cohort/dl/refit/loss.tsv",
-        fold_models=dl_fit_files("model.pt", folds_only=True),
-        fold_training=dl_fit_files("training.json", folds_only=True),
+        # The training patients' rows, scored once by dl_train_features (the fold nets' out of
+        # fold): only the other patients are scored here.
+        train_dl_e="results/cohort/train/dl_e.tsv",
+        train_dl_f="results/cohort/train/dl_f.tsv",
     output:
         dl_e=report(
             "results/cohort/dl_e.tsv",
@@ -149,7 +145,7 @@ rule dl_predict:
         "../../envs/dl.yaml"
     shell:
         "ctith dl-predict --inputs {input.tensors} --split {input.split} {params.clinical}"
-        " --model {input.model} --fold-models {input.fold_models} --threads {threads}"
+        " --model {input.model} --train-dl-e {input.train_dl_e} --train-dl-f {input.train_dl_f} --threads {threads}"
         " --gradcam-patients {params.n} --out-dl-e {output.dl_e} --out-dl-f {output.dl_f}"
         " --loss-figure {output.loss_figure}"
         " --out-gradcam {output.gradcam} --figure {output.figure} > {log} 2>&1"

@@ -63,11 +63,15 @@ def _net_folds(args):
     return folds if args.crossfit_folds is None else merge_folds(folds, args.crossfit_folds)
 
 
-def _dl_e_scale(info: dict, model_path) -> dict:
-    if "dl_e_scale" not in info:
-        raise CtithError(f"network '{model_path}': its training.json has no dl_e_scale (trained by an older "
-                         "ctith); retrain it")
-    return info["dl_e_scale"]
+def cmd_dl_train_features(args) -> None:
+    from ..dl.tables import train_tables
+    from ..io import write_tsv
+
+    dl_e, dl_f, fold_features = train_tables(args.refit, args.fold_nets)
+    for table, path in ((dl_e, args.out_dl_e), (dl_f, args.out_dl_f), (fold_features, args.out_fold_features)):
+        write_tsv(table, path)
+    print(f"DL_E and DL_F ({dl_f.shape[1] - 2} features) of {len(dl_e)} training patients from "
+          f"{len(args.fold_nets)} fold nets and the refit, as each scored them when trained")
 
 
 def _fold_kept_epochs(paths) -> list[int]:
@@ -90,10 +94,12 @@ def _dl_params(args):
 
 
 def cmd_dl_train(args) -> None:
+    import numpy as np
     import pandas as pd
     import torch
 
     from ..dl import training as dl
+    from ..dl.tables import net_scores
     from ..io import write_json, write_tsv
 
     if (args.folds is None) != (args.fold is None):
@@ -133,7 +139,16 @@ def cmd_dl_train(args) -> None:
     # with one seed write identical bytes.
     write_tsv(pd.DataFrame(result.history).drop(columns=list(dl.TIMING_FIELDS), errors="ignore"), out / "loss.tsv")
     i = {k: v for k, v in result.info.items() if k not in dl.TIMING_FIELDS}
-    i["dl_e_scale"] = dl.logit_scale(result.model, images[train])
+    # The net scores its training patients (their DL_E sets its scale, dl.logit_scale) and, a
+    # fold net, the patients it held out (their out-of-fold DL_E): scored once, here, and
+    # assembled by dl-train-features.
+    prob, feats = dl.predict(result.model, images[train])
+    i["dl_e_scale"] = dl.scale_of(prob)
+    held = [ids.index(pid) for pid in held_out]
+    held_prob, held_feats = (dl.predict(result.model, images[held]) if held else
+                             (prob[:0], feats[:0]))  # the refit holds out nobody
+    write_tsv(net_scores([ids[j] for j in train] + held_out, ["train"] * len(train) + ["held_out"] * len(held),
+                          np.concatenate([prob, held_prob]), np.concatenate([feats, held_feats])), out / "scores.tsv")
     write_json({**i, "fold": args.fold, **({"fold_kept_epochs": fold_kept} if fold_kept else {}),
                 "train_patients": [ids[j] for j in train],
                 "held_out_patients": held_out}, out / "training.json")
@@ -146,17 +161,23 @@ def cmd_dl_predict(args) -> None:
     import pandas as pd
     import torch
 
-    from ..dl import training as dl, figures as dl_figures
-    from ..io import atomic_path, read_json, read_table, write_tsv
+    from ..dl import training as dl
+    from ..dl.tables import dl_e_scale, read_known, with_known
+    from ..io import read_json, write_tsv
 
     figures = (args.figure, args.loss_figure, args.out_gradcam)
     if any(figures) and not all(figures):
         raise CtithError("dl-predict: --figure, --loss-figure and --out-gradcam go together")
+    if bool(args.train_dl_e) != bool(args.train_dl_f) or (args.train_dl_e and args.fold_models):
+        raise CtithError("dl-predict: --train-dl-e and --train-dl-f go together, without --fold-models")
     torch.set_num_threads(args.threads)
-    ids, images = _dl_inputs(args.inputs)
+    all_ids, all_images = _dl_inputs(args.inputs)
     cohorts = read_cohorts(args.split)
-    model_dir = Path(args.model).parent
-    refit_info = read_json(model_dir / "training.json")
+    # The training patients' rows as dl_train_features wrote them: not scored again.
+    known = read_known((args.train_dl_e, args.train_dl_f), all_ids, cohorts) if args.train_dl_e else None
+    keep = [i for i, pid in enumerate(all_ids) if pid not in known[0].index] if known else list(range(len(all_ids)))
+    ids, images = [all_ids[i] for i in keep], all_images[keep]
+    refit_info = read_json(Path(args.model).parent / "training.json")
     params = dl.TrainParams(**refit_info["params"])
     model = dl.load_model(args.model, params)
     prob, feats = dl.predict(model, images)
@@ -166,7 +187,7 @@ def cmd_dl_predict(args) -> None:
     # saw them, everyone else's from the refit (crossfit.py); its score standardised by the
     # scale of the net that gave it (one scale for all, dl.logit_scale).
     dl_e = pd.DataFrame({"patient_id": ids, "cohort": cohort, "dl_e": prob, "fit": "refit", "dl_e_refit": prob})
-    score = dl.dl_e_score(prob, _dl_e_scale(refit_info, args.model))
+    score = dl.dl_e_score(prob, dl_e_scale(refit_info, args.model))
     row = {pid: i for i, pid in enumerate(ids)}
     fold_rows = []
     for path in args.fold_models or []:
@@ -177,7 +198,7 @@ def cmd_dl_predict(args) -> None:
         held = np.isin([ids[i] for i in train], info["held_out_patients"])
         dl_e.loc[np.array(train)[held], "dl_e"] = p_fold[held]
         dl_e.loc[np.array(train)[held], "fit"] = "oof"
-        score[np.array(train)[held]] = dl.dl_e_score(p_fold[held], _dl_e_scale(info, path))
+        score[np.array(train)[held]] = dl.dl_e_score(p_fold[held], dl_e_scale(info, path))
         fold_rows.append(pd.DataFrame(f_fold, columns=names).assign(
             fold=info["fold"], patient_id=[ids[i] for i in train])[["fold", "patient_id", *names]])
     if args.fold_models:
@@ -191,17 +212,29 @@ def cmd_dl_predict(args) -> None:
     # log-odds is not), standardised per net.
     dl_e.insert(3, "dl_e_logit", dl.logit(dl_e["dl_e"].to_numpy(float)))
     dl_e.insert(4, "dl_e_score", score)
-    write_tsv(dl_e, args.out_dl_e)
     dlf = pd.DataFrame(feats, columns=names)
     dlf.insert(0, "cohort", cohort)
     dlf.insert(0, "patient_id", ids)
+    if known:
+        dl_e, dlf = with_known(dl_e, known[0], all_ids), with_known(dlf, known[1], all_ids)
+    write_tsv(dl_e, args.out_dl_e)
     write_tsv(dlf, args.out_dl_f)
     if not args.figure:
         print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients")
         return
-    loss = read_table(model_dir / "loss.tsv")
-    save_figure(dl_figures.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
+    print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients scored")
+    _figures(args, model, refit_info, ids, cohort, images, prob)
 
+
+def _figures(args, model, refit_info, ids, cohort, images, prob) -> None:
+    """Figure S3 (the refit's loss curves), the validation patients' Grad-CAM maps and Figure S5."""
+    import numpy as np
+
+    from ..dl import training as dl, figures as dl_figures
+    from ..io import atomic_path, read_table
+
+    loss = read_table(Path(args.model).parent / "loss.tsv")
+    save_figure(dl_figures.loss_figure(loss.to_dict("records"), refit_info["best_epoch"]), args.loss_figure)
     clinical = read_clinical(args)
     val = [i for i, c in enumerate(cohort) if c in ("internal_validation", "external_validation")]
     maps = dl.gradcam(model, images[val])
@@ -219,8 +252,7 @@ def cmd_dl_predict(args) -> None:
     labels = [f"{ids[val[k]]} ({'DM' if dm[k] else 'no DM'})\nDL_E {prob[val[k]]:.2f}" for k in shown]
     # 100 dpi draws each 224-pixel input at about its own resolution (and keeps the report small).
     save_figure(dl_figures.gradcam_figure(images[[val[k] for k in shown]], maps[shown], labels), args.figure, dpi=100)
-    print(f"DL_E and DL_F ({feats.shape[1]} features) of {len(ids)} patients; Grad-CAM of {len(val)} "
-          f"validation patients, {len(shown)} in {args.figure}")
+    print(f"Grad-CAM of {len(val)} validation patients, {len(shown)} in {args.figure}")
 
 
 def cmd_dl_signature(args) -> None:
@@ -288,11 +320,22 @@ def register(sub) -> None:
     dt.add_argument("--out-dir", required=True, help="folder for model.pt, loss.tsv, training.json")
     dt.set_defaults(func=cmd_dl_train)
 
+    dtf = sub.add_parser("dl-train-features", help="the training patients' DL_E and DL_F from the nets' scores.tsv")
+    dtf.add_argument("--refit", required=True, help="the refit's folder (training.json, scores.tsv)")
+    dtf.add_argument("--fold-nets", nargs="+", required=True, help="the fold nets' folders")
+    dtf.add_argument("--out-dl-e", required=True)
+    dtf.add_argument("--out-dl-f", required=True)
+    dtf.add_argument("--out-fold-features", required=True)
+    dtf.set_defaults(func=cmd_dl_train_features)
+
     dp = sub.add_parser("dl-predict", help="DL_E, DL_F of the given patients; Grad-CAM for validation patients")
     dl_args(dp)
     dp.add_argument("--model", required=True, help="the refit's model.pt (training.json and loss.tsv beside it)")
     dp.add_argument("--fold-models", nargs="*", help="the cross-fitting nets' model.pt (training.json beside each)")
     dp.add_argument("--out-fold-features", help="DL_F of the training patients from each fold net (with --fold-models)")
+    dp.add_argument("--train-dl-e", help="the training patients' DL_E as dl_train_features wrote it: taken, "
+                    "not scored again (with --train-dl-f, instead of --fold-models)")
+    dp.add_argument("--train-dl-f", help="the training patients' DL_F as dl_train_features wrote it")
     dp.add_argument("--loss-figure", help="Figure S3 (the refit's loss curves); with --figure")
     dp.add_argument("--gradcam-patients", type=int, default=8, help="validation patients in the figure")
     dp.add_argument("--out-dl-e", required=True)

@@ -114,7 +114,8 @@ def _headline_figures(args, models, labels, validation, outcome) -> None:
     import pandas as pd
 
     from ..survival.figures import calibration_figure, decision_curve_figure, km_risk_groups_figure, td_roc_figure
-    from ..survival.metrics import calibration_points, cumulative_dynamic_roc, decision_curves, horizon_problem
+    from ..survival.decision import decision_curves
+    from ..survival.metrics import calibration_points, cumulative_dynamic_roc, horizon_problem
     from ..survival.tables import cohort_label
 
     head = models[args.figure_model]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .device import Compute
 from .network import CBAMResNet
+from .scale import dl_e_score, logit, scale_of  # noqa: F401 (DL_E's scale, without torch; here too)
 
 # --------------------------------------------------------------------------- augmentation
 
@@ -246,12 +247,6 @@ def predict(model: CBAMResNet, images: np.ndarray, batch_size: int = 32) -> tupl
     return np.concatenate(probs), np.concatenate(feats)
 
 
-def logit(prob: np.ndarray) -> np.ndarray:
-    """DL_E's log-odds (the probability clipped to [1e-6, 1 - 1e-6])."""
-    p = np.clip(np.asarray(prob, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def logit_scale(model: CBAMResNet, images: np.ndarray) -> dict:
     """The mean and SD of a net's DL_E log-odds over the patients it was trained on (``images``).
 
@@ -261,13 +256,7 @@ def logit_scale(model: CBAMResNet, images: np.ndarray) -> dict:
     is put on unit SD over the patients it was fitted on; the out-of-fold scores of five nets
     and the refit's scores of new patients then share one scale. Training images only: a
     fitted constant of the net, frozen with it."""
-    values = logit(predict(model, images)[0])
-    return {"logit_mean": float(values.mean()), "logit_sd": float(values.std())}
-
-
-def dl_e_score(prob: np.ndarray, scale: dict) -> np.ndarray:
-    """DL_E as a survival covariate: the log-odds standardised by its net's ``logit_scale``."""
-    return (logit(prob) - scale["logit_mean"]) / max(scale["logit_sd"], 1e-12)
+    return scale_of(predict(model, images)[0])
 
 
 def save_weights(model: CBAMResNet, path) -> None:

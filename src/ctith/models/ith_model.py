@@ -244,9 +244,38 @@ def _canonical_skops(raw: bytes) -> bytes:
     return out.getvalue()
 
 
+# scikit-learn's array-API shim for torch: a package that imports torch when imported.
+_TORCH_SHIM = "sklearn.externals.array_api_compat.torch"
+
+
+def _skops_io():
+    """``skops.io``, imported without importing torch.
+
+    On import skops lists scikit-learn's estimators (``all_estimators``), and the package walk
+    behind it imports every package under sklearn, the shim above included (which it then
+    skips, as it skips all of ``externals``): 1.7 s of torch in a job that loads a forest, the
+    most of an ``ith_model_predict`` job. A placeholder stands in for the shim during that
+    import only, so the walk stops there; the trusted types are the same (tested), and a later
+    import of the shim gets the real one."""
+    import sys
+
+    if "skops.io" in sys.modules or "torch" in sys.modules or _TORCH_SHIM in sys.modules:
+        import skops.io as sio
+
+        return sio
+    import types
+
+    sys.modules[_TORCH_SHIM] = types.ModuleType(_TORCH_SHIM)
+    try:
+        import skops.io as sio
+    finally:
+        del sys.modules[_TORCH_SHIM]
+    return sio
+
+
 def save_model(pipeline, path) -> None:
     """The fitted pipeline as a skops file (atomically): the same model, the same bytes."""
-    import skops.io as sio
+    sio = _skops_io()
 
     from ..io import atomic_path
 
@@ -257,7 +286,7 @@ def save_model(pipeline, path) -> None:
 def load_model(path):
     """A pipeline stored by :func:`save_model`. A file holding any type outside skops'
     defaults and ``TRUSTED_MODEL_TYPES`` is refused before anything in it is built."""
-    import skops.io as sio
+    sio = _skops_io()
 
     try:
         untrusted = set(sio.get_untrusted_types(file=path))

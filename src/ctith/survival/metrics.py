@@ -3,8 +3,8 @@
 ``survival_metrics`` uses scikit-survival's metrics: Harrell's and Uno's C, the
 cumulative/dynamic AUC per horizon and the integrated Brier score, each with a percentile
 bootstrap CI over resampled patients. A horizon that the data cannot support gives None,
-never a number computed from nothing. The time-dependent ROC, calibration points and
-decision curves behind the survival figures are here too.
+never a number computed from nothing. The time-dependent ROC and calibration points behind
+the survival figures are here too; the decision curves are in :mod:`.decision`.
 """
 
 from __future__ import annotations
@@ -270,19 +270,3 @@ def calibration_points(time, event, predicted_dm, t: float, groups: int = 5):
         observed = 1.0 - (s[x <= t][-1] if (x <= t).any() else 1.0) if known else np.nan
         rows.append({"predicted": float(pred[idx].mean()), "observed": float(observed), "n": int(len(idx))})
     return rows
-
-
-def decision_curves(frame: pd.DataFrame, models: list[str], t: float, thresholds=None) -> pd.DataFrame:
-    """Net benefit at ``t`` months of each model's frozen predicted risk of DM by t (columns
-    of ``frame``, with ``dm_time_months`` and ``dm_event``), beside treat-all and treat-none,
-    by the ``dcurves`` package. dcurves is never asked to convert a score to a probability
-    (its ``models_to_prob`` would fit a model on the data it evaluates)."""
-    import warnings
-
-    from dcurves import dca
-
-    thresholds = np.round(np.arange(0.0, 0.81, 0.01), 2) if thresholds is None else thresholds
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return dca(data=frame[["dm_time_months", "dm_event", *models]].reset_index(drop=True), outcome="dm_event",
-                   modelnames=models, thresholds=thresholds, time=t, time_to_outcome_col="dm_time_months")
