@@ -93,3 +93,25 @@ def test_every_ctith_name_the_pages_give_imports(page):
         if obj is None:
             missing.append(dotted)
     assert not missing, f"{page.name} names {missing}"
+
+
+REPORT_INSIDE = re.compile(r"--report\s+(\S+)(?=.*--directory\s+(\S+))")
+
+
+def report_paths_outside_directory(text: str) -> list[str]:
+    """`snakemake --report P ... --directory D` lines whose P starts with D: Snakemake reads P
+    inside D, so D/D/... does not exist and the report fails (FileNotFoundError)."""
+    bad = []
+    for line in text.splitlines():
+        m = REPORT_INSIDE.search(line)
+        if m and m.group(1).startswith(m.group(2).rstrip("/") + "/"):
+            bad.append(line.strip())
+    return bad
+
+
+def test_report_commands_name_the_report_inside_their_directory():
+    from ctith.cohort.template import OVERLAY
+
+    assert report_paths_outside_directory("snakemake --report run/report.html --directory run")  # it can fail
+    for text in [*(page.read_text() for page in PAGES), OVERLAY]:
+        assert not report_paths_outside_directory(text)

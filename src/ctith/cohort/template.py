@@ -20,7 +20,8 @@ OVERLAY = """\
 # repository root (results in a folder of your own, my_run/):
 #   ctith validate --config {name}
 #   snakemake --cores N --configfile {name} --directory my_run
-#   snakemake --report my_run/report.html --configfile {name} --directory my_run
+#   snakemake --report report.html --configfile {name} --directory my_run
+#   (--report's path is read inside --directory: this writes my_run/report.html)
 samples: {samples}
 clinical: {clinical}
 demo: {{generate: false}}
