@@ -97,7 +97,8 @@ def icc_columns(a: np.ndarray, b: np.ndarray, form: str = "ICC(A,1)") -> tuple[n
     """The ICC and its 95% CI of each column of two complete (patients x features) arrays:
     pingouin's ``intraclass_corr`` with two raters, vectorised over the features.
 
-    Table S3's ICC filter takes the ICC of each of 1,130 features twice; pingouin's long-format
+    The feature filter takes the ICC of each of 1,130 features twice (inter- and intra-observer);
+    pingouin's long-format
     ANOVA takes about 25 ms a feature, this about 0.3 s for all (tested against pingouin). As
     :func:`icc`: NaN where no value varies, 1 where the readers agree exactly."""
     from scipy.stats import f
@@ -113,17 +114,11 @@ def icc_columns(a: np.ndarray, b: np.ndarray, form: str = "ICC(A,1)") -> tuple[n
     msw = (ss_raters + ss_error) / ((k - 1) + df_error)
     alpha = 0.05
     with np.errstate(divide="ignore", invalid="ignore"):
-        if form == "ICC(1,1)":
-            value = (msb - msw) / (msb + (k - 1) * msw)
-            f1 = msb / msw
-            fl = f1 / f.ppf(1 - alpha / 2, df_targets, n * (k - 1))
-            fu = f1 * f.ppf(1 - alpha / 2, n * (k - 1), df_targets)
-            lo, hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
-        elif form == "ICC(C,1)":
-            value = (msb - mse) / (msb + (k - 1) * mse)
-            f3 = msb / mse
-            fl = f3 / f.ppf(1 - alpha / 2, df_targets, df_error)
-            fu = f3 * f.ppf(1 - alpha / 2, df_error, df_targets)
+        if form in ("ICC(1,1)", "ICC(C,1)"):  # one-way (within-patient MS) or consistency (error MS)
+            ms, df = (msw, n * (k - 1)) if form == "ICC(1,1)" else (mse, df_error)
+            value = (msb - ms) / (msb + (k - 1) * ms)
+            fl = msb / ms / f.ppf(1 - alpha / 2, df_targets, df)
+            fu = msb / ms * f.ppf(1 - alpha / 2, df, df_targets)
             lo, hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
         else:  # ICC(A,1): Shrout and Fleiss' ICC(2,1), with its Satterthwaite CI
             value = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
