@@ -77,7 +77,6 @@ rule dl_train_features:
         dl_f="results/cohort/train/dl_f.tsv",
         fold_features="results/cohort/dl/fold_features.tsv",
     params:
-        refit="results/cohort/dl/refit",
         fold_nets=[f"results/cohort/dl/{fit}" for fit in DL_FITS if fit != "refit"],
     priority: NETWORK_PRIORITY
     resources:
@@ -89,7 +88,7 @@ rule dl_train_features:
     conda:
         "../../envs/modeling.yaml"
     shell:
-        "ctith dl-train-features --refit {params.refit} --fold-nets {params.fold_nets}"
+        "ctith dl-train-features --refit $(dirname {input.refit[0]:q}) --fold-nets {params.fold_nets}"
         " --out-dl-e {output.dl_e} --out-dl-f {output.dl_f} --out-fold-features {output.fold_features}"
         " > {log} 2>&1"
 
